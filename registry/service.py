@@ -1,0 +1,707 @@
+"""The node's core operations: resolution, registration, enterprises, statistics.
+
+Sans-I/O with respect to transports: callers (the gRPC adapter, the CLI, bulk import) hand in
+already-decoded values and a :class:`~registry.model.Principal`, and get value objects, encoded
+record bytes, or a domain error (:mod:`registry.errors`). Storage is reached only through
+:class:`~registry.store.Store`.
+
+Authorization rules, enforced here so every adapter gets the same:
+- resolution is public;
+- an enterprise reads and writes only identifiers under its own prefix (and its sub-prefixes),
+  and writes only while ACTIVE;
+- the administrator manages enterprises and may write under any existing enterprise's prefix
+  (for bulk imports); the identifier's owner is then the enterprise with the longest matching
+  prefix.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from registry import codec, limits
+from registry.errors import (
+    AlreadyExists,
+    EnterpriseSuspended,
+    EtagMismatch,
+    FailedPrecondition,
+    FieldViolation,
+    IdnodeError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from registry.identifier import Identifier, fold, parse, parse_prefix, prefix_range, segment_problem
+from registry.model import Enterprise, EnterpriseState, Principal, Record, Role, Value
+from registry.store import Add, ConditionFailed, Delete, Expect, Put, Store, Table, Txn
+from registry.validation import check_record_size, check_values, page_size
+
+META_NODE_PREFIX = b"node_prefix"
+META_CREATED = b"created_ns"
+COUNT_TOTAL = b"ids:*"
+COUNT_ENTERPRISES = b"enterprises"
+NEXT_ENTERPRISE_CODE = b"next_enterprise_code"
+_COUNT_PREFIX = b"ids:"
+_TOKEN_VERSION = b"\x01"
+
+
+def count_key(enterprise_prefix: str) -> bytes:
+    return _COUNT_PREFIX + fold(enterprise_prefix)
+
+
+class Cache(Protocol):
+    """What the core needs of a record cache (see :class:`cache.RecordCache`)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+    def epoch(self) -> int: ...
+    def fill(self, key: bytes, value: bytes | None, epoch: int) -> None: ...
+    def invalidate(self, key: bytes) -> None: ...
+
+
+class NoCache:
+    """A cache that holds nothing: every lookup reads the store."""
+
+    def get(self, key: bytes) -> bytes | None:
+        return None
+
+    def epoch(self) -> int:
+        return 0
+
+    def fill(self, key: bytes, value: bytes | None, epoch: int) -> None:
+        return None
+
+    def invalidate(self, key: bytes) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOutcome:
+    """One item's outcome in a batch create: ``etag`` on success, else ``error``."""
+
+    identifier: str
+    etag: str = ""
+    error: IdnodeError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    node_prefix: str
+    identifier_count: int
+    identifier_count_by_enterprise: dict[str, int]
+    enterprise_count: int
+    uptime_seconds: float
+
+
+def init_node(store: Store, node_prefix: str, *, clock: Callable[[], int] = time.time_ns) -> None:
+    """Record the node prefix in a new store. Idempotent for the same prefix; FAILED_PRECONDITION
+    if the store already belongs to another prefix."""
+    parse_prefix(node_prefix, "node_prefix")
+    existing = store.get(Table.META, META_NODE_PREFIX)
+    if existing is not None:
+        if existing.decode() != node_prefix:
+            raise FailedPrecondition(f"this data directory belongs to node prefix {existing.decode()}")
+        return
+    try:
+        store.commit(
+            Txn(
+                expects=(Expect(Table.META, META_NODE_PREFIX, None),),
+                writes=(
+                    Put(Table.META, META_NODE_PREFIX, node_prefix.encode()),
+                    Put(Table.META, META_CREATED, str(clock()).encode()),
+                ),
+            )
+        )
+    except ConditionFailed:
+        init_node(store, node_prefix, clock=clock)
+
+
+def encode_page_token(last_key: bytes) -> str:
+    return base64.urlsafe_b64encode(_TOKEN_VERSION + last_key).decode().rstrip("=")
+
+
+def decode_page_token(token: str, lower: bytes, upper: bytes, field: str = "page_token") -> bytes:
+    """The key to continue after, checked to lie in ``[lower, upper)`` so a token cannot be replayed
+    against another prefix."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError:
+        raw = b""
+    if not raw.startswith(_TOKEN_VERSION) or not lower <= raw[1:] < upper:
+        raise InvalidArgument.single(field, "is not a page token issued for this listing")
+    return raw[1:]
+
+
+class Registry:
+    """The core of one node. Thread-safe: reads run concurrently; the store serializes commits."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        cache: Cache | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        raw = store.get(Table.META, META_NODE_PREFIX)
+        if raw is None:
+            raise FailedPrecondition("the data directory is not initialised; run `idnode init` first")
+        self.store = store
+        self.cache: Cache = cache if cache is not None else NoCache()
+        self.node_prefix = raw.decode()
+        self._clock = clock
+        created = store.get(Table.META, META_CREATED)
+        self.created_ns = int(created) if created else clock()
+        self.started_ns = clock()
+        self._enterprises: dict[bytes, Enterprise | None] = {}
+        self._enterprise_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- resolution (public)
+    def lookup(self, key: bytes) -> bytes | None:
+        """The hot path: the encoded record stored under case-folded ``key``, or None.
+
+        Never decodes; does not validate ``key`` (only valid identifiers are ever stored, so an
+        invalid one simply is not found; callers validate on a miss to tell the two apart).
+        """
+        cache = self.cache
+        hit = cache.get(key)
+        if hit is not None:
+            return hit or None
+        epoch = cache.epoch()
+        value = self.store.get(Table.RECORDS, key)
+        cache.fill(key, value, epoch)
+        return value
+
+    def resolve(
+        self, text: str, types: Sequence[str] = (), indexes: Sequence[int] = (), field: str = "identifier"
+    ) -> bytes:
+        """The encoded record of ``text`` filtered by ``types`` and ``indexes``.
+
+        Raises InvalidArgument for a malformed identifier, NotFound when none is registered.
+        """
+        data = self.lookup(fold(text))
+        if data is None:
+            ident = parse(text, field)
+            raise NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
+        return codec.filter_record_bytes(data, types, indexes)
+
+    # ---------------------------------------------------------------- enterprises and principals
+    def enterprise(self, prefix: str) -> Enterprise | None:
+        """The enterprise with exactly this prefix (ASCII case-insensitive), or None."""
+        key = fold(prefix)
+        try:
+            return self._enterprises[key]
+        except KeyError:
+            pass
+        raw = self.store.get(Table.ENTERPRISES, key)
+        found = codec.decode_enterprise(raw) if raw is not None else None
+        with self._enterprise_lock:
+            self._enterprises[key] = found
+        return found
+
+    def forget_enterprise(self, prefix: str) -> None:
+        """Drop a cached enterprise; called after every enterprise write (and by replicas)."""
+        with self._enterprise_lock:
+            self._enterprises.pop(fold(prefix), None)
+
+    def owner_of(self, ident: Identifier) -> Enterprise | None:
+        """The enterprise with the longest prefix that ``ident`` falls under (longest-prefix match)."""
+        segments = ident.prefix.split(".")
+        for n in range(len(segments), 0, -1):
+            found = self.enterprise(".".join(segments[:n]))
+            if found is not None:
+                return found
+        return None
+
+    def authenticate_enterprise(self, prefix: str, fingerprint: str) -> Principal:
+        """The principal for a client certificate naming enterprise ``prefix`` with SHA-256
+        ``fingerprint``. UNAUTHENTICATED unless the enterprise exists and lists that fingerprint
+        (so a re-issued credential revokes the old one)."""
+        found = self.enterprise(prefix)
+        if found is None or fingerprint not in found.fingerprints:
+            raise Unauthenticated("the client certificate is not a current credential of this node")
+        return Principal.enterprise(found.prefix, fingerprint)
+
+    def _writer_owner(self, principal: Principal, ident: Identifier, field: str) -> Enterprise:
+        """The enterprise that will own ``ident`` if ``principal`` may write it; raises otherwise."""
+        if principal.role is Role.ENTERPRISE:
+            if not ident.is_under(principal.prefix):
+                raise PermissionDenied(
+                    f"{ident.text} is not under your prefix {principal.prefix}",
+                    reason="PREFIX_NOT_OWNED",
+                    metadata={"identifier": ident.text, "prefix": principal.prefix},
+                )
+            owner = self.enterprise(principal.prefix)
+            if owner is None:
+                raise Unauthenticated("the enterprise of this credential no longer exists")
+            if not owner.active:
+                raise EnterpriseSuspended(
+                    f"enterprise {owner.prefix} is suspended", metadata={"prefix": owner.prefix}
+                )
+            # A sub-prefix may itself be another enterprise's allocation: longest prefix wins.
+            longest = self.owner_of(ident)
+            if longest is not None and fold(longest.prefix) != fold(owner.prefix):
+                raise PermissionDenied(
+                    f"{ident.text} falls under enterprise {longest.prefix}",
+                    reason="PREFIX_NOT_OWNED",
+                    metadata={"identifier": ident.text, "prefix": principal.prefix},
+                )
+            return owner
+        if principal.role is Role.ADMIN:
+            found = self.owner_of(ident)
+            if found is None:
+                raise FailedPrecondition(
+                    f"no enterprise owns the prefix of {ident.text}",
+                    reason="ENTERPRISE_NOT_FOUND",
+                    metadata={"identifier": ident.text},
+                )
+            return found
+        raise Unauthenticated("writing needs a credential")
+
+    def _reader_check(self, principal: Principal, ident: Identifier) -> None:
+        if principal.role is Role.ENTERPRISE and not ident.is_under(principal.prefix):
+            raise PermissionDenied(
+                f"{ident.text} is not under your prefix {principal.prefix}",
+                reason="PREFIX_NOT_OWNED",
+                metadata={"identifier": ident.text, "prefix": principal.prefix},
+            )
+
+    # ---------------------------------------------------------------- registration
+    def _stamp(self, values: Sequence[Value], now: int, previous: Sequence[Value] = ()) -> tuple[Value, ...]:
+        """Values sorted by index and timestamped now, except those unchanged from ``previous``."""
+        before = {v.index: v for v in previous}
+        out = []
+        for v in sorted(values, key=lambda v: v.index):
+            old = before.get(v.index)
+            out.append(replace(v, timestamp_ns=old.timestamp_ns if old and old.same_content(v) else now))
+        return tuple(out)
+
+    def _new_record(self, principal: Principal, text: str, values: Sequence[Value], field: str) -> Record:
+        ident = parse(text, f"{field}.identifier")
+        owner = self._writer_owner(principal, ident, f"{field}.identifier")
+        try:
+            check_values(values)
+        except InvalidArgument as exc:
+            raise exc.under(field) from None
+        now = self._clock()
+        return Record(
+            identifier=ident.text,
+            values=self._stamp(values, now),
+            owner=owner.prefix,
+            create_time_ns=now,
+            update_time_ns=now,
+            etag=secrets.token_hex(8),
+        )
+
+    def _encode_checked(self, record: Record, field: str) -> bytes:
+        data = codec.encode_record(record)
+        try:
+            check_record_size(data)
+        except InvalidArgument as exc:
+            raise exc.under(field) from None
+        return data
+
+    def create(
+        self, principal: Principal, text: str, values: Sequence[Value], field: str = "record"
+    ) -> Record:
+        """Register ``text``. ALREADY_EXISTS if it is taken in any ASCII case."""
+        record = self._new_record(principal, text, values, field)
+        data = self._encode_checked(record, field)
+        key = fold(record.identifier)
+        try:
+            self.store.commit(
+                Txn(
+                    expects=(Expect(Table.RECORDS, key, None),),
+                    writes=(Put(Table.RECORDS, key, data),),
+                    adds=(Add(count_key(record.owner), 1), Add(COUNT_TOTAL, 1)),
+                )
+            )
+        except ConditionFailed:
+            raise self._exists(record.identifier) from None
+        self.cache.invalidate(key)
+        return record
+
+    def _exists(self, text: str) -> AlreadyExists:
+        return AlreadyExists(f"{text} is already registered", metadata={"identifier": text})
+
+    def batch_create(
+        self,
+        principal: Principal,
+        items: Sequence[tuple[str, Sequence[Value]]],
+        request_id: str = "",
+    ) -> list[CreateOutcome]:
+        """Create each item on its own; all successful items commit in one atomic write.
+
+        With a ``request_id``, the first answer is stored with the writes and returned for any
+        retry of the same request; reusing the id for a different request is INVALID_ARGUMENT.
+        """
+        if len(items) > limits.BATCH_CREATE_MAX:
+            raise InvalidArgument.single("requests", f"at most {limits.BATCH_CREATE_MAX} items per batch")
+        if len(request_id) > limits.REQUEST_ID_MAX_CHARS:
+            raise InvalidArgument.single(
+                "request_id", f"must be at most {limits.REQUEST_ID_MAX_CHARS} characters"
+            )
+        request_key = digest = b""
+        if request_id:
+            if principal.role is Role.ENTERPRISE:
+                self._writer_owner(principal, Identifier(principal.prefix, "x"), "request_id")
+            request_key = fold(principal.prefix or "*") + b"\0" + request_id.encode()
+            digest = _request_digest(items)
+            previous = self.store.get(Table.REQUESTS, request_key)
+            if previous is not None:
+                return _replay(previous, digest)
+
+        outcomes: list[CreateOutcome | None] = [None] * len(items)
+        staged: dict[bytes, tuple[int, Record, bytes]] = {}
+        for i, (text, values) in enumerate(items):
+            field = f"requests[{i}].record"
+            try:
+                record = self._new_record(principal, text, values, field)
+                data = self._encode_checked(record, field)
+            except IdnodeError as exc:
+                outcomes[i] = CreateOutcome(text, error=exc)
+                continue
+            key = fold(record.identifier)
+            if key in staged:
+                outcomes[i] = CreateOutcome(text, error=self._exists(record.identifier))
+                continue
+            staged[key] = (i, record, data)
+
+        existing = self.store.get_many(Table.RECORDS, list(staged))
+        for key, found in zip(list(staged), existing, strict=True):
+            if found is not None:
+                i, record, _ = staged.pop(key)
+                outcomes[i] = CreateOutcome(record.identifier, error=self._exists(record.identifier))
+
+        while True:
+            keys = list(staged)
+            adds: dict[bytes, int] = {}
+            answer = list(outcomes)
+            for i, record, _ in staged.values():
+                adds[count_key(record.owner)] = adds.get(count_key(record.owner), 0) + 1
+                answer[i] = CreateOutcome(record.identifier, etag=record.etag)
+            resolved = [a for a in answer if a is not None]
+            writes: list[Put | Delete] = [Put(Table.RECORDS, k, staged[k][2]) for k in keys]
+            if request_key:
+                writes.append(Put(Table.REQUESTS, request_key, _encode_outcomes(resolved, digest)))
+            try:
+                self.store.commit(
+                    Txn(
+                        expects=tuple(Expect(Table.RECORDS, k, None) for k in keys),
+                        writes=tuple(writes),
+                        adds=(*(Add(k, n) for k, n in adds.items()), Add(COUNT_TOTAL, len(keys))),
+                    )
+                )
+            except ConditionFailed as exc:
+                # Created by someone else since our read: that item loses, the rest retry.
+                i, record, _ = staged.pop(keys[exc.index])
+                outcomes[i] = CreateOutcome(record.identifier, error=self._exists(record.identifier))
+                continue
+            for k in keys:
+                self.cache.invalidate(k)
+            return resolved
+
+    def get(self, principal: Principal, text: str, field: str = "identifier") -> Record:
+        ident = parse(text, field)
+        self._reader_check(principal, ident)
+        data = self.store.get(Table.RECORDS, ident.key)
+        if data is None:
+            raise NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
+        return codec.decode_record(data)
+
+    def update(
+        self, principal: Principal, text: str, values: Sequence[Value], etag: str = "", field: str = "record"
+    ) -> Record:
+        """Replace the values of ``text``. A non-empty ``etag`` must match the stored one
+        (ABORTED otherwise); the write is conditional on the record read, so a concurrent update
+        is never overwritten silently."""
+        ident = parse(text, f"{field}.identifier")
+        self._writer_owner(principal, ident, f"{field}.identifier")
+        try:
+            check_values(values)
+        except InvalidArgument as exc:
+            raise exc.under(field) from None
+        key = ident.key
+        while True:
+            old_data = self.store.get(Table.RECORDS, key)
+            if old_data is None:
+                raise NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
+            old = codec.decode_record(old_data)
+            if etag and etag != old.etag:
+                raise EtagMismatch(
+                    f"{old.identifier} changed since etag {etag} was read",
+                    metadata={"identifier": old.identifier},
+                )
+            now = self._clock()
+            record = replace(
+                old,
+                values=self._stamp(values, now, old.values),
+                update_time_ns=now,
+                etag=secrets.token_hex(8),
+            )
+            data = self._encode_checked(record, field)
+            try:
+                self.store.commit(
+                    Txn(
+                        expects=(Expect(Table.RECORDS, key, old_data),),
+                        writes=(Put(Table.RECORDS, key, data),),
+                    )
+                )
+            except ConditionFailed:
+                continue  # changed under us: re-read, and re-check the caller's etag
+            self.cache.invalidate(key)
+            return record
+
+    def delete(self, principal: Principal, text: str, etag: str = "", field: str = "identifier") -> None:
+        ident = parse(text, field)
+        self._writer_owner(principal, ident, field)
+        key = ident.key
+        while True:
+            old_data = self.store.get(Table.RECORDS, key)
+            if old_data is None:
+                raise NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
+            old = codec.decode_record(old_data)
+            if etag and etag != old.etag:
+                raise EtagMismatch(
+                    f"{old.identifier} changed since etag {etag} was read",
+                    metadata={"identifier": old.identifier},
+                )
+            try:
+                self.store.commit(
+                    Txn(
+                        expects=(Expect(Table.RECORDS, key, old_data),),
+                        writes=(Delete(Table.RECORDS, key),),
+                        adds=(Add(count_key(old.owner), -1), Add(COUNT_TOTAL, -1)),
+                    )
+                )
+            except ConditionFailed:
+                continue
+            self.cache.invalidate(key)
+            return
+
+    def list(
+        self, principal: Principal, parent: str, size: int = 0, token: str = ""
+    ) -> tuple[list[bytes], str]:
+        """Encoded records under ``parent`` (and its sub-prefixes) in case-folded byte order, and
+        the next page token ("" on the last page)."""
+        parse_prefix(parent, "parent")
+        if principal.role is Role.ENTERPRISE:
+            self._reader_check(principal, Identifier(parent, "x"))
+        limit = page_size(size)
+        lower, upper = prefix_range(parent)
+        start = lower
+        if token:
+            start = decode_page_token(token, lower, upper) + b"\0"
+        rows = self.store.scan(Table.RECORDS, start, upper, limit + 1)
+        next_token = encode_page_token(rows[limit - 1][0]) if len(rows) > limit else ""
+        return [v for _, v in rows[:limit]], next_token
+
+    # ---------------------------------------------------------------- administration
+    def _require_admin(self, principal: Principal) -> None:
+        if principal.role is not Role.ADMIN:
+            raise PermissionDenied("this call needs the node administrator's credential", reason="ADMIN_ONLY")
+
+    def create_enterprise(
+        self,
+        principal: Principal,
+        code: str,
+        display_name: str,
+        contact: str,
+        issue_fingerprint: Callable[[str], str],
+    ) -> Enterprise:
+        """Allocate ``node_prefix.code`` (the next free number when ``code`` is empty).
+
+        ``issue_fingerprint(prefix)`` is called once the prefix is known; it issues the credential
+        (outside the core) and returns its certificate's SHA-256 fingerprint, the only part the
+        node stores.
+        """
+        self._require_admin(principal)
+        violations = []
+        if code and segment_problem(code):
+            violations.append(FieldViolation("code", segment_problem(code) or ""))
+        if len(display_name) > limits.DISPLAY_NAME_MAX_CHARS:
+            violations.append(
+                FieldViolation("display_name", f"must be at most {limits.DISPLAY_NAME_MAX_CHARS} characters")
+            )
+        if len(contact) > limits.CONTACT_MAX_CHARS:
+            violations.append(
+                FieldViolation("contact", f"must be at most {limits.CONTACT_MAX_CHARS} characters")
+            )
+        if violations:
+            raise InvalidArgument(violations)
+        while True:
+            chosen = code or str(self.store.counter(NEXT_ENTERPRISE_CODE) + 1)
+            prefix = f"{self.node_prefix}.{chosen}"
+            parse_prefix(prefix, "code")
+            key = fold(prefix)
+            if self.store.get(Table.ENTERPRISES, key) is not None:
+                if code:
+                    raise AlreadyExists(f"enterprise prefix {prefix} is taken", metadata={"prefix": prefix})
+                self.store.commit(Txn(adds=(Add(NEXT_ENTERPRISE_CODE, 1),)))
+                continue
+            now = self._clock()
+            enterprise = Enterprise(
+                prefix=prefix,
+                display_name=display_name,
+                contact=contact,
+                state=EnterpriseState.ACTIVE,
+                create_time_ns=now,
+                update_time_ns=now,
+                fingerprints=(issue_fingerprint(prefix),),
+            )
+            adds = [Add(COUNT_ENTERPRISES, 1)]
+            if not code:
+                adds.append(Add(NEXT_ENTERPRISE_CODE, 1))
+            try:
+                self.store.commit(
+                    Txn(
+                        expects=(Expect(Table.ENTERPRISES, key, None),),
+                        writes=(Put(Table.ENTERPRISES, key, codec.encode_enterprise(enterprise)),),
+                        adds=tuple(adds),
+                    )
+                )
+            except ConditionFailed:
+                if code:
+                    raise AlreadyExists(
+                        f"enterprise prefix {prefix} is taken", metadata={"prefix": prefix}
+                    ) from None
+                continue
+            self.forget_enterprise(prefix)
+            return enterprise
+
+    def get_enterprise(self, principal: Principal, prefix: str, field: str = "prefix") -> Enterprise:
+        self._require_admin(principal)
+        parse_prefix(prefix, field)
+        raw = self.store.get(Table.ENTERPRISES, fold(prefix))
+        if raw is None:
+            raise _no_enterprise(prefix)
+        return codec.decode_enterprise(raw)
+
+    def list_enterprises(
+        self, principal: Principal, size: int = 0, token: str = ""
+    ) -> tuple[list[Enterprise], str]:
+        self._require_admin(principal)
+        limit = page_size(size)
+        lower, upper = b"", b"\xff"
+        start = decode_page_token(token, lower, upper) + b"\0" if token else lower
+        rows = self.store.scan(Table.ENTERPRISES, start, upper, limit + 1)
+        next_token = encode_page_token(rows[limit - 1][0]) if len(rows) > limit else ""
+        return [codec.decode_enterprise(v) for _, v in rows[:limit]], next_token
+
+    def set_enterprise_state(self, principal: Principal, prefix: str, state: EnterpriseState) -> Enterprise:
+        """Suspend or resume. Takes effect for the enterprise's next request."""
+        self._require_admin(principal)
+        while True:
+            parse_prefix(prefix)
+            raw = self.store.get(Table.ENTERPRISES, fold(prefix))
+            if raw is None:
+                raise _no_enterprise(prefix)
+            updated = replace(codec.decode_enterprise(raw), state=state, update_time_ns=self._clock())
+            try:
+                self.store.commit(
+                    Txn(
+                        expects=(Expect(Table.ENTERPRISES, fold(prefix), raw),),
+                        writes=(Put(Table.ENTERPRISES, fold(prefix), codec.encode_enterprise(updated)),),
+                    )
+                )
+            except ConditionFailed:
+                continue
+            self.forget_enterprise(prefix)
+            return updated
+
+    def identifier_count(self, enterprise_prefix: str) -> int:
+        return self.store.counter(count_key(enterprise_prefix))
+
+    def stats(self, principal: Principal) -> NodeStats:
+        self._require_admin(principal)
+        counts = self.store.counters(_COUNT_PREFIX)
+        total = counts.pop(COUNT_TOTAL, 0)
+        by_enterprise: dict[str, int] = {}
+        token = ""
+        while True:
+            page, token = self.list_enterprises(principal, limits.PAGE_SIZE_MAX, token)
+            for e in page:
+                by_enterprise[e.prefix] = counts.get(count_key(e.prefix), 0)
+            if not token:
+                break
+        return NodeStats(
+            node_prefix=self.node_prefix,
+            identifier_count=total,
+            identifier_count_by_enterprise=by_enterprise,
+            enterprise_count=self.store.counter(COUNT_ENTERPRISES),
+            uptime_seconds=(self._clock() - self.started_ns) / 1e9,
+        )
+
+
+def _no_enterprise(prefix: str) -> NotFound:
+    return NotFound(
+        f"no enterprise has prefix {prefix}", reason="ENTERPRISE_NOT_FOUND", metadata={"prefix": prefix}
+    )
+
+
+def _request_digest(items: Sequence[tuple[str, Sequence[Value]]]) -> bytes:
+    h = hashlib.sha256()
+    for text, values in items:
+        h.update(repr((text, [(v.index, v.type, v.data, v.ttl) for v in values])).encode())
+    return h.digest()
+
+
+def _encode_outcomes(outcomes: Sequence[CreateOutcome], digest: bytes) -> bytes:
+    rows = []
+    for o in outcomes:
+        if o.error is None:
+            rows.append({"i": o.identifier, "e": o.etag})
+        else:
+            err = o.error
+            rows.append(
+                {
+                    "i": o.identifier,
+                    "c": type(err).__name__,
+                    "r": err.reason,
+                    "m": err.message,
+                    "v": [[v.field, v.description] for v in getattr(err, "violations", ())],
+                    "d": err.metadata,
+                }
+            )
+    return json.dumps({"digest": digest.hex(), "results": rows}, separators=(",", ":")).encode()
+
+
+_ERROR_CLASSES: dict[str, type[IdnodeError]] = {
+    cls.__name__: cls
+    for cls in (
+        AlreadyExists,
+        EnterpriseSuspended,
+        FailedPrecondition,
+        NotFound,
+        PermissionDenied,
+        Unauthenticated,
+    )
+}
+
+
+def _replay(stored: bytes, digest: bytes) -> list[CreateOutcome]:
+    doc = json.loads(stored)
+    if doc["digest"] != digest.hex():
+        raise InvalidArgument.single(
+            "request_id", "was already used for a different request", reason="REQUEST_ID_REUSED"
+        )
+    out = []
+    for row in doc["results"]:
+        if "e" in row:
+            out.append(CreateOutcome(row["i"], etag=row["e"]))
+            continue
+        error: IdnodeError
+        if row["c"] == "InvalidArgument":
+            error = InvalidArgument(
+                [FieldViolation(f, d) for f, d in row["v"]], reason=row["r"], message=row["m"]
+            )
+        else:
+            error = _ERROR_CLASSES.get(row["c"], IdnodeError)(row["m"], reason=row["r"], metadata=row["d"])
+        out.append(CreateOutcome(row["i"], error=error))
+    return out

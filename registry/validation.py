@@ -1,0 +1,73 @@
+"""Validation of record contents, shared by every way in (gRPC, bulk import, Handle REST).
+
+Each check collects every violation it finds, so a client learns all that is wrong at once.
+Field paths are relative (``values[2].type``); callers nest them under their own field names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from registry import limits
+from registry.errors import FieldViolation, InvalidArgument
+from registry.model import Value
+
+UINT32_MAX = 2**32 - 1
+
+
+def type_problem(value_type: str) -> str | None:
+    """Why ``value_type`` is not a valid value type, or None."""
+    if not value_type:
+        return "must not be empty"
+    if len(value_type) > limits.TYPE_MAX_CHARS:
+        return f"must be at most {limits.TYPE_MAX_CHARS} characters"
+    if not value_type.isprintable() or any(ch.isspace() for ch in value_type):
+        return "must be printable characters without white space"
+    return None
+
+
+def value_violations(values: Sequence[Value]) -> list[FieldViolation]:
+    """Every problem with a record's values: count, indexes, types, data sizes, TTLs."""
+    out: list[FieldViolation] = []
+    if len(values) > limits.VALUES_MAX:
+        out.append(FieldViolation("values", f"at most {limits.VALUES_MAX} values per record"))
+    seen: set[int] = set()
+    for i, v in enumerate(values):
+        at = f"values[{i}]"
+        if not 1 <= v.index <= UINT32_MAX:
+            out.append(FieldViolation(f"{at}.index", f"must be between 1 and {UINT32_MAX}"))
+        elif v.index in seen:
+            out.append(FieldViolation(f"{at}.index", f"index {v.index} appears more than once"))
+        seen.add(v.index)
+        problem = type_problem(v.type)
+        if problem:
+            out.append(FieldViolation(f"{at}.type", problem))
+        size = len(v.data) if isinstance(v.data, bytes) else len(v.data.encode("utf-8"))
+        if size > limits.VALUE_DATA_MAX_BYTES:
+            out.append(FieldViolation(f"{at}.data", f"must be at most {limits.VALUE_DATA_MAX_BYTES} bytes"))
+        if not 0 <= v.ttl <= UINT32_MAX:
+            out.append(FieldViolation(f"{at}.ttl", f"must be between 0 and {UINT32_MAX} seconds"))
+    return out
+
+
+def check_values(values: Sequence[Value]) -> None:
+    """Raise :class:`InvalidArgument` listing every problem with ``values``."""
+    violations = value_violations(values)
+    if violations:
+        raise InvalidArgument(violations)
+
+
+def check_record_size(encoded: bytes) -> None:
+    if len(encoded) > limits.RECORD_MAX_BYTES:
+        raise InvalidArgument.single(
+            "values", f"the encoded record is {len(encoded)} bytes; at most {limits.RECORD_MAX_BYTES}"
+        )
+
+
+def page_size(requested: int, field: str = "page_size") -> int:
+    """AIP-158 page size: 0 means the default, negative is an error, above the maximum is clamped."""
+    if requested < 0:
+        raise InvalidArgument.single(field, "must not be negative")
+    if requested == 0:
+        return limits.PAGE_SIZE_DEFAULT
+    return min(requested, limits.PAGE_SIZE_MAX)
