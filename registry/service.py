@@ -46,6 +46,7 @@ from registry.validation import check_record_size, check_values, page_size
 
 META_NODE_PREFIX = b"node_prefix"
 META_CREATED = b"created_ns"
+META_ADMIN_FINGERPRINTS = b"admin_fingerprints"
 COUNT_TOTAL = b"ids:*"
 COUNT_ENTERPRISES = b"enterprises"
 NEXT_ENTERPRISE_CODE = b"next_enterprise_code"
@@ -121,6 +122,11 @@ def init_node(store: Store, node_prefix: str, *, clock: Callable[[], int] = time
         )
     except ConditionFailed:
         init_node(store, node_prefix, clock=clock)
+
+
+def set_admin_fingerprints(store: Store, fingerprints: Sequence[str]) -> None:
+    """Replace the set of administrator certificate fingerprints (SHA-256 hex) the node accepts."""
+    store.commit(Txn(writes=(Put(Table.META, META_ADMIN_FINGERPRINTS, ",".join(fingerprints).encode()),)))
 
 
 def encode_page_token(last_key: bytes) -> str:
@@ -227,6 +233,14 @@ class Registry:
         if found is None or fingerprint not in found.fingerprints:
             raise Unauthenticated("the client certificate is not a current credential of this node")
         return Principal.enterprise(found.prefix, fingerprint)
+
+    def authenticate_admin(self, fingerprint: str) -> Principal:
+        """The administrator principal for a certificate with SHA-256 ``fingerprint``; UNAUTHENTICATED
+        unless the node lists it."""
+        raw = self.store.get(Table.META, META_ADMIN_FINGERPRINTS) or b""
+        if not fingerprint or fingerprint not in raw.decode().split(","):
+            raise Unauthenticated("the client certificate is not a current credential of this node")
+        return Principal.admin(fingerprint)
 
     def _writer_owner(self, principal: Principal, ident: Identifier, field: str) -> Enterprise:
         """The enterprise that will own ``ident`` if ``principal`` may write it; raises otherwise."""

@@ -1,0 +1,1 @@
+"""Adapters around the core: the gRPC server and its services, interceptors, PKI, client and CLI."""

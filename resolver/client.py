@@ -1,0 +1,255 @@
+"""A small client for enterprises, operators and the CLI.
+
+Wraps the generated stubs with credentials (mutual TLS from a credential directory holding
+``cert.pem``, ``key.pem`` and ``ca.pem``), a default deadline on every call, and gRPC's own
+retry policy for UNAVAILABLE on the calls that are safe to repeat (resolution, reads, and batch
+creation carrying a request_id). Failures raise :class:`IdnodeRpcError` with the status code,
+ErrorInfo reason and field violations decoded.
+
+Example::
+
+    from resolver.client import IdnodeClient, value
+    with IdnodeClient("localhost:8471", credentials="data/credentials/88.118.8") as c:
+        c.create("88.118.8/ABC-0001", [value(1, "URL", "https://example.com/p/1")])
+    with IdnodeClient("localhost:8470") as c:
+        print(c.resolve("88.118.8/abc-0001").values[0].text)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from registry.pb import admin_pb2, record_pb2, registration_pb2, resolution_pb2
+from resolver.pb import admin_pb2_grpc, registration_pb2_grpc, resolution_pb2_grpc
+
+DEFAULT_TIMEOUT = 10.0
+_RETRY = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": "idnode.v1.ResolutionService"},
+                    {"service": "idnode.v1.RegistrationService", "method": "GetIdentifier"},
+                    {"service": "idnode.v1.RegistrationService", "method": "ListIdentifiers"},
+                    {"service": "idnode.v1.AdminService", "method": "GetEnterprise"},
+                    {"service": "idnode.v1.AdminService", "method": "ListEnterprises"},
+                    {"service": "idnode.v1.AdminService", "method": "GetNodeStats"},
+                ],
+                "retryPolicy": _RETRY,
+            }
+        ]
+    }
+)
+
+
+@dataclass(frozen=True)
+class IdnodeRpcError(Exception):
+    """A failed call: canonical ``code``, ``message``, ErrorInfo ``reason`` and BadRequest
+    ``violations`` as (field, description) pairs."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+    violations: tuple[tuple[str, str], ...] = field(default=())
+
+    def __str__(self) -> str:
+        name = self.code.name if self.code else "UNKNOWN"
+        return f"{name}: {self.message}" + (f" [{self.reason}]" if self.reason else "")
+
+    @classmethod
+    def from_rpc_error(cls, err: grpc.RpcError) -> IdnodeRpcError:
+        reason, violations = "", []
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+        if status is not None:
+            for detail in status.details:
+                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    detail.Unpack(info)
+                    reason = info.reason
+                elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                    bad = error_details_pb2.BadRequest()
+                    detail.Unpack(bad)
+                    violations = [(v.field, v.description) for v in bad.field_violations]
+        return cls(err.code(), err.details() or "", reason, tuple(violations))  # type: ignore[attr-defined]
+
+
+def value(index: int, type_: str, data: str | bytes, ttl: int | None = None) -> record_pb2.Value:
+    """Build one record value."""
+    v = record_pb2.Value(index=index, type=type_)
+    if isinstance(data, bytes):
+        v.binary = data
+    else:
+        v.text = data
+    if ttl is not None:
+        v.ttl = ttl
+    return v
+
+
+class IdnodeClient:
+    """A channel to one listener. Pass ``credentials`` (a directory with cert.pem, key.pem,
+    ca.pem) for the management listener; leave it out for the public one (``ca`` alone gives
+    server-authenticated TLS)."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        credentials: str | Path | None = None,
+        ca: str | Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: bool = True,
+    ) -> None:
+        options: list[tuple[str, object]] = [
+            ("grpc.max_receive_message_length", 128 << 20),
+            ("grpc.enable_retries", 1 if retries else 0),
+        ]
+        if retries:
+            options.append(("grpc.service_config", _SERVICE_CONFIG))
+        if credentials is not None:
+            d = Path(credentials)
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=(d / "ca.pem").read_bytes(),
+                private_key=(d / "key.pem").read_bytes(),
+                certificate_chain=(d / "cert.pem").read_bytes(),
+            )
+            self.channel = grpc.secure_channel(target, creds, options=options)
+        elif ca is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=Path(ca).read_bytes())
+            self.channel = grpc.secure_channel(target, creds, options=options)
+        else:
+            self.channel = grpc.insecure_channel(target, options=options)
+        self.timeout = timeout
+        self.resolution = resolution_pb2_grpc.ResolutionServiceStub(self.channel)
+        self.registration = registration_pb2_grpc.RegistrationServiceStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+
+    def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object, timeout: float | None) -> object:
+        try:
+            return method(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as err:
+            raise IdnodeRpcError.from_rpc_error(err) from None
+
+    # resolution
+    def resolve(
+        self, identifier: str, types: Sequence[str] = (), indexes: Sequence[int] = (), timeout: float | None = None
+    ) -> record_pb2.Record:
+        req = resolution_pb2.ResolveRequest(identifier=identifier, types=types, indexes=indexes)
+        return self._call(self.resolution.Resolve, req, timeout).record  # type: ignore[attr-defined]
+
+    def batch_resolve(
+        self, identifiers: Sequence[str], types: Sequence[str] = (), indexes: Sequence[int] = (),
+        timeout: float | None = None,
+    ) -> list[resolution_pb2.ResolveResult]:
+        req = resolution_pb2.BatchResolveRequest(identifiers=identifiers, types=types, indexes=indexes)
+        return list(self._call(self.resolution.BatchResolve, req, timeout).results)  # type: ignore[attr-defined]
+
+    def stream_resolve(
+        self, batches: Iterable[Sequence[str]], timeout: float | None = None
+    ) -> Iterator[list[resolution_pb2.ResolveResult]]:
+        """One answer (a list of results) per batch of identifiers sent, in order."""
+        requests = (resolution_pb2.StreamResolveRequest(identifiers=b) for b in batches)
+        try:
+            for response in self.resolution.StreamResolve(requests, timeout=timeout):
+                yield list(response.results)
+        except grpc.RpcError as err:
+            raise IdnodeRpcError.from_rpc_error(err) from None
+
+    # registration
+    def create(
+        self, identifier: str, values: Sequence[record_pb2.Value], timeout: float | None = None
+    ) -> record_pb2.Record:
+        req = registration_pb2.CreateIdentifierRequest(record=record_pb2.Record(identifier=identifier, values=values))
+        return self._call(self.registration.CreateIdentifier, req, timeout)  # type: ignore[return-value]
+
+    def get(self, identifier: str, timeout: float | None = None) -> record_pb2.Record:
+        req = registration_pb2.GetIdentifierRequest(identifier=identifier)
+        return self._call(self.registration.GetIdentifier, req, timeout)  # type: ignore[return-value]
+
+    def update(
+        self, identifier: str, values: Sequence[record_pb2.Value], etag: str = "", timeout: float | None = None
+    ) -> record_pb2.Record:
+        req = registration_pb2.UpdateIdentifierRequest(
+            record=record_pb2.Record(identifier=identifier, values=values, etag=etag)
+        )
+        return self._call(self.registration.UpdateIdentifier, req, timeout)  # type: ignore[return-value]
+
+    def delete(self, identifier: str, etag: str = "", timeout: float | None = None) -> None:
+        req = registration_pb2.DeleteIdentifierRequest(identifier=identifier, etag=etag)
+        self._call(self.registration.DeleteIdentifier, req, timeout)
+
+    def list(
+        self, parent: str, page_size: int = 0, page_token: str = "", timeout: float | None = None
+    ) -> registration_pb2.ListIdentifiersResponse:
+        req = registration_pb2.ListIdentifiersRequest(parent=parent, page_size=page_size, page_token=page_token)
+        return self._call(self.registration.ListIdentifiers, req, timeout)  # type: ignore[return-value]
+
+    def list_all(self, parent: str, page_size: int = 1000) -> Iterator[record_pb2.Record]:
+        token = ""
+        while True:
+            page = self.list(parent, page_size, token)
+            yield from page.records
+            token = page.next_page_token
+            if not token:
+                return
+
+    def batch_create(
+        self,
+        records: Sequence[tuple[str, Sequence[record_pb2.Value]]],
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> list[registration_pb2.CreateResult]:
+        req = registration_pb2.BatchCreateIdentifiersRequest(
+            requests=[
+                registration_pb2.CreateIdentifierRequest(record=record_pb2.Record(identifier=i, values=v))
+                for i, v in records
+            ],
+            request_id=request_id,
+        )
+        return list(self._call(self.registration.BatchCreateIdentifiers, req, timeout).results)  # type: ignore[attr-defined]
+
+    # administration
+    def create_enterprise(
+        self, code: str = "", display_name: str = "", contact: str = "", timeout: float | None = None
+    ) -> admin_pb2.CreateEnterpriseResponse:
+        req = admin_pb2.CreateEnterpriseRequest(code=code, display_name=display_name, contact=contact)
+        return self._call(self.admin.CreateEnterprise, req, timeout)  # type: ignore[return-value]
+
+    def get_enterprise(self, prefix: str, timeout: float | None = None) -> admin_pb2.Enterprise:
+        return self._call(self.admin.GetEnterprise, admin_pb2.GetEnterpriseRequest(prefix=prefix), timeout)  # type: ignore[return-value]
+
+    def list_enterprises(self, page_size: int = 0, page_token: str = "") -> admin_pb2.ListEnterprisesResponse:
+        req = admin_pb2.ListEnterprisesRequest(page_size=page_size, page_token=page_token)
+        return self._call(self.admin.ListEnterprises, req, None)  # type: ignore[return-value]
+
+    def suspend_enterprise(self, prefix: str) -> admin_pb2.Enterprise:
+        return self._call(self.admin.SuspendEnterprise, admin_pb2.SuspendEnterpriseRequest(prefix=prefix), None)  # type: ignore[return-value]
+
+    def resume_enterprise(self, prefix: str) -> admin_pb2.Enterprise:
+        return self._call(self.admin.ResumeEnterprise, admin_pb2.ResumeEnterpriseRequest(prefix=prefix), None)  # type: ignore[return-value]
+
+    def stats(self) -> admin_pb2.NodeStats:
+        return self._call(self.admin.GetNodeStats, admin_pb2.GetNodeStatsRequest(), None)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> IdnodeClient:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

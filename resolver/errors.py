@@ -1,0 +1,99 @@
+"""The one table from domain errors to gRPC status codes, and the ``google.rpc.Status`` they become.
+
+Every RPC error leaves the node through :func:`to_status` (via :func:`abort` or, for one item of
+a batch, :func:`item_status`): a canonical code, a message, an ``ErrorInfo`` with a stable reason
+in domain ``idnode``, and for bad input a ``BadRequest`` naming each field.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from registry.errors import (
+    AlreadyExists,
+    EtagMismatch,
+    FailedPrecondition,
+    IdnodeError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from registry.store import StoreUnavailable
+
+log = logging.getLogger("idnode.errors")
+
+ERROR_DOMAIN = "idnode"
+
+STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    EtagMismatch: grpc.StatusCode.ABORTED,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,  # and EnterpriseSuspended, a subclass
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+    StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    IdnodeError: grpc.StatusCode.INTERNAL,
+}
+"""Domain error class -> status code. A subclass maps as its nearest listed ancestor."""
+
+
+def status_code_of(exc: Exception) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        code = STATUS_OF.get(cls)
+        if code is not None:
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def to_status(exc: Exception) -> status_pb2.Status:
+    """The ``google.rpc.Status`` for ``exc``. Errors that are not domain errors become a generic
+    INTERNAL whose message reveals nothing of the failure (it is logged instead)."""
+    code = status_code_of(exc)
+    if isinstance(exc, IdnodeError):
+        message, reason, metadata = exc.message, exc.reason, exc.metadata
+    elif isinstance(exc, StoreUnavailable):
+        message, reason, metadata = "the store is unavailable; retry later", "STORE_UNAVAILABLE", {}
+    else:
+        message, reason, metadata = "internal error", "INTERNAL", {}
+    status = status_pb2.Status(code=code.value[0], message=message)
+    status.details.append(_pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)))
+    if isinstance(exc, InvalidArgument):
+        bad = error_details_pb2.BadRequest()
+        for v in exc.violations:
+            bad.field_violations.add(field=v.field, description=v.description)
+        status.details.append(_pack(bad))
+    return status
+
+
+def item_status(exc: Exception) -> status_pb2.Status:
+    """The status of one failed item inside a batch or stream answer."""
+    return to_status(exc)
+
+
+def abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
+    """End the call with the status for ``exc``."""
+    if status_code_of(exc) is grpc.StatusCode.INTERNAL:
+        log.error("internal error", exc_info=exc)
+    context.abort_with_status(rpc_status.to_status(to_status(exc)))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+NOT_FOUND_CODE = code_pb2.NOT_FOUND

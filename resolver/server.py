@@ -1,0 +1,142 @@
+"""Assembly of a running node: store, cache, core, services, listeners.
+
+Two listeners share one set of services:
+- the public listener (plaintext by default, or TLS with the node certificate) for anonymous
+  resolution; registration and admin calls there fail UNAUTHENTICATED;
+- the management listener, TLS with a *required* node-issued client certificate (mutual TLS), for
+  enterprises and the administrator.
+Both also serve gRPC health checking and server reflection.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cache import RecordCache
+from registry import limits
+from registry.rocks import RocksStore
+from registry.service import Registry
+from resolver.auth import Authenticator
+from resolver.datadir import DataDir
+from resolver.interceptors import build_interceptors
+from resolver.pb import admin_pb2_grpc, registration_pb2_grpc
+from resolver.services.admin import AdminServicer
+from resolver.services.registration import RegistrationServicer
+from resolver.services.resolution import SERVICE_NAME as RESOLUTION_SERVICE
+from resolver.services.resolution import ResolutionHandlers
+
+log = logging.getLogger("idnode.server")
+
+SERVICE_NAMES = (
+    RESOLUTION_SERVICE,
+    "idnode.v1.RegistrationService",
+    "idnode.v1.AdminService",
+)
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``idnode serve`` can set, from flags or a TOML file (see README "Configuration")."""
+
+    data_dir: Path = Path("data")
+    public_address: str = "127.0.0.1:8470"
+    management_address: str = "127.0.0.1:8471"
+    public_tls: bool = False
+    cache_bytes: int = 256 << 20
+    cache_negative_entries: int = 100_000
+    block_cache_bytes: int = 256 << 20
+    fsync: bool = True
+    threads: int = 32
+    max_concurrent_rpcs: int = 1000
+    access_log: bool = False
+    grace_seconds: float = 5.0
+    extra_options: list[tuple[str, int]] = field(default_factory=list)
+
+
+class NodeServer:
+    """A node serving one data directory. ``start()`` binds and returns; ``stop()`` drains calls
+    (up to ``grace_seconds``) and closes the store so every acknowledged write is on disk."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.data_dir = DataDir(config.data_dir)
+        self.store = RocksStore(self.data_dir.db, block_cache_bytes=config.block_cache_bytes, fsync=config.fsync)
+        self.cache = RecordCache(config.cache_bytes, config.cache_negative_entries)
+        self.registry = Registry(self.store, cache=self.cache)
+        self.auth = Authenticator(self.registry)
+        self.public_port = 0
+        self.management_port = 0
+        options = [
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", limits.MESSAGE_MAX_BYTES),
+            ("grpc.max_send_message_length", 128 << 20),
+            *config.extra_options,
+        ]
+        self.grpc_server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="idnode-rpc"),
+            interceptors=build_interceptors(access_log_enabled=config.access_log),
+            options=options,
+            maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        )
+        self.health = health.HealthServicer()
+        self._register_services()
+
+    def _register_services(self) -> None:
+        server = self.grpc_server
+        server.add_generic_rpc_handlers((ResolutionHandlers(self.registry).generic_handler(),))
+        registration_pb2_grpc.add_RegistrationServiceServicer_to_server(
+            RegistrationServicer(self.registry, self.auth), server
+        )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(self.registry, self.auth, self.data_dir.ca()), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+
+    def _server_credentials(self, require_client_auth: bool) -> grpc.ServerCredentials:
+        d = self.data_dir
+        return grpc.ssl_server_credentials(
+            [(d.server_key.read_bytes(), d.server_cert.read_bytes())],
+            root_certificates=d.ca_cert.read_bytes(),
+            require_client_auth=require_client_auth,
+        )
+
+    def start(self) -> None:
+        c = self.config
+        if c.public_tls:
+            self.public_port = self.grpc_server.add_secure_port(c.public_address, self._server_credentials(False))
+        else:
+            self.public_port = self.grpc_server.add_insecure_port(c.public_address)
+        self.management_port = self.grpc_server.add_secure_port(c.management_address, self._server_credentials(True))
+        self.grpc_server.start()
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "idnode serving node prefix %s: public %s, management %s (mutual TLS)",
+            self.registry.node_prefix,
+            _with_port(c.public_address, self.public_port),
+            _with_port(c.management_address, self.management_port),
+        )
+
+    def stop(self, grace: float | None = None) -> None:
+        self.health.enter_graceful_shutdown()
+        self.grpc_server.stop(self.config.grace_seconds if grace is None else grace).wait()
+        self.store.close()
+
+    def wait(self) -> None:
+        self.grpc_server.wait_for_termination()
+
+
+def _with_port(address: str, port: int) -> str:
+    host = address.rsplit(":", 1)[0]
+    return f"{host}:{port}"

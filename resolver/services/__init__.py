@@ -1,0 +1,1 @@
+"""gRPC services: validate, call the core, map errors through :mod:`resolver.errors`."""

@@ -1,0 +1,90 @@
+"""ResolutionService: public, anonymous, and the node's hot path.
+
+Unfiltered answers are assembled from the stored record bytes (see :mod:`.wire`) and handed to
+gRPC through handlers without a response serializer, so a cached resolve neither decodes nor
+re-encodes the record. Filtered requests and misses take the core's slower, validating path.
+Per-identifier failures in batches and streams are ``google.rpc.Status`` values in the result,
+never a failed call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import grpc
+
+from registry import limits
+from registry.errors import IdnodeError, InvalidArgument
+from registry.pb import resolution_pb2 as pb
+from registry.service import Registry
+from resolver.errors import abort, item_status
+from resolver.services.wire import TAG1, TAG2, TAG3, field
+
+SERVICE_NAME = "idnode.v1.ResolutionService"
+
+
+class ResolutionHandlers:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def resolve(self, request: pb.ResolveRequest, context: grpc.ServicerContext) -> bytes:
+        if not request.types and not request.indexes:
+            data = self.registry.lookup(request.identifier.encode().upper())
+            if data is not None:
+                return field(TAG1, data)
+        try:
+            data = self.registry.resolve(request.identifier, request.types, request.indexes)
+        except Exception as exc:
+            abort(context, exc)
+        return field(TAG1, data)
+
+    def results(self, identifiers: Sequence[str], types: Sequence[str], indexes: Sequence[int]) -> bytes:
+        """The encoded ``repeated ResolveResult results = 1`` for ``identifiers``, in order."""
+        if len(identifiers) > limits.BATCH_RESOLVE_MAX:
+            raise InvalidArgument.single("identifiers", f"at most {limits.BATCH_RESOLVE_MAX} identifiers per call")
+        lookup = self.registry.lookup
+        filtered = bool(types or indexes)
+        parts = []
+        for i, text in enumerate(identifiers):
+            text_bytes = text.encode()
+            data = None if filtered else lookup(text_bytes.upper())
+            if data is None:
+                try:
+                    data = self.registry.resolve(text, types, indexes, field=f"identifiers[{i}]")
+                except IdnodeError as exc:
+                    item = field(TAG1, text_bytes) + field(TAG3, item_status(exc).SerializeToString())
+                    parts.append(field(TAG1, item))
+                    continue
+            parts.append(field(TAG1, field(TAG1, text_bytes) + field(TAG2, data)))
+        return b"".join(parts)
+
+    def batch_resolve(self, request: pb.BatchResolveRequest, context: grpc.ServicerContext) -> bytes:
+        try:
+            return self.results(request.identifiers, request.types, request.indexes)
+        except Exception as exc:
+            abort(context, exc)
+
+    def stream_resolve(
+        self, requests: Iterator[pb.StreamResolveRequest], context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
+        try:
+            for request in requests:
+                yield self.results(request.identifiers, request.types, request.indexes)
+        except Exception as exc:
+            abort(context, exc)
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "Resolve": grpc.unary_unary_rpc_method_handler(
+                    self.resolve, request_deserializer=pb.ResolveRequest.FromString
+                ),
+                "BatchResolve": grpc.unary_unary_rpc_method_handler(
+                    self.batch_resolve, request_deserializer=pb.BatchResolveRequest.FromString
+                ),
+                "StreamResolve": grpc.stream_stream_rpc_method_handler(
+                    self.stream_resolve, request_deserializer=pb.StreamResolveRequest.FromString
+                ),
+            },
+        )
