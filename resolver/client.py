@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -57,15 +56,18 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
-@dataclass(frozen=True)
 class IdnodeRpcError(Exception):
     """A failed call: canonical ``code``, ``message``, ErrorInfo ``reason`` and BadRequest
     ``violations`` as (field, description) pairs."""
 
-    code: grpc.StatusCode
-    message: str
-    reason: str = ""
-    violations: tuple[tuple[str, str], ...] = field(default=())
+    def __init__(
+        self, code: grpc.StatusCode, message: str, reason: str = "", violations: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        super().__init__(code, message, reason, violations)
+        self.code = code
+        self.message = message
+        self.reason = reason
+        self.violations = violations
 
     def __str__(self) -> str:
         name = self.code.name if self.code else "UNKNOWN"

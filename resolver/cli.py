@@ -1,0 +1,444 @@
+"""``idnode``: the node's one command-line entry point.
+
+Every failure prints one line on stderr (``error: ...``) and exits non-zero; no tracebacks.
+Connection defaults come from the data directory (admin credential) and the default ports, so on
+the machine running the node the commands need no flags.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+import threading
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import click
+from google.protobuf import json_format
+
+from registry.errors import IdnodeError
+from registry.pb import record_pb2
+from registry.store import StoreUnavailable
+from resolver.client import IdnodeClient, IdnodeRpcError, value
+from resolver.datadir import DataDir
+from resolver.server import NodeServer, ServerConfig
+
+DEFAULT_NODE_PREFIX = "88.118"
+DEFAULT_PUBLIC = "localhost:8470"
+DEFAULT_MANAGEMENT = "localhost:8471"
+
+
+class CliError(click.ClickException):
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, IdnodeRpcError):
+        text = str(exc)
+        if len(exc.violations) > 1:
+            text += " — " + "; ".join(f"{f}: {d}" for f, d in exc.violations)
+        return text
+    if isinstance(exc, IdnodeError):
+        return exc.message
+    if isinstance(exc, FileNotFoundError):
+        return f"file not found: {exc.filename}"
+    if isinstance(exc, StoreUnavailable):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class IdnodeGroup(click.Group):
+    """Turns every exception into one ``error:`` line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise CliError(_describe(exc)) from None
+
+
+class Settings:
+    def __init__(self, data_dir: Path, server: str, management: str, credentials: Path | None) -> None:
+        self.data_dir = DataDir(data_dir)
+        self.server = server
+        self.management = management
+        self._credentials = credentials
+
+    def public_client(self) -> IdnodeClient:
+        return IdnodeClient(self.server)
+
+    def management_client(self) -> IdnodeClient:
+        creds = self._credentials or self.data_dir.admin.directory
+        if not (Path(creds) / "cert.pem").exists():
+            raise CliError(f"no credential at {creds} (give --credentials DIR with cert.pem, key.pem, ca.pem)")
+        return IdnodeClient(self.management, credentials=creds)
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+@click.group(cls=IdnodeGroup)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), envvar="IDNODE_DATA_DIR",
+              show_default=True, help="The node's data directory.")
+@click.option("--server", default=DEFAULT_PUBLIC, envvar="IDNODE_SERVER", show_default=True,
+              help="Public (resolution) listener to talk to.")
+@click.option("--management", default=DEFAULT_MANAGEMENT, envvar="IDNODE_MANAGEMENT", show_default=True,
+              help="Management (mutual TLS) listener to talk to.")
+@click.option("--credentials", type=click.Path(path_type=Path), envvar="IDNODE_CREDENTIALS", default=None,
+              help="Credential directory (cert.pem, key.pem, ca.pem). Default: DATA_DIR/credentials/admin.")
+@click.version_option(package_name="idnode")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path, server: str, management: str, credentials: Path | None) -> None:
+    """idnode: a secondary node of the industrial internet identifier resolution system."""
+    ctx.obj = Settings(data_dir, server, management, credentials)
+
+
+# ------------------------------------------------------------------------------- init / serve
+@cli.command()
+@click.option("--node-prefix", default=DEFAULT_NODE_PREFIX, show_default=True, help="This node's prefix, e.g. 88.118.")
+@click.option("--host", "hosts", multiple=True, help="Extra host name or IP for the server certificate (repeatable).")
+@pass_settings
+def init(settings: Settings, node_prefix: str, hosts: tuple[str, ...]) -> None:
+    """Create the data directory: store, node CA, server certificate, admin credential."""
+    settings.data_dir.init(node_prefix, list(hosts))
+    click.echo(f"initialised {settings.data_dir.root} for node prefix {node_prefix}")
+    click.echo(f"admin credential: {settings.data_dir.admin.directory}")
+
+
+def _load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    with path.open("rb") as f:
+        doc = tomllib.load(f)
+    known = {f.name for f in fields(ServerConfig)}
+    unknown = set(doc) - known
+    if unknown:
+        raise CliError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
+    return doc
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML file with ServerConfig settings; flags override it.")
+@click.option("--public", "public_address", help="Public listener address [127.0.0.1:8470].")
+@click.option("--management-listen", "management_address", help="Management listener address [127.0.0.1:8471].")
+@click.option("--public-tls/--no-public-tls", default=None, help="Serve the public listener over TLS.")
+@click.option("--cache-mb", type=click.IntRange(min=0), help="Hot cache size in MiB [256].")
+@click.option("--threads", type=click.IntRange(min=1), help="RPC worker threads [32].")
+@click.option("--fsync/--no-fsync", default=None, help="fsync the WAL on every write [on].")
+@click.option("--access-log/--no-access-log", default=None, help="Log one JSON line per call [off].")
+@click.option("--node-prefix", default=DEFAULT_NODE_PREFIX, show_default=True,
+              help="Node prefix used when the data directory is new.")
+@click.option("--demo/--no-demo", default=True, show_default=True,
+              help="Seed a demo enterprise and identifiers when the data directory is new.")
+@pass_settings
+def serve(settings: Settings, config_path: Path | None, public_address: str | None,
+          management_address: str | None, public_tls: bool | None, cache_mb: int | None, threads: int | None,
+          fsync: bool | None, access_log: bool | None, node_prefix: str, demo: bool) -> None:
+    """Run the node until SIGTERM or Ctrl-C (initialising the data directory if it is new)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    doc = _load_config(config_path)
+    doc.setdefault("data_dir", str(settings.data_dir.root))
+    overrides = {
+        "public_address": public_address, "management_address": management_address, "public_tls": public_tls,
+        "cache_bytes": cache_mb << 20 if cache_mb is not None else None, "threads": threads, "fsync": fsync,
+        "access_log": access_log,
+    }
+    doc.update({k: v for k, v in overrides.items() if v is not None})
+    config = ServerConfig(**{**doc, "data_dir": Path(doc["data_dir"])})
+    data_dir = DataDir(config.data_dir)
+    fresh = not data_dir.initialised()
+    if fresh:
+        data_dir.init(node_prefix)
+    server = NodeServer(config)
+    seeded: list[str] = []
+    if fresh and demo:
+        from resolver.demo import seed
+
+        seeded = seed(data_dir, server.registry)
+    server.start()
+    pub = f"{config.public_address.rsplit(':', 1)[0]}:{server.public_port}"
+    click.echo(f"idnode serving node prefix {server.registry.node_prefix} from {data_dir.root}")
+    click.echo(f"  public (resolution):    {pub}")
+    click.echo(f"  management (mutual TLS): {config.management_address.rsplit(':', 1)[0]}:{server.management_port}")
+    if seeded:
+        click.echo(f"seeded demo enterprise {seeded[0].split('/')[0]} with {len(seeded)} identifiers; try:")
+        click.echo(f"  idnode --data-dir {data_dir.root} resolve {seeded[0]}")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    click.echo("shutting down", err=True)
+    server.stop()
+
+
+# ------------------------------------------------------------------------------- enterprises
+@cli.group()
+def enterprise() -> None:
+    """Manage enterprises and their prefixes (administrator)."""
+
+
+@enterprise.command("add")
+@click.argument("code", required=False, default="")
+@click.option("--name", "display_name", default="", help="Enterprise name.")
+@click.option("--contact", default="", help="Contact (e-mail or phone).")
+@click.option("--out", type=click.Path(path_type=Path), help="Where to write the credential [DATA_DIR/credentials/PREFIX].")
+@pass_settings
+def enterprise_add(settings: Settings, code: str, display_name: str, contact: str, out: Path | None) -> None:
+    """Allocate an enterprise prefix (CODE, or the next free number) and write its credential."""
+    with settings.management_client() as c:
+        response = c.create_enterprise(code, display_name, contact)
+    prefix = response.enterprise.prefix
+    from resolver import pki
+    from resolver.datadir import CredentialFiles
+
+    target = CredentialFiles(out) if out else settings.data_dir.enterprise_credentials(prefix)
+    cred = response.credential
+    target.save(pki.KeyPair(cred.certificate_pem.encode(), cred.private_key_pem.encode()),
+                cred.ca_certificate_pem.encode())
+    click.echo(f"created enterprise {prefix}; credential written to {target.directory} (key mode 0600)")
+
+
+def _ts(ts: Any) -> str:
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    return dt.datetime.fromtimestamp(ts.seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _state(e: Any) -> str:
+    from registry.pb import admin_pb2
+
+    return admin_pb2.Enterprise.State.Name(e.state)
+
+
+@enterprise.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def enterprise_list(settings: Settings, as_json: bool) -> None:
+    """List enterprises."""
+    with settings.management_client() as c:
+        rows, token = [], ""
+        while True:
+            page = c.list_enterprises(1000, token)
+            rows.extend(page.enterprises)
+            token = page.next_page_token
+            if not token:
+                break
+    if as_json:
+        click.echo(json.dumps([_enterprise_dict(e) for e in rows], ensure_ascii=False, indent=2))
+        return
+    _table(["PREFIX", "STATE", "IDENTIFIERS", "NAME", "CONTACT"],
+           [[e.prefix, _state(e), str(e.identifier_count), e.display_name, e.contact] for e in rows])
+
+
+def _enterprise_dict(e: Any) -> dict[str, Any]:
+    d = json_format.MessageToDict(e, preserving_proto_field_name=True)
+    d.pop("credential_fingerprints", None)
+    return d
+
+
+@enterprise.command("show")
+@click.argument("prefix")
+@pass_settings
+def enterprise_show(settings: Settings, prefix: str) -> None:
+    """Show one enterprise as JSON."""
+    with settings.management_client() as c:
+        click.echo(json.dumps(_enterprise_dict(c.get_enterprise(prefix)), ensure_ascii=False, indent=2))
+
+
+@enterprise.command("suspend")
+@click.argument("prefix")
+@pass_settings
+def enterprise_suspend(settings: Settings, prefix: str) -> None:
+    """Stop an enterprise's writes (its identifiers keep resolving)."""
+    with settings.management_client() as c:
+        e = c.suspend_enterprise(prefix)
+    click.echo(f"{e.prefix}: {_state(e)}")
+
+
+@enterprise.command("resume")
+@click.argument("prefix")
+@pass_settings
+def enterprise_resume(settings: Settings, prefix: str) -> None:
+    """Allow a suspended enterprise to write again."""
+    with settings.management_client() as c:
+        e = c.resume_enterprise(prefix)
+    click.echo(f"{e.prefix}: {_state(e)}")
+
+
+# ------------------------------------------------------------------------------- identifiers
+def _parse_values(specs: Sequence[str], ttl: int | None) -> list[record_pb2.Value]:
+    """``TYPE=DATA`` or ``INDEX:TYPE=DATA``; unnumbered values take the next free index from 1."""
+    out: list[record_pb2.Value] = []
+    explicit: list[tuple[int, str, str]] = []
+    implicit: list[tuple[str, str]] = []
+    for spec in specs:
+        head, eq, data = spec.partition("=")
+        if not eq or not head:
+            raise CliError(f"bad --value {spec!r}: expected TYPE=DATA or INDEX:TYPE=DATA")
+        index, colon, type_ = head.partition(":")
+        if colon and index.isdigit():
+            explicit.append((int(index), type_, data))
+        else:
+            implicit.append((head, data))
+    used = {i for i, _, _ in explicit}
+    next_index = 1
+    for type_, data in implicit:
+        while next_index in used:
+            next_index += 1
+        explicit.append((next_index, type_, data))
+        used.add(next_index)
+    for index, type_, data in sorted(explicit):
+        out.append(value(index, type_, data, ttl))
+    return out
+
+
+_value_option = click.option("--value", "-v", "values", multiple=True, metavar="[INDEX:]TYPE=DATA",
+                             help="A value, e.g. -v URL=https://example.com/p/1 -v 2:product.batch=B7 (repeatable).")
+_ttl_option = click.option("--ttl", type=click.IntRange(min=0), default=None, help="TTL in seconds for all values [86400].")
+
+
+@cli.command()
+@click.argument("identifier")
+@_value_option
+@_ttl_option
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def register(settings: Settings, identifier: str, values: tuple[str, ...], ttl: int | None, as_json: bool) -> None:
+    """Register IDENTIFIER with the given values."""
+    with settings.management_client() as c:
+        record = c.create(identifier, _parse_values(values, ttl))
+    _print_records([record], as_json)
+
+
+@cli.command()
+@click.argument("identifier")
+@_value_option
+@_ttl_option
+@click.option("--etag", default="", help="Only update if the record still has this etag.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def update(settings: Settings, identifier: str, values: tuple[str, ...], ttl: int | None, etag: str,
+           as_json: bool) -> None:
+    """Replace the values of IDENTIFIER."""
+    with settings.management_client() as c:
+        record = c.update(identifier, _parse_values(values, ttl), etag)
+    _print_records([record], as_json)
+
+
+@cli.command()
+@click.argument("identifiers", nargs=-1, required=True)
+@click.option("--type", "types", multiple=True, help="Only values of this type (repeatable).")
+@click.option("--index", "indexes", multiple=True, type=click.IntRange(min=1), help="Only this index (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def resolve(settings: Settings, identifiers: tuple[str, ...], types: tuple[str, ...], indexes: tuple[int, ...],
+            as_json: bool) -> None:
+    """Resolve one or more identifiers (public listener, no credential needed)."""
+    with settings.public_client() as c:
+        if len(identifiers) == 1:
+            records = [c.resolve(identifiers[0], types, indexes)]
+            missing: list[str] = []
+        else:
+            results = c.batch_resolve(identifiers, types, indexes)
+            records = [r.record for r in results if r.HasField("record")]
+            missing = [f"{r.identifier}: {r.error.message}" for r in results if r.HasField("error")]
+    _print_records(records, as_json)
+    for line in missing:
+        click.echo(f"error: {line}", err=True)
+    if missing:
+        sys.exit(1)
+
+
+@cli.command("list")
+@click.argument("prefix")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Stop after this many identifiers.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def list_(settings: Settings, prefix: str, limit: int | None, as_json: bool) -> None:
+    """List identifiers under PREFIX in stable order."""
+    with settings.management_client() as c:
+        records = []
+        for record in c.list_all(prefix):
+            records.append(record)
+            if limit and len(records) >= limit:
+                break
+    if as_json:
+        _print_records(records, True)
+    else:
+        _table(["IDENTIFIER", "VALUES", "UPDATED", "ETAG"],
+               [[r.identifier, str(len(r.values)), _ts(r.update_time), r.etag] for r in records])
+
+
+@cli.command()
+@click.argument("identifier")
+@click.option("--etag", default="", help="Only delete if the record still has this etag.")
+@pass_settings
+def delete(settings: Settings, identifier: str, etag: str) -> None:
+    """Delete IDENTIFIER."""
+    with settings.management_client() as c:
+        c.delete(identifier, etag)
+    click.echo(f"deleted {identifier}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def stats(settings: Settings, as_json: bool) -> None:
+    """Node statistics: identifier counts, enterprises, uptime."""
+    with settings.management_client() as c:
+        s = c.stats()
+    if as_json:
+        click.echo(json.dumps(json_format.MessageToDict(s, preserving_proto_field_name=True), indent=2))
+        return
+    click.echo(f"node prefix:  {s.node_prefix}")
+    click.echo(f"identifiers:  {s.identifier_count}")
+    click.echo(f"enterprises:  {s.enterprise_count}")
+    click.echo(f"uptime:       {s.uptime.ToTimedelta()}")
+    for prefix, count in sorted(s.identifier_count_by_enterprise.items()):
+        click.echo(f"  {prefix:<24} {count}")
+
+
+# ------------------------------------------------------------------------------- output
+def _value_data(v: record_pb2.Value) -> str:
+    return v.text if v.WhichOneof("data") != "binary" else "0x" + v.binary.hex()
+
+
+def _print_records(records: Iterable[record_pb2.Record], as_json: bool) -> None:
+    records = list(records)
+    if as_json:
+        docs = [json_format.MessageToDict(r, preserving_proto_field_name=True) for r in records]
+        click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, ensure_ascii=False, indent=2))
+        return
+    for n, r in enumerate(records):
+        if n:
+            click.echo()
+        click.echo(f"{r.identifier}  (owner {r.owner or '-'}, updated {_ts(r.update_time)}, etag {r.etag or '-'})")
+        _table(["INDEX", "TYPE", "TTL", "DATA"], [[str(v.index), v.type, str(v.ttl), _value_data(v)] for v in r.values])
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def main() -> None:
+    cli(prog_name="idnode")
+
+
+if __name__ == "__main__":
+    main()
