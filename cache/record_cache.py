@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Final
 
@@ -58,10 +59,9 @@ class RecordCache:
         value = self._pos.get(key)
         if value is not None:
             self.hits += 1
-            try:
+            # KeyError: evicted by another thread in between; the value returned is still right.
+            with suppress(KeyError):
                 self._pos.move_to_end(key)
-            except KeyError:  # evicted by another thread in between; the value is still right
-                pass
             return value
         if key in self._neg:
             self.negative_hits += 1

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from registry import limits
 from registry.errors import InvalidArgument
 
-_SEGMENT = re.compile(r"[A-Za-z0-9]{1,%d}" % limits.SEGMENT_MAX_CHARS)
-_PREFIX = re.compile(r"[A-Za-z0-9]{1,%d}(?:\.[A-Za-z0-9]{1,%d})*" % ((limits.SEGMENT_MAX_CHARS,) * 2))
+_SEG = f"[A-Za-z0-9]{{1,{limits.SEGMENT_MAX_CHARS}}}"
+_SEGMENT = re.compile(_SEG)
+_PREFIX = re.compile(rf"{_SEG}(?:\.{_SEG})*")
 
 
 def fold(text: str) -> bytes:

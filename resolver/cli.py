@@ -79,7 +79,9 @@ class Settings:
     def management_client(self) -> IdnodeClient:
         creds = self._credentials or self.data_dir.admin.directory
         if not (Path(creds) / "cert.pem").exists():
-            raise CliError(f"no credential at {creds} (give --credentials DIR with cert.pem, key.pem, ca.pem)")
+            raise CliError(
+                f"no credential at {creds} (give --credentials DIR with cert.pem, key.pem, ca.pem)"
+            )
         return IdnodeClient(self.management, credentials=creds)
 
 
@@ -87,14 +89,35 @@ pass_settings = click.make_pass_decorator(Settings)
 
 
 @click.group(cls=IdnodeGroup)
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), envvar="IDNODE_DATA_DIR",
-              show_default=True, help="The node's data directory.")
-@click.option("--server", default=DEFAULT_PUBLIC, envvar="IDNODE_SERVER", show_default=True,
-              help="Public (resolution) listener to talk to.")
-@click.option("--management", default=DEFAULT_MANAGEMENT, envvar="IDNODE_MANAGEMENT", show_default=True,
-              help="Management (mutual TLS) listener to talk to.")
-@click.option("--credentials", type=click.Path(path_type=Path), envvar="IDNODE_CREDENTIALS", default=None,
-              help="Credential directory (cert.pem, key.pem, ca.pem). Default: DATA_DIR/credentials/admin.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("data"),
+    envvar="IDNODE_DATA_DIR",
+    show_default=True,
+    help="The node's data directory.",
+)
+@click.option(
+    "--server",
+    default=DEFAULT_PUBLIC,
+    envvar="IDNODE_SERVER",
+    show_default=True,
+    help="Public (resolution) listener to talk to.",
+)
+@click.option(
+    "--management",
+    default=DEFAULT_MANAGEMENT,
+    envvar="IDNODE_MANAGEMENT",
+    show_default=True,
+    help="Management (mutual TLS) listener to talk to.",
+)
+@click.option(
+    "--credentials",
+    type=click.Path(path_type=Path),
+    envvar="IDNODE_CREDENTIALS",
+    default=None,
+    help="Credential directory (cert.pem, key.pem, ca.pem). Default: DATA_DIR/credentials/admin.",
+)
 @click.version_option(package_name="idnode")
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path, server: str, management: str, credentials: Path | None) -> None:
@@ -104,8 +127,12 @@ def cli(ctx: click.Context, data_dir: Path, server: str, management: str, creden
 
 # ------------------------------------------------------------------------------- init / serve
 @cli.command()
-@click.option("--node-prefix", default=DEFAULT_NODE_PREFIX, show_default=True, help="This node's prefix, e.g. 88.118.")
-@click.option("--host", "hosts", multiple=True, help="Extra host name or IP for the server certificate (repeatable).")
+@click.option(
+    "--node-prefix", default=DEFAULT_NODE_PREFIX, show_default=True, help="This node's prefix, e.g. 88.118."
+)
+@click.option(
+    "--host", "hosts", multiple=True, help="Extra host name or IP for the server certificate (repeatable)."
+)
 @pass_settings
 def init(settings: Settings, node_prefix: str, hosts: tuple[str, ...]) -> None:
     """Create the data directory: store, node CA, server certificate, admin credential."""
@@ -127,30 +154,58 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 
 
 @cli.command()
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="TOML file with ServerConfig settings; flags override it.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file with ServerConfig settings; flags override it.",
+)
 @click.option("--public", "public_address", help="Public listener address [127.0.0.1:8470].")
-@click.option("--management-listen", "management_address", help="Management listener address [127.0.0.1:8471].")
+@click.option(
+    "--management-listen", "management_address", help="Management listener address [127.0.0.1:8471]."
+)
 @click.option("--public-tls/--no-public-tls", default=None, help="Serve the public listener over TLS.")
 @click.option("--cache-mb", type=click.IntRange(min=0), help="Hot cache size in MiB [256].")
 @click.option("--threads", type=click.IntRange(min=1), help="RPC worker threads [32].")
 @click.option("--fsync/--no-fsync", default=None, help="fsync the WAL on every write [on].")
 @click.option("--access-log/--no-access-log", default=None, help="Log one JSON line per call [off].")
-@click.option("--node-prefix", default=DEFAULT_NODE_PREFIX, show_default=True,
-              help="Node prefix used when the data directory is new.")
-@click.option("--demo/--no-demo", default=True, show_default=True,
-              help="Seed a demo enterprise and identifiers when the data directory is new.")
+@click.option(
+    "--node-prefix",
+    default=DEFAULT_NODE_PREFIX,
+    show_default=True,
+    help="Node prefix used when the data directory is new.",
+)
+@click.option(
+    "--demo/--no-demo",
+    default=True,
+    show_default=True,
+    help="Seed a demo enterprise and identifiers when the data directory is new.",
+)
 @pass_settings
-def serve(settings: Settings, config_path: Path | None, public_address: str | None,
-          management_address: str | None, public_tls: bool | None, cache_mb: int | None, threads: int | None,
-          fsync: bool | None, access_log: bool | None, node_prefix: str, demo: bool) -> None:
+def serve(
+    settings: Settings,
+    config_path: Path | None,
+    public_address: str | None,
+    management_address: str | None,
+    public_tls: bool | None,
+    cache_mb: int | None,
+    threads: int | None,
+    fsync: bool | None,
+    access_log: bool | None,
+    node_prefix: str,
+    demo: bool,
+) -> None:
     """Run the node until SIGTERM or Ctrl-C (initialising the data directory if it is new)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     doc = _load_config(config_path)
     doc.setdefault("data_dir", str(settings.data_dir.root))
     overrides = {
-        "public_address": public_address, "management_address": management_address, "public_tls": public_tls,
-        "cache_bytes": cache_mb << 20 if cache_mb is not None else None, "threads": threads, "fsync": fsync,
+        "public_address": public_address,
+        "management_address": management_address,
+        "public_tls": public_tls,
+        "cache_bytes": cache_mb << 20 if cache_mb is not None else None,
+        "threads": threads,
+        "fsync": fsync,
         "access_log": access_log,
     }
     doc.update({k: v for k, v in overrides.items() if v is not None})
@@ -169,7 +224,9 @@ def serve(settings: Settings, config_path: Path | None, public_address: str | No
     pub = f"{config.public_address.rsplit(':', 1)[0]}:{server.public_port}"
     click.echo(f"idnode serving node prefix {server.registry.node_prefix} from {data_dir.root}")
     click.echo(f"  public (resolution):    {pub}")
-    click.echo(f"  management (mutual TLS): {config.management_address.rsplit(':', 1)[0]}:{server.management_port}")
+    click.echo(
+        f"  management (mutual TLS): {config.management_address.rsplit(':', 1)[0]}:{server.management_port}"
+    )
     if seeded:
         click.echo(f"seeded demo enterprise {seeded[0].split('/')[0]} with {len(seeded)} identifiers; try:")
         click.echo(f"  idnode --data-dir {data_dir.root} resolve {seeded[0]}")
@@ -195,7 +252,11 @@ def enterprise() -> None:
 @click.argument("code", required=False, default="")
 @click.option("--name", "display_name", default="", help="Enterprise name.")
 @click.option("--contact", default="", help="Contact (e-mail or phone).")
-@click.option("--out", type=click.Path(path_type=Path), help="Where to write the credential [DATA_DIR/credentials/PREFIX].")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Where to write the credential [DATA_DIR/credentials/PREFIX].",
+)
 @pass_settings
 def enterprise_add(settings: Settings, code: str, display_name: str, contact: str, out: Path | None) -> None:
     """Allocate an enterprise prefix (CODE, or the next free number) and write its credential."""
@@ -207,8 +268,10 @@ def enterprise_add(settings: Settings, code: str, display_name: str, contact: st
 
     target = CredentialFiles(out) if out else settings.data_dir.enterprise_credentials(prefix)
     cred = response.credential
-    target.save(pki.KeyPair(cred.certificate_pem.encode(), cred.private_key_pem.encode()),
-                cred.ca_certificate_pem.encode())
+    target.save(
+        pki.KeyPair(cred.certificate_pem.encode(), cred.private_key_pem.encode()),
+        cred.ca_certificate_pem.encode(),
+    )
     click.echo(f"created enterprise {prefix}; credential written to {target.directory} (key mode 0600)")
 
 
@@ -240,8 +303,10 @@ def enterprise_list(settings: Settings, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([_enterprise_dict(e) for e in rows], ensure_ascii=False, indent=2))
         return
-    _table(["PREFIX", "STATE", "IDENTIFIERS", "NAME", "CONTACT"],
-           [[e.prefix, _state(e), str(e.identifier_count), e.display_name, e.contact] for e in rows])
+    _table(
+        ["PREFIX", "STATE", "IDENTIFIERS", "NAME", "CONTACT"],
+        [[e.prefix, _state(e), str(e.identifier_count), e.display_name, e.contact] for e in rows],
+    )
 
 
 def _enterprise_dict(e: Any) -> dict[str, Any]:
@@ -306,9 +371,17 @@ def _parse_values(specs: Sequence[str], ttl: int | None) -> list[record_pb2.Valu
     return out
 
 
-_value_option = click.option("--value", "-v", "values", multiple=True, metavar="[INDEX:]TYPE=DATA",
-                             help="A value, e.g. -v URL=https://example.com/p/1 -v 2:product.batch=B7 (repeatable).")
-_ttl_option = click.option("--ttl", type=click.IntRange(min=0), default=None, help="TTL in seconds for all values [86400].")
+_value_option = click.option(
+    "--value",
+    "-v",
+    "values",
+    multiple=True,
+    metavar="[INDEX:]TYPE=DATA",
+    help="A value, e.g. -v URL=https://example.com/p/1 -v 2:product.batch=B7 (repeatable).",
+)
+_ttl_option = click.option(
+    "--ttl", type=click.IntRange(min=0), default=None, help="TTL in seconds for all values [86400]."
+)
 
 
 @cli.command()
@@ -317,7 +390,9 @@ _ttl_option = click.option("--ttl", type=click.IntRange(min=0), default=None, he
 @_ttl_option
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
-def register(settings: Settings, identifier: str, values: tuple[str, ...], ttl: int | None, as_json: bool) -> None:
+def register(
+    settings: Settings, identifier: str, values: tuple[str, ...], ttl: int | None, as_json: bool
+) -> None:
     """Register IDENTIFIER with the given values."""
     with settings.management_client() as c:
         record = c.create(identifier, _parse_values(values, ttl))
@@ -331,8 +406,9 @@ def register(settings: Settings, identifier: str, values: tuple[str, ...], ttl: 
 @click.option("--etag", default="", help="Only update if the record still has this etag.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
-def update(settings: Settings, identifier: str, values: tuple[str, ...], ttl: int | None, etag: str,
-           as_json: bool) -> None:
+def update(
+    settings: Settings, identifier: str, values: tuple[str, ...], ttl: int | None, etag: str, as_json: bool
+) -> None:
     """Replace the values of IDENTIFIER."""
     with settings.management_client() as c:
         record = c.update(identifier, _parse_values(values, ttl), etag)
@@ -342,11 +418,18 @@ def update(settings: Settings, identifier: str, values: tuple[str, ...], ttl: in
 @cli.command()
 @click.argument("identifiers", nargs=-1, required=True)
 @click.option("--type", "types", multiple=True, help="Only values of this type (repeatable).")
-@click.option("--index", "indexes", multiple=True, type=click.IntRange(min=1), help="Only this index (repeatable).")
+@click.option(
+    "--index", "indexes", multiple=True, type=click.IntRange(min=1), help="Only this index (repeatable)."
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
-def resolve(settings: Settings, identifiers: tuple[str, ...], types: tuple[str, ...], indexes: tuple[int, ...],
-            as_json: bool) -> None:
+def resolve(
+    settings: Settings,
+    identifiers: tuple[str, ...],
+    types: tuple[str, ...],
+    indexes: tuple[int, ...],
+    as_json: bool,
+) -> None:
     """Resolve one or more identifiers (public listener, no credential needed)."""
     with settings.public_client() as c:
         if len(identifiers) == 1:
@@ -379,8 +462,10 @@ def list_(settings: Settings, prefix: str, limit: int | None, as_json: bool) -> 
     if as_json:
         _print_records(records, True)
     else:
-        _table(["IDENTIFIER", "VALUES", "UPDATED", "ETAG"],
-               [[r.identifier, str(len(r.values)), _ts(r.update_time), r.etag] for r in records])
+        _table(
+            ["IDENTIFIER", "VALUES", "UPDATED", "ETAG"],
+            [[r.identifier, str(len(r.values)), _ts(r.update_time), r.etag] for r in records],
+        )
 
 
 @cli.command()
@@ -426,8 +511,13 @@ def _print_records(records: Iterable[record_pb2.Record], as_json: bool) -> None:
     for n, r in enumerate(records):
         if n:
             click.echo()
-        click.echo(f"{r.identifier}  (owner {r.owner or '-'}, updated {_ts(r.update_time)}, etag {r.etag or '-'})")
-        _table(["INDEX", "TYPE", "TTL", "DATA"], [[str(v.index), v.type, str(v.ttl), _value_data(v)] for v in r.values])
+        click.echo(
+            f"{r.identifier}  (owner {r.owner or '-'}, updated {_ts(r.update_time)}, etag {r.etag or '-'})"
+        )
+        _table(
+            ["INDEX", "TYPE", "TTL", "DATA"],
+            [[str(v.index), v.type, str(v.ttl), _value_data(v)] for v in r.values],
+        )
 
 
 def _table(header: list[str], rows: list[list[str]]) -> None:

@@ -61,7 +61,11 @@ class IdnodeRpcError(Exception):
     ``violations`` as (field, description) pairs."""
 
     def __init__(
-        self, code: grpc.StatusCode, message: str, reason: str = "", violations: tuple[tuple[str, str], ...] = ()
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        reason: str = "",
+        violations: tuple[tuple[str, str], ...] = (),
     ) -> None:
         super().__init__(code, message, reason, violations)
         self.code = code
@@ -148,13 +152,20 @@ class IdnodeClient:
 
     # resolution
     def resolve(
-        self, identifier: str, types: Sequence[str] = (), indexes: Sequence[int] = (), timeout: float | None = None
+        self,
+        identifier: str,
+        types: Sequence[str] = (),
+        indexes: Sequence[int] = (),
+        timeout: float | None = None,
     ) -> record_pb2.Record:
         req = resolution_pb2.ResolveRequest(identifier=identifier, types=types, indexes=indexes)
         return self._call(self.resolution.Resolve, req, timeout).record  # type: ignore[attr-defined]
 
     def batch_resolve(
-        self, identifiers: Sequence[str], types: Sequence[str] = (), indexes: Sequence[int] = (),
+        self,
+        identifiers: Sequence[str],
+        types: Sequence[str] = (),
+        indexes: Sequence[int] = (),
         timeout: float | None = None,
     ) -> list[resolution_pb2.ResolveResult]:
         req = resolution_pb2.BatchResolveRequest(identifiers=identifiers, types=types, indexes=indexes)
@@ -175,7 +186,9 @@ class IdnodeClient:
     def create(
         self, identifier: str, values: Sequence[record_pb2.Value], timeout: float | None = None
     ) -> record_pb2.Record:
-        req = registration_pb2.CreateIdentifierRequest(record=record_pb2.Record(identifier=identifier, values=values))
+        req = registration_pb2.CreateIdentifierRequest(
+            record=record_pb2.Record(identifier=identifier, values=values)
+        )
         return self._call(self.registration.CreateIdentifier, req, timeout)  # type: ignore[return-value]
 
     def get(self, identifier: str, timeout: float | None = None) -> record_pb2.Record:
@@ -183,7 +196,11 @@ class IdnodeClient:
         return self._call(self.registration.GetIdentifier, req, timeout)  # type: ignore[return-value]
 
     def update(
-        self, identifier: str, values: Sequence[record_pb2.Value], etag: str = "", timeout: float | None = None
+        self,
+        identifier: str,
+        values: Sequence[record_pb2.Value],
+        etag: str = "",
+        timeout: float | None = None,
     ) -> record_pb2.Record:
         req = registration_pb2.UpdateIdentifierRequest(
             record=record_pb2.Record(identifier=identifier, values=values, etag=etag)
@@ -197,7 +214,9 @@ class IdnodeClient:
     def list(
         self, parent: str, page_size: int = 0, page_token: str = "", timeout: float | None = None
     ) -> registration_pb2.ListIdentifiersResponse:
-        req = registration_pb2.ListIdentifiersRequest(parent=parent, page_size=page_size, page_token=page_token)
+        req = registration_pb2.ListIdentifiersRequest(
+            parent=parent, page_size=page_size, page_token=page_token
+        )
         return self._call(self.registration.ListIdentifiers, req, timeout)  # type: ignore[return-value]
 
     def list_all(self, parent: str, page_size: int = 1000) -> Iterator[record_pb2.Record]:
@@ -239,7 +258,9 @@ class IdnodeClient:
         return self._call(self.admin.ListEnterprises, req, None)  # type: ignore[return-value]
 
     def suspend_enterprise(self, prefix: str) -> admin_pb2.Enterprise:
-        return self._call(self.admin.SuspendEnterprise, admin_pb2.SuspendEnterpriseRequest(prefix=prefix), None)  # type: ignore[return-value]
+        return self._call(
+            self.admin.SuspendEnterprise, admin_pb2.SuspendEnterpriseRequest(prefix=prefix), None
+        )  # type: ignore[return-value]
 
     def resume_enterprise(self, prefix: str) -> admin_pb2.Enterprise:
         return self._call(self.admin.ResumeEnterprise, admin_pb2.ResumeEnterpriseRequest(prefix=prefix), None)  # type: ignore[return-value]
@@ -253,5 +274,7 @@ class IdnodeClient:
     def __enter__(self) -> IdnodeClient:
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

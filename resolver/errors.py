@@ -74,7 +74,9 @@ def to_status(exc: Exception) -> status_pb2.Status:
     else:
         message, reason, metadata = "internal error", "INTERNAL", {}
     status = status_pb2.Status(code=code.value[0], message=message)
-    status.details.append(_pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)))
+    status.details.append(
+        _pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))
+    )
     if isinstance(exc, InvalidArgument):
         bad = error_details_pb2.BadRequest()
         for v in exc.violations:

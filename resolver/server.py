@@ -67,7 +67,9 @@ class NodeServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.data_dir = DataDir(config.data_dir)
-        self.store = RocksStore(self.data_dir.db, block_cache_bytes=config.block_cache_bytes, fsync=config.fsync)
+        self.store = RocksStore(
+            self.data_dir.db, block_cache_bytes=config.block_cache_bytes, fsync=config.fsync
+        )
         self.cache = RecordCache(config.cache_bytes, config.cache_negative_entries)
         self.registry = Registry(self.store, cache=self.cache)
         self.auth = Authenticator(self.registry)
@@ -99,7 +101,11 @@ class NodeServer:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             server,
         )
 
@@ -114,10 +120,14 @@ class NodeServer:
     def start(self) -> None:
         c = self.config
         if c.public_tls:
-            self.public_port = self.grpc_server.add_secure_port(c.public_address, self._server_credentials(False))
+            self.public_port = self.grpc_server.add_secure_port(
+                c.public_address, self._server_credentials(False)
+            )
         else:
             self.public_port = self.grpc_server.add_insecure_port(c.public_address)
-        self.management_port = self.grpc_server.add_secure_port(c.management_address, self._server_credentials(True))
+        self.management_port = self.grpc_server.add_secure_port(
+            c.management_address, self._server_credentials(True)
+        )
         self.grpc_server.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -68,11 +68,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return self._enterprise_pb(self.registry.set_enterprise_state(principal, prefix, state))
 
     @maps_errors
-    def SuspendEnterprise(self, request: pb.SuspendEnterpriseRequest, context: grpc.ServicerContext) -> pb.Enterprise:
+    def SuspendEnterprise(
+        self, request: pb.SuspendEnterpriseRequest, context: grpc.ServicerContext
+    ) -> pb.Enterprise:
         return self._set_state(self.auth.principal(context), request.prefix, EnterpriseState.SUSPENDED)
 
     @maps_errors
-    def ResumeEnterprise(self, request: pb.ResumeEnterpriseRequest, context: grpc.ServicerContext) -> pb.Enterprise:
+    def ResumeEnterprise(
+        self, request: pb.ResumeEnterpriseRequest, context: grpc.ServicerContext
+    ) -> pb.Enterprise:
         return self._set_state(self.auth.principal(context), request.prefix, EnterpriseState.ACTIVE)
 
     @maps_errors

@@ -13,7 +13,9 @@ from resolver.errors import abort
 R = TypeVar("R")
 
 
-def maps_errors(method: Callable[[Any, Any, grpc.ServicerContext], R]) -> Callable[[Any, Any, grpc.ServicerContext], R]:
+def maps_errors(
+    method: Callable[[Any, Any, grpc.ServicerContext], R],
+) -> Callable[[Any, Any, grpc.ServicerContext], R]:
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> R:
         try:

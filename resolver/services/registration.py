@@ -21,7 +21,9 @@ class RegistrationServicer(registration_pb2_grpc.RegistrationServiceServicer):
         self.auth = auth
 
     @maps_errors
-    def CreateIdentifier(self, request: pb.CreateIdentifierRequest, context: grpc.ServicerContext) -> record_pb2.Record:
+    def CreateIdentifier(
+        self, request: pb.CreateIdentifierRequest, context: grpc.ServicerContext
+    ) -> record_pb2.Record:
         principal = self.auth.principal(context)
         record = self.registry.create(
             principal, request.record.identifier, codec.values_from_pb(request.record.values)
@@ -29,12 +31,16 @@ class RegistrationServicer(registration_pb2_grpc.RegistrationServiceServicer):
         return codec.record_to_pb(record)
 
     @maps_errors
-    def GetIdentifier(self, request: pb.GetIdentifierRequest, context: grpc.ServicerContext) -> record_pb2.Record:
+    def GetIdentifier(
+        self, request: pb.GetIdentifierRequest, context: grpc.ServicerContext
+    ) -> record_pb2.Record:
         principal = self.auth.principal(context)
         return codec.record_to_pb(self.registry.get(principal, request.identifier))
 
     @maps_errors
-    def UpdateIdentifier(self, request: pb.UpdateIdentifierRequest, context: grpc.ServicerContext) -> record_pb2.Record:
+    def UpdateIdentifier(
+        self, request: pb.UpdateIdentifierRequest, context: grpc.ServicerContext
+    ) -> record_pb2.Record:
         principal = self.auth.principal(context)
         record = self.registry.update(
             principal,
@@ -45,7 +51,9 @@ class RegistrationServicer(registration_pb2_grpc.RegistrationServiceServicer):
         return codec.record_to_pb(record)
 
     @maps_errors
-    def DeleteIdentifier(self, request: pb.DeleteIdentifierRequest, context: grpc.ServicerContext) -> empty_pb2.Empty:
+    def DeleteIdentifier(
+        self, request: pb.DeleteIdentifierRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
         principal = self.auth.principal(context)
         self.registry.delete(principal, request.identifier, request.etag)
         return empty_pb2.Empty()

@@ -41,7 +41,9 @@ class ResolutionHandlers:
     def results(self, identifiers: Sequence[str], types: Sequence[str], indexes: Sequence[int]) -> bytes:
         """The encoded ``repeated ResolveResult results = 1`` for ``identifiers``, in order."""
         if len(identifiers) > limits.BATCH_RESOLVE_MAX:
-            raise InvalidArgument.single("identifiers", f"at most {limits.BATCH_RESOLVE_MAX} identifiers per call")
+            raise InvalidArgument.single(
+                "identifiers", f"at most {limits.BATCH_RESOLVE_MAX} identifiers per call"
+            )
         lookup = self.registry.lookup
         filtered = bool(types or indexes)
         parts = []
