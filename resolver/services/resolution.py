@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from registry import limits
 from registry.errors import IdnodeError, InvalidArgument
 from registry.pb import resolution_pb2 as pb
 from registry.service import Registry
 from resolver.errors import abort, item_status
-from resolver.services.wire import TAG1, TAG2, TAG3, field
+from resolver.services.wire import TAG1, TAG2, TAG3, field, only_field1
 
 SERVICE_NAME = "idnode.v1.ResolutionService"
 
@@ -27,13 +28,19 @@ class ResolutionHandlers:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    def resolve(self, request: pb.ResolveRequest, context: grpc.ServicerContext) -> bytes:
-        if not request.types and not request.indexes:
-            data = self.registry.lookup(request.identifier.encode().upper())
+    def resolve(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
+        """``raw`` is the serialized ResolveRequest: an unfiltered request is answered from its
+        bytes; anything else (filters, a miss, a malformed request) is parsed in full."""
+        identifier = only_field1(raw)
+        if identifier is not None:
+            data = self.registry.lookup(identifier.upper())
             if data is not None:
                 return field(TAG1, data)
         try:
+            request = pb.ResolveRequest.FromString(raw)
             data = self.registry.resolve(request.identifier, request.types, request.indexes)
+        except DecodeError:
+            abort(context, InvalidArgument.single("request", "is not a valid ResolveRequest"))
         except Exception as exc:
             abort(context, exc)
         return field(TAG1, data)
@@ -79,9 +86,7 @@ class ResolutionHandlers:
         return grpc.method_handlers_generic_handler(
             SERVICE_NAME,
             {
-                "Resolve": grpc.unary_unary_rpc_method_handler(
-                    self.resolve, request_deserializer=pb.ResolveRequest.FromString
-                ),
+                "Resolve": grpc.unary_unary_rpc_method_handler(self.resolve),
                 "BatchResolve": grpc.unary_unary_rpc_method_handler(
                     self.batch_resolve, request_deserializer=pb.BatchResolveRequest.FromString
                 ),

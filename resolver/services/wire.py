@@ -27,3 +27,22 @@ def field(tag: bytes, payload: bytes) -> bytes:
 TAG1 = b"\x0a"  # field 1, wire type 2
 TAG2 = b"\x12"  # field 2, wire type 2
 TAG3 = b"\x1a"  # field 3, wire type 2
+
+
+def only_field1(raw: bytes) -> bytes | None:
+    """The payload of a message whose *only* content is one length-delimited field 1 shorter than
+    16 KiB, else None (the caller then parses the message in full).
+
+    This is how a plain ``ResolveRequest{identifier}`` looks on the wire; reading it here avoids
+    building a protobuf object and decoding the identifier to ``str`` on the hot path.
+    """
+    size = len(raw)
+    if size < 2 or raw[0] != 0x0A:
+        return None
+    n = raw[1]
+    if n < 0x80:
+        return raw[2:] if n + 2 == size else None
+    if size < 3 or raw[2] >= 0x80:
+        return None
+    n = (n & 0x7F) | (raw[2] << 7)
+    return raw[3:] if n + 3 == size else None
