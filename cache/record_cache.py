@@ -65,6 +65,8 @@ class RecordCache:
             return value
         if key in self._neg:
             self.negative_hits += 1
+            with suppress(KeyError):
+                self._neg.move_to_end(key)
             return NEGATIVE
         self.misses += 1
         return None

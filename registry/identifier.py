@@ -35,7 +35,7 @@ def fold(text: str) -> bytes:
 
     ``bytes.upper`` touches only ASCII, which is exactly the case rule.
     """
-    return text.encode("utf-8").upper()
+    return text.encode("utf-8", "surrogatepass").upper()
 
 
 def prefix_problem(prefix: str) -> str | None:

@@ -52,6 +52,8 @@ COUNT_ENTERPRISES = b"enterprises"
 NEXT_ENTERPRISE_CODE = b"next_enterprise_code"
 _COUNT_PREFIX = b"ids:"
 _TOKEN_VERSION = b"\x01"
+_ENTERPRISE_CACHE_MAX = 10_000
+"""Cached enterprise look-ups (including "no enterprise at this sub-prefix") before a reset."""
 
 
 def count_key(enterprise_prefix: str) -> bytes:
@@ -166,6 +168,7 @@ class Registry:
         self.created_ns = int(created) if created else clock()
         self.started_ns = clock()
         self._enterprises: dict[bytes, Enterprise | None] = {}
+        self._enterprise_generation = 0
         self._enterprise_lock = threading.Lock()
 
     # ---------------------------------------------------------------- resolution (public)
@@ -205,15 +208,21 @@ class Registry:
             return self._enterprises[key]
         except KeyError:
             pass
+        generation = self._enterprise_generation
         raw = self.store.get(Table.ENTERPRISES, key)
         found = codec.decode_enterprise(raw) if raw is not None else None
         with self._enterprise_lock:
-            self._enterprises[key] = found
+            # A forget since our read means what we read may be stale: do not cache it.
+            if generation == self._enterprise_generation:
+                if len(self._enterprises) >= _ENTERPRISE_CACHE_MAX:
+                    self._enterprises.clear()
+                self._enterprises[key] = found
         return found
 
     def forget_enterprise(self, prefix: str) -> None:
         """Drop a cached enterprise; called after every enterprise write (and by replicas)."""
         with self._enterprise_lock:
+            self._enterprise_generation += 1
             self._enterprises.pop(fold(prefix), None)
 
     def owner_of(self, ident: Identifier) -> Enterprise | None:
@@ -402,19 +411,24 @@ class Registry:
                 answer[i] = CreateOutcome(record.identifier, etag=record.etag)
             resolved = [a for a in answer if a is not None]
             writes: list[Put | Delete] = [Put(Table.RECORDS, k, staged[k][2]) for k in keys]
+            expects = [Expect(Table.RECORDS, k, None) for k in keys]
             if request_key:
+                # A retry racing this call: whichever commits first defines the answer.
+                expects.insert(0, Expect(Table.REQUESTS, request_key, None))
                 writes.append(Put(Table.REQUESTS, request_key, _encode_outcomes(resolved, digest)))
             try:
                 self.store.commit(
                     Txn(
-                        expects=tuple(Expect(Table.RECORDS, k, None) for k in keys),
+                        expects=tuple(expects),
                         writes=tuple(writes),
                         adds=(*(Add(k, n) for k, n in adds.items()), Add(COUNT_TOTAL, len(keys))),
                     )
                 )
             except ConditionFailed as exc:
+                if request_key and exc.index == 0:
+                    return _replay(self.store.get(Table.REQUESTS, request_key) or b"", digest)
                 # Created by someone else since our read: that item loses, the rest retry.
-                i, record, _ = staged.pop(keys[exc.index])
+                i, record, _ = staged.pop(keys[exc.index - (1 if request_key else 0)])
                 outcomes[i] = CreateOutcome(record.identifier, error=self._exists(record.identifier))
                 continue
             for k in keys:

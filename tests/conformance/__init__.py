@@ -1,0 +1,1 @@
+"""Backend-agnostic conformance tests for :class:`registry.store.Store`."""

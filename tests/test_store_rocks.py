@@ -1,0 +1,97 @@
+"""The Store conformance suite on RocksStore, plus RocksDB-specific behaviour."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from registry.rocks import RocksStore
+from registry.store import Add, Put, StoreUnavailable, Table, Txn
+from tests.conformance.suite import StoreConformance
+
+
+class TestRocksStoreConformance(StoreConformance):
+    """The ``store`` fixture comes from tests/conftest.py."""
+
+    @pytest.fixture
+    def reopen(self) -> Iterator[Callable[[RocksStore], RocksStore]]:
+        """Close a RocksStore and open a new handle on its directory; closes the new handles at teardown."""
+        opened: list[RocksStore] = []
+
+        def _reopen(old: RocksStore) -> RocksStore:
+            old.close()
+            new = RocksStore(old.path, block_cache_bytes=8 << 20)
+            opened.append(new)
+            return new
+
+        yield _reopen
+        for s in opened:
+            s.close()
+
+
+def test_second_handle_on_same_directory_is_unavailable(store: RocksStore) -> None:
+    store.commit(Txn(writes=(Put(Table.RECORDS, b"k", b"v"),)))
+    with pytest.raises(StoreUnavailable) as info:
+        RocksStore(store.path, block_cache_bytes=1 << 20)
+    assert str(store.path) in str(info.value)
+    # The first handle is unaffected by the failed open.
+    assert store.get(Table.RECORDS, b"k") == b"v"
+    store.commit(Txn(writes=(Put(Table.RECORDS, b"k2", b"v2"),)))
+    assert store.get(Table.RECORDS, b"k2") == b"v2"
+
+
+def test_directory_is_free_again_after_close(tmp_path: Path) -> None:
+    first = RocksStore(tmp_path / "db", block_cache_bytes=1 << 20)
+    first.commit(Txn(writes=(Put(Table.META, b"k", b"v"),)))
+    first.close()
+    second = RocksStore(tmp_path / "db", block_cache_bytes=1 << 20)
+    try:
+        assert second.get(Table.META, b"k") == b"v"
+    finally:
+        second.close()
+
+
+def test_creates_missing_directories(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "db"
+    with RocksStore(path, block_cache_bytes=1 << 20) as s:
+        s.commit(Txn(adds=(Add(b"n", 1),)))
+        assert s.counter(b"n") == 1
+    assert path.is_dir()
+
+
+def _block_cache_capacity(store: RocksStore) -> int:
+    return store._cf[Table.RECORDS].property_int_value("rocksdb.block-cache-capacity")
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_block_cache_capacity_on_new_and_existing_db(tmp_path: Path, fsync: bool) -> None:
+    """rocksdict drops database-level block-cache options when it reopens an existing database;
+    the capacity passed must be the one in effect, on first open and on every reopen."""
+    path = tmp_path / "db"
+    first = RocksStore(path, block_cache_bytes=8 << 20, fsync=fsync)
+    try:
+        assert _block_cache_capacity(first) == 8 << 20
+        first.commit(Txn(writes=(Put(Table.RECORDS, b"k", b"v"),)))
+    finally:
+        first.close()
+    for capacity in (16 << 20, 3 << 20):
+        again = RocksStore(path, block_cache_bytes=capacity, fsync=fsync)
+        try:
+            assert _block_cache_capacity(again) == capacity
+            # (No local reference to a column family: it would keep the database open past close.)
+            for table in Table:
+                assert again._cf[table].property_int_value("rocksdb.block-cache-capacity") == capacity
+            assert again.get(Table.RECORDS, b"k") == b"v"
+        finally:
+            again.close()
+
+
+def test_context_manager_closes(tmp_path: Path) -> None:
+    with RocksStore(tmp_path / "db", block_cache_bytes=1 << 20) as s:
+        s.commit(Txn(writes=(Put(Table.RECORDS, b"k", b"v"),)))
+    with pytest.raises(StoreUnavailable):
+        s.commit(Txn(writes=(Put(Table.RECORDS, b"k", b"w"),)))
+    with RocksStore(tmp_path / "db", block_cache_bytes=1 << 20) as s2:
+        assert s2.get(Table.RECORDS, b"k") == b"v"
