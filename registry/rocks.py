@@ -20,6 +20,7 @@ from rocksdict import (
     BlockBasedOptions,
     Cache,
     DBCompressionType,
+    IngestExternalFileOptions,
     Options,
     Rdict,
     ReadOptions,
@@ -75,13 +76,18 @@ class RocksStore:
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, table: Table, key: bytes) -> bytes | None:
-        return self._cf[table].get(key)
+        try:
+            return self._cf[table].get(key)
+        except KeyError:  # the column-family map is emptied by close()
+            raise StoreUnavailable("store is closed") from None
 
     def get_many(self, table: Table, keys: Sequence[bytes]) -> list[bytes | None]:
+        self._check_open()
         cf = self._cf[table]
         return [cf.get(k) for k in keys]
 
     def scan(self, table: Table, lower: bytes, upper: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        self._check_open()
         out: list[tuple[bytes, bytes]] = []
         if limit <= 0 or lower >= upper:
             return out
@@ -96,25 +102,23 @@ class RocksStore:
         return out
 
     def counter(self, name: bytes) -> int:
+        self._check_open()
         raw = self._counters_cf.get(name)
         return _COUNTER.unpack(raw)[0] if raw is not None else 0
 
     def counters(self, prefix: bytes) -> dict[bytes, int]:
-        upper = prefix + b"\xff" * 8
-        return {
-            k: _COUNTER.unpack(v)[0]
-            for k, v in self._scan_raw(self._counters_cf, prefix, upper)
-            if k.startswith(prefix)
-        }
-
-    def _scan_raw(self, cf: Rdict, lower: bytes, upper: bytes) -> list[tuple[bytes, bytes]]:
-        it = cf.iter(ReadOptions())
-        it.seek(lower)
-        out = []
-        while it.valid() and it.key() < upper:
-            out.append((it.key(), it.value()))
+        self._check_open()
+        it = self._counters_cf.iter(ReadOptions())
+        it.seek(prefix)
+        out: dict[bytes, int] = {}
+        while it.valid() and it.key().startswith(prefix):
+            out[it.key()] = _COUNTER.unpack(it.value())[0]
             it.next()
         return out
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("store is closed")
 
     # -- writes ------------------------------------------------------------------------------
     def commit(self, txn: Txn) -> None:
@@ -139,6 +143,57 @@ class RocksStore:
             if not batch.is_empty():
                 self._db.write(batch, self._write_opts)
 
+    # -- bulk loading (registry.bulk) --------------------------------------------------------
+    def ingest(self, table: Table, sst_paths: Sequence[str], txn: Txn | None = None) -> None:
+        """Commit ``txn``, then ingest SST files into ``table``, atomically with respect to
+        :meth:`commit` (both run under the commit lock).
+
+        Contract: ``txn.expects`` are checked first (ConditionFailed: nothing changes); then ``txn``'s
+        writes and counter adds are written durably as one WriteBatch; then the files are ingested
+        with ``move_files`` (each file is atomic: all its keys appear or none; once ingested a file is
+        gone from its path). Files hold keys in ascending order, written with :func:`sst_options`.
+        Ingested keys overwrite older versions of the same keys. A crash between the batch and the
+        ingestion leaves the batch applied and the files in place, so a caller that records the
+        pending paths in ``txn`` can finish the ingestion after a restart.
+        """
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable("store is closed")
+            if txn is not None:
+                for i, expect in enumerate(txn.expects):
+                    if self._cf[expect.table].get(expect.key) != expect.value:
+                        raise ConditionFailed(i, expect)
+                batch = WriteBatch(raw_mode=True)
+                for w in txn.writes:
+                    if isinstance(w, Put):
+                        batch.put(w.key, w.value, self._handle[w.table])
+                    elif isinstance(w, Delete):
+                        batch.delete(w.key, self._handle[w.table])
+                totals: dict[bytes, int] = {}
+                for add in txn.adds:
+                    totals[add.counter] = totals.get(add.counter, 0) + add.delta
+                for name, delta in totals.items():
+                    if delta:
+                        batch.put(name, _COUNTER.pack(self.counter(name) + delta), self._counters_handle)
+                if not batch.is_empty():
+                    self._db.write(batch, self._write_opts)
+            if sst_paths:
+                opts = IngestExternalFileOptions()
+                opts.set_move_files(True)
+                self._cf[table].ingest_external_file([str(p) for p in sst_paths], opts)
+
+    def compact(self, table: Table) -> None:
+        """Compact the whole of ``table`` (after a bulk load: merges ingested files, drops
+        overwritten versions)."""
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable("store is closed")
+            self._cf[table].compact_range(None, None)
+
+    def disk_bytes(self) -> int:
+        """Bytes of the live SST files of the whole database."""
+        return sum(int(f["size"]) for f in self._db.live_files())
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -155,3 +210,9 @@ class RocksStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sst_options() -> Options:
+    """Options for :class:`rocksdict.SstFileWriter` building files that :meth:`RocksStore.ingest`
+    takes: the store's own table format and compression, raw (bytes) mode."""
+    return _options(Cache(8 << 20))
