@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rocksdict import (
+    AccessType,
     BlockBasedOptions,
     Cache,
     DBCompressionType,
@@ -56,13 +57,30 @@ class RocksStore:
     :class:`StoreUnavailable`.
     """
 
-    def __init__(self, path: str | Path, *, block_cache_bytes: int = 256 << 20, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        block_cache_bytes: int = 256 << 20,
+        fsync: bool = True,
+        secondary_dir: str | Path | None = None,
+    ) -> None:
+        """With ``secondary_dir``, open a read-only *secondary* instance that follows the primary
+        process owning ``path`` through :meth:`catch_up` (several may run beside the primary);
+        :meth:`commit` then raises :class:`StoreUnavailable`."""
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.secondary = secondary_dir is not None
         opts = _options(Cache(block_cache_bytes))
         families = {t.value: opts for t in Table} | {_COUNTERS: opts}
+        extra: dict[str, object] = {}
+        if secondary_dir is not None:
+            opts.set_max_open_files(-1)  # required of a secondary instance
+            Path(secondary_dir).mkdir(parents=True, exist_ok=True)
+            extra["access_type"] = AccessType.secondary(str(secondary_dir))
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = Rdict(str(self.path), opts, column_families=families)
+            self._db = Rdict(str(self.path), opts, column_families=families, **extra)
         except Exception as exc:  # rocksdict raises plain Exception for a locked or corrupt DB
             raise StoreUnavailable(f"cannot open RocksDB at {self.path}: {exc}") from exc
         self._cf = {t: self._db.get_column_family(t.value) for t in Table}
@@ -116,6 +134,17 @@ class RocksStore:
             it.next()
         return out
 
+    def catch_up(self) -> int:
+        """(Secondary only) apply what the primary has written since; returns :meth:`sequence`."""
+        self._check_open()
+        self._db.try_catch_up_with_primary()
+        return self._db.latest_sequence_number()
+
+    def sequence(self) -> int:
+        """RocksDB's latest sequence number: after a commit returns, at least that commit's."""
+        self._check_open()
+        return self._db.latest_sequence_number()
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreUnavailable("store is closed")
@@ -125,6 +154,8 @@ class RocksStore:
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("store is closed")
+            if self.secondary:
+                raise StoreUnavailable("this is a read-only secondary of the store")
             for i, expect in enumerate(txn.expects):
                 if self._cf[expect.table].get(expect.key) != expect.value:
                     raise ConditionFailed(i, expect)

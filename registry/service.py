@@ -69,6 +69,15 @@ class Cache(Protocol):
     def invalidate(self, key: bytes) -> None: ...
 
 
+class CommitListener(Protocol):
+    """Told of every committed record change, after the commit and before the write is
+    acknowledged to its caller; the write waits for it to return. ``changes`` are
+    (case-folded key, new encoded record or None for a deletion). Used to keep other processes'
+    caches and replicas coherent."""
+
+    def records_changed(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None: ...
+
+
 class NoCache:
     """A cache that holds nothing: every lookup reads the store."""
 
@@ -156,6 +165,7 @@ class Registry:
         *,
         cache: Cache | None = None,
         clock: Callable[[], int] = time.time_ns,
+        listeners: Sequence[CommitListener] = (),
     ) -> None:
         raw = store.get(Table.META, META_NODE_PREFIX)
         if raw is None:
@@ -167,6 +177,7 @@ class Registry:
         created = store.get(Table.META, META_CREATED)
         self.created_ns = int(created) if created else clock()
         self.started_ns = clock()
+        self.listeners: list[CommitListener] = list(listeners)
         self._enterprises: dict[bytes, Enterprise | None] = {}
         self._enterprise_generation = 0
         self._enterprise_lock = threading.Lock()
@@ -199,6 +210,13 @@ class Registry:
             ident = parse(text, field)
             raise NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
         return codec.filter_record_bytes(data, types, indexes)
+
+    def _records_changed(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """After a commit, before acknowledging it: drop stale cache entries, tell listeners."""
+        for key, _ in changes:
+            self.cache.invalidate(key)
+        for listener in self.listeners:
+            listener.records_changed(changes)
 
     # ---------------------------------------------------------------- enterprises and principals
     def enterprise(self, prefix: str) -> Enterprise | None:
@@ -347,7 +365,7 @@ class Registry:
             )
         except ConditionFailed:
             raise self._exists(record.identifier) from None
-        self.cache.invalidate(key)
+        self._records_changed([(key, data)])
         return record
 
     def _exists(self, text: str) -> AlreadyExists:
@@ -431,8 +449,7 @@ class Registry:
                 i, record, _ = staged.pop(keys[exc.index - (1 if request_key else 0)])
                 outcomes[i] = CreateOutcome(record.identifier, error=self._exists(record.identifier))
                 continue
-            for k in keys:
-                self.cache.invalidate(k)
+            self._records_changed([(k, staged[k][2]) for k in keys])
             return resolved
 
     def get(self, principal: Principal, text: str, field: str = "identifier") -> Record:
@@ -483,7 +500,7 @@ class Registry:
                 )
             except ConditionFailed:
                 continue  # changed under us: re-read, and re-check the caller's etag
-            self.cache.invalidate(key)
+            self._records_changed([(key, data)])
             return record
 
     def delete(self, principal: Principal, text: str, etag: str = "", field: str = "identifier") -> None:
@@ -510,7 +527,7 @@ class Registry:
                 )
             except ConditionFailed:
                 continue
-            self.cache.invalidate(key)
+            self._records_changed([(key, None)])
             return
 
     def list(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -27,7 +28,8 @@ from registry.pb import record_pb2
 from registry.store import StoreUnavailable
 from resolver.client import IdnodeClient, IdnodeRpcError, value
 from resolver.datadir import DataDir
-from resolver.server import NodeServer, ServerConfig
+from resolver.server import NodeServer, ServerConfig, with_port
+from resolver.workers import LOG_FORMAT, WorkerPool
 
 DEFAULT_NODE_PREFIX = "88.118"
 DEFAULT_PUBLIC = "localhost:8470"
@@ -176,6 +178,13 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     help="Node prefix used when the data directory is new.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=lambda: os.cpu_count() or 1,
+    show_default="number of cores",
+    help="Worker processes sharing the public port (1: a single process).",
+)
+@click.option(
     "--demo/--no-demo",
     default=True,
     show_default=True,
@@ -192,11 +201,12 @@ def serve(
     threads: int | None,
     fsync: bool | None,
     access_log: bool | None,
+    workers: int,
     node_prefix: str,
     demo: bool,
 ) -> None:
     """Run the node until SIGTERM or Ctrl-C (initialising the data directory if it is new)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     doc = _load_config(config_path)
     doc.setdefault("data_dir", str(settings.data_dir.root))
     overrides = {
@@ -211,35 +221,52 @@ def serve(
     doc.update({k: v for k, v in overrides.items() if v is not None})
     config = ServerConfig(**{**doc, "data_dir": Path(doc["data_dir"])})
     data_dir = DataDir(config.data_dir)
-    fresh = not data_dir.initialised()
-    if fresh:
-        data_dir.init(node_prefix)
-    server = NodeServer(config)
     seeded: list[str] = []
-    if fresh and demo:
-        from resolver.demo import seed
+    if not data_dir.initialised():
+        data_dir.init(node_prefix)
+        if demo:
+            from registry.rocks import RocksStore
+            from registry.service import Registry
+            from resolver.demo import seed
 
-        seeded = seed(data_dir, server.registry)
-    server.start()
-    pub = f"{config.public_address.rsplit(':', 1)[0]}:{server.public_port}"
-    click.echo(f"idnode serving node prefix {server.registry.node_prefix} from {data_dir.root}")
-    click.echo(f"  public (resolution):    {pub}")
+            with RocksStore(data_dir.db) as store:
+                seeded = seed(data_dir, Registry(store))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if workers == 1:
+        server = NodeServer(config)
+        server.start()
+        _banner(server.registry.node_prefix, config, server.public_port, server.management_port, 1, seeded)
+        stop.wait()
+        click.echo("shutting down", err=True)
+        server.stop()
+        return
+    pool = WorkerPool(config, workers)
+    pool.start()
+    _banner(pool.node_prefix, config, pool.public_port, pool.management_port, workers, seeded)
+    status = pool.supervise(stop)
+    click.echo("shutting down", err=True)
+    pool.stop()
+    sys.exit(status)
+
+
+def _banner(
+    node_prefix: str,
+    config: ServerConfig,
+    public_port: int,
+    management_port: int,
+    workers: int,
+    seeded: list[str],
+) -> None:
     click.echo(
-        f"  management (mutual TLS): {config.management_address.rsplit(':', 1)[0]}:{server.management_port}"
+        f"idnode serving node prefix {node_prefix} from {config.data_dir} with {workers} worker process(es)"
     )
+    click.echo(f"  public (resolution):     {with_port(config.public_address, public_port)}")
+    click.echo(f"  management (mutual TLS): {with_port(config.management_address, management_port)}")
     if seeded:
         click.echo(f"seeded demo enterprise {seeded[0].split('/')[0]} with {len(seeded)} identifiers; try:")
-        click.echo(f"  idnode --data-dir {data_dir.root} resolve {seeded[0]}")
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
-    click.echo("shutting down", err=True)
-    server.stop()
+        click.echo(f"  .venv/bin/idnode --data-dir {config.data_dir} resolve {seeded[0]}")
 
 
 # ------------------------------------------------------------------------------- enterprises

@@ -18,6 +18,8 @@ Example::
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -30,8 +32,9 @@ from registry.pb import admin_pb2, record_pb2, registration_pb2, resolution_pb2
 from resolver.pb import admin_pb2_grpc, registration_pb2_grpc, resolution_pb2_grpc
 
 DEFAULT_TIMEOUT = 10.0
+_MAX_ATTEMPTS = 4
 _RETRY = {
-    "maxAttempts": 4,
+    "maxAttempts": _MAX_ATTEMPTS,
     "initialBackoff": "0.1s",
     "maxBackoff": "2s",
     "backoffMultiplier": 2,
@@ -140,6 +143,7 @@ class IdnodeClient:
         else:
             self.channel = grpc.insecure_channel(target, options=options)
         self.timeout = timeout
+        self.retries = retries
         self.resolution = resolution_pb2_grpc.ResolutionServiceStub(self.channel)
         self.registration = registration_pb2_grpc.RegistrationServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
@@ -149,6 +153,28 @@ class IdnodeClient:
             return method(request, timeout=timeout or self.timeout)
         except grpc.RpcError as err:
             raise IdnodeRpcError.from_rpc_error(err) from None
+
+    def _call_retrying(
+        self, method: grpc.UnaryUnaryMultiCallable, request: object, timeout: float | None
+    ) -> object:
+        """``_call`` with the retry policy of ``_RETRY`` applied here, for a call that is safe to
+        repeat only for some requests (a service config cannot tell them apart)."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        backoff = 0.1
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                return method(request, timeout=max(deadline - time.monotonic(), 0.001))
+            except grpc.RpcError as err:
+                pause = random.uniform(0, backoff)
+                if (
+                    err.code() is not grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+                    or attempt == _MAX_ATTEMPTS
+                    or time.monotonic() + pause >= deadline
+                ):
+                    raise IdnodeRpcError.from_rpc_error(err) from None
+            time.sleep(pause)
+            backoff = min(backoff * 2, 2.0)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # resolution
     def resolve(
@@ -241,7 +267,9 @@ class IdnodeClient:
             ],
             request_id=request_id,
         )
-        return list(self._call(self.registration.BatchCreateIdentifiers, req, timeout).results)  # type: ignore[attr-defined]
+        # Safe to repeat only with a request_id: the node answers a retry with the first answer.
+        call = self._call_retrying if request_id and self.retries else self._call
+        return list(call(self.registration.BatchCreateIdentifiers, req, timeout).results)  # type: ignore[attr-defined]
 
     # administration
     def create_enterprise(

@@ -23,6 +23,7 @@ from cache import RecordCache
 from registry import limits
 from registry.rocks import RocksStore
 from registry.service import Registry
+from registry.store import Store
 from resolver.auth import Authenticator
 from resolver.datadir import DataDir
 from resolver.interceptors import build_interceptors
@@ -61,22 +62,36 @@ class ServerConfig:
 
 
 class NodeServer:
-    """A node serving one data directory. ``start()`` binds and returns; ``stop()`` drains calls
-    (up to ``grace_seconds``) and closes the store so every acknowledged write is on disk."""
+    """A node process serving one data directory. ``start()`` binds and returns; ``stop()``
+    drains calls (up to ``grace_seconds``) and closes the store so every acknowledged write is on
+    disk.
 
-    def __init__(self, config: ServerConfig) -> None:
+    By default it owns the store (opening RocksDB read-write) and serves both listeners. A reader
+    worker of a multi-process node passes its own read-only ``store`` and ``management=False``;
+    ``reuse_port`` lets several processes share the public port (SO_REUSEPORT).
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        store: Store | None = None,
+        management: bool = True,
+        reuse_port: bool = False,
+    ) -> None:
         self.config = config
         self.data_dir = DataDir(config.data_dir)
-        self.store = RocksStore(
+        self.store: Store = store or RocksStore(
             self.data_dir.db, block_cache_bytes=config.block_cache_bytes, fsync=config.fsync
         )
+        self.management = management
         self.cache = RecordCache(config.cache_bytes, config.cache_negative_entries)
         self.registry = Registry(self.store, cache=self.cache)
         self.auth = Authenticator(self.registry)
         self.public_port = 0
         self.management_port = 0
         options = [
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", limits.MESSAGE_MAX_BYTES),
             ("grpc.max_send_message_length", 128 << 20),
             *config.extra_options,
@@ -125,17 +140,20 @@ class NodeServer:
             )
         else:
             self.public_port = self.grpc_server.add_insecure_port(c.public_address)
-        self.management_port = self.grpc_server.add_secure_port(
-            c.management_address, self._server_credentials(True)
-        )
+        if self.management:
+            self.management_port = self.grpc_server.add_secure_port(
+                c.management_address, self._server_credentials(True)
+            )
         self.grpc_server.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
-            "idnode serving node prefix %s: public %s, management %s (mutual TLS)",
+            "idnode serving node prefix %s: public %s%s",
             self.registry.node_prefix,
-            _with_port(c.public_address, self.public_port),
-            _with_port(c.management_address, self.management_port),
+            with_port(c.public_address, self.public_port),
+            f", management {with_port(c.management_address, self.management_port)} (mutual TLS)"
+            if self.management
+            else " (reader worker)",
         )
 
     def stop(self, grace: float | None = None) -> None:
@@ -147,6 +165,7 @@ class NodeServer:
         self.grpc_server.wait_for_termination()
 
 
-def _with_port(address: str, port: int) -> str:
+def with_port(address: str, port: int) -> str:
+    """``address`` (host:port) with its port replaced, e.g. after binding port 0."""
     host = address.rsplit(":", 1)[0]
     return f"{host}:{port}"

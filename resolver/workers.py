@@ -1,0 +1,171 @@
+"""Multi-process serving: one port, every core.
+
+A node with N workers runs N processes, all serving the public (resolution) port through
+SO_REUSEPORT, where the kernel spreads *connections* over them:
+
+- worker 0, the **writer**, owns the data directory (RocksDB read-write) and alone serves the
+  management listener; every write it commits is pushed to the readers and confirmed by each
+  before it is acknowledged (:mod:`resolver.fanout`);
+- workers 1..N-1, the **readers**, open RocksDB as secondary instances behind an overlay of
+  pushed changes (:mod:`registry.replica`) and answer resolution only.
+
+The supervisor (the process that ran ``idnode serve``) restarts a reader that dies; if the writer
+dies, readers stop (they can no longer promise fresh answers) and the supervisor exits non-zero,
+so that a service manager restarts the node.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import secrets
+import signal
+import threading
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from registry.replica import ReplicaStore
+from registry.rocks import RocksStore
+from resolver.fanout import ReplicaFanout, ReplicaFollower
+from resolver.server import NodeServer, ServerConfig, with_port
+
+log = logging.getLogger("idnode.workers")
+
+READY_TIMEOUT_SECONDS = 60.0
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s %(message)s"
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _log_setup() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s %(message)s"
+    )
+
+
+def writer_main(config: ServerConfig, address: str, authkey: bytes, ready: Connection) -> None:
+    """Worker 0: the node proper, plus the fan-out that keeps readers coherent."""
+    _log_setup()
+    stop = _stop_on_signals()
+    server = NodeServer(config, reuse_port=True)
+    assert isinstance(server.store, RocksStore)
+    fanout = ReplicaFanout(address, authkey, server.store.sequence)
+    server.registry.listeners.append(fanout)
+    server.start()
+    ready.send((server.public_port, server.management_port, server.registry.node_prefix))
+    stop.wait()
+    server.stop()
+    fanout.close()
+
+
+def reader_main(config: ServerConfig, index: int, address: str, authkey: bytes, ready: Connection) -> None:
+    """Worker ``index`` >= 1: resolution from a secondary instance kept coherent by the writer."""
+    _log_setup()
+    stop = _stop_on_signals()
+    lost = threading.Event()
+    follower = ReplicaFollower(address, authkey)  # join first: nothing acknowledged after this is missed
+    secondary = RocksStore(
+        config.data_dir / "db",
+        block_cache_bytes=config.block_cache_bytes,
+        secondary_dir=config.data_dir / "run" / f"reader-{index}",
+    )
+    replica = ReplicaStore(secondary)
+    replica.catch_up()  # ... and everything acknowledged before it is in the secondary now
+    server = NodeServer(config, store=replica, management=False, reuse_port=True)
+
+    def on_lost() -> None:
+        lost.set()
+        stop.set()
+
+    follower.start(replica, server.cache, on_lost)
+    server.start()
+    ready.send((server.public_port, 0, server.registry.node_prefix))
+    stop.wait()
+    server.stop(0 if lost.is_set() else None)
+    follower.stop()
+    if lost.is_set():
+        os._exit(1)
+
+
+class WorkerPool:
+    """Starts and supervises the worker processes of one node."""
+
+    def __init__(self, config: ServerConfig, workers: int) -> None:
+        if workers < 2:
+            raise ValueError("a worker pool needs at least 2 workers; use NodeServer for one")
+        self.config = config
+        self.workers = workers
+        self._ctx = multiprocessing.get_context("spawn")
+        self._address = f"\0idnode-{os.getpid()}-{secrets.token_hex(6)}"  # Linux abstract socket
+        self._authkey = secrets.token_bytes(32)
+        self.public_port = 0
+        self.management_port = 0
+        self.node_prefix = ""
+        self.writer: BaseProcess | None = None
+        self.readers: dict[int, BaseProcess] = {}
+
+    def _spawn(self, target: object, args: tuple[object, ...]) -> tuple[BaseProcess, tuple[int, int, str]]:
+        parent, child = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(target=target, args=(*args, child), daemon=False)  # type: ignore[attr-defined]
+        proc.start()
+        child.close()
+        if not parent.poll(READY_TIMEOUT_SECONDS):
+            proc.kill()
+            raise RuntimeError(f"worker {args[1] if len(args) > 3 else 0} did not start")
+        try:
+            ports = parent.recv()
+        except EOFError:
+            proc.join()
+            raise RuntimeError(f"a worker process exited during start-up (status {proc.exitcode})") from None
+        return proc, ports
+
+    def _start_reader(self, index: int) -> None:
+        config = replace(self.config, public_address=with_port(self.config.public_address, self.public_port))
+        proc, _ = self._spawn(reader_main, (config, index, self._address, self._authkey))
+        self.readers[index] = proc
+
+    def start(self) -> None:
+        """Start the writer, then the readers on the writer's public port; returns when all serve."""
+        self.writer, (self.public_port, self.management_port, self.node_prefix) = self._spawn(
+            writer_main, (self.config, self._address, self._authkey)
+        )
+        for index in range(1, self.workers):
+            self._start_reader(index)
+
+    def supervise(self, stop: threading.Event) -> int:
+        """Restart readers that die until ``stop`` is set (0) or the writer dies (1)."""
+        assert self.writer is not None
+        while not stop.is_set():
+            sentinels = [self.writer.sentinel, *(p.sentinel for p in self.readers.values())]
+            multiprocessing.connection.wait(sentinels, timeout=0.5)
+            if not self.writer.is_alive():
+                if stop.is_set():
+                    break
+                log.error("the writer process exited (status %s); stopping the node", self.writer.exitcode)
+                self.stop()
+                return 1
+            for index, proc in list(self.readers.items()):
+                if not proc.is_alive() and not stop.is_set():
+                    log.warning("reader %d exited (status %s); restarting it", index, proc.exitcode)
+                    self._start_reader(index)
+        return 0
+
+    def stop(self) -> None:
+        """SIGTERM every worker (readers first), then wait for them to drain and exit."""
+        procs = [*self.readers.values(), *([self.writer] if self.writer else [])]
+        for proc in procs:
+            if proc.is_alive() and proc.pid:
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.join(self.config.grace_seconds + 10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
