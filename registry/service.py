@@ -207,9 +207,14 @@ class Registry:
         """
         data = self.lookup(fold(text))
         if data is None:
-            ident = parse(text, field)
-            raise NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
+            raise self.missing(text, field)
         return codec.filter_record_bytes(data, types, indexes)
+
+    def missing(self, text: str, field: str = "identifier") -> IdnodeError:
+        """The error for ``text`` having no record: InvalidArgument if it is not a well-formed
+        identifier (raised), else NotFound (returned)."""
+        ident = parse(text, field)
+        return NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
 
     def _records_changed(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
         """After a commit, before acknowledging it: drop stale cache entries, tell listeners."""

@@ -34,6 +34,7 @@ from resolver.workers import LOG_FORMAT, WorkerPool
 DEFAULT_NODE_PREFIX = "88.118"
 DEFAULT_PUBLIC = "localhost:8470"
 DEFAULT_MANAGEMENT = "localhost:8471"
+DEFAULT_METRICS = "127.0.0.1:9470"
 
 
 class CliError(click.ClickException):
@@ -178,6 +179,12 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     help="Node prefix used when the data directory is new.",
 )
 @click.option(
+    "--metrics",
+    "metrics_address",
+    default=None,
+    help="Prometheus endpoint host:port [127.0.0.1:9470; worker i uses port+i]; '' for none.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=lambda: os.cpu_count() or 1,
@@ -201,6 +208,7 @@ def serve(
     threads: int | None,
     fsync: bool | None,
     access_log: bool | None,
+    metrics_address: str | None,
     workers: int,
     node_prefix: str,
     demo: bool,
@@ -209,6 +217,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     doc = _load_config(config_path)
     doc.setdefault("data_dir", str(settings.data_dir.root))
+    doc.setdefault("metrics_address", DEFAULT_METRICS)
     overrides = {
         "public_address": public_address,
         "management_address": management_address,
@@ -217,6 +226,7 @@ def serve(
         "threads": threads,
         "fsync": fsync,
         "access_log": access_log,
+        "metrics_address": metrics_address,
     }
     doc.update({k: v for k, v in overrides.items() if v is not None})
     config = ServerConfig(**{**doc, "data_dir": Path(doc["data_dir"])})
@@ -264,6 +274,8 @@ def _banner(
     )
     click.echo(f"  public (resolution):     {with_port(config.public_address, public_port)}")
     click.echo(f"  management (mutual TLS): {with_port(config.management_address, management_port)}")
+    if config.metrics_address:
+        click.echo(f"  metrics (Prometheus):    http://{config.metrics_address}/metrics (worker i: port + i)")
     if seeded:
         click.echo(f"seeded demo enterprise {seeded[0].split('/')[0]} with {len(seeded)} identifiers; try:")
         click.echo(f"  .venv/bin/idnode --data-dir {config.data_dir} resolve {seeded[0]}")

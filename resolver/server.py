@@ -22,11 +22,12 @@ from grpc_reflection.v1alpha import reflection
 from cache import RecordCache
 from registry import limits
 from registry.rocks import RocksStore
-from registry.service import Registry
+from registry.service import COUNT_TOTAL, Registry
 from registry.store import Store
 from resolver.auth import Authenticator
 from resolver.datadir import DataDir
 from resolver.interceptors import build_interceptors
+from resolver.metrics import Metrics
 from resolver.pb import admin_pb2_grpc, registration_pb2_grpc
 from resolver.services.admin import AdminServicer
 from resolver.services.registration import RegistrationServicer
@@ -57,6 +58,8 @@ class ServerConfig:
     threads: int = 32
     max_concurrent_rpcs: int = 1000
     access_log: bool = False
+    metrics_address: str = ""
+    """host:port of the Prometheus endpoint; empty: none. Worker i of a pool adds i to the port."""
     grace_seconds: float = 5.0
     extra_options: list[tuple[str, int]] = field(default_factory=list)
 
@@ -90,6 +93,10 @@ class NodeServer:
         self.auth = Authenticator(self.registry)
         self.public_port = 0
         self.management_port = 0
+        self.metrics_port = 0
+        self.metrics = Metrics(
+            self.cache, identifiers=(lambda: self.store.counter(COUNT_TOTAL)) if management else None
+        )
         options = [
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", limits.MESSAGE_MAX_BYTES),
@@ -98,7 +105,7 @@ class NodeServer:
         ]
         self.grpc_server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="idnode-rpc"),
-            interceptors=build_interceptors(access_log_enabled=config.access_log),
+            interceptors=build_interceptors(metrics=self.metrics, access_log_enabled=config.access_log),
             options=options,
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
@@ -145,6 +152,8 @@ class NodeServer:
                 c.management_address, self._server_credentials(True)
             )
         self.grpc_server.start()
+        if c.metrics_address:
+            self.metrics_port = self.metrics.serve(c.metrics_address)
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(

@@ -128,7 +128,11 @@ class WorkerPool:
         return proc, ports
 
     def _start_reader(self, index: int) -> None:
-        config = replace(self.config, public_address=with_port(self.config.public_address, self.public_port))
+        config = replace(
+            self.config,
+            public_address=with_port(self.config.public_address, self.public_port),
+            metrics_address=_offset_port(self.config.metrics_address, index),
+        )
         proc, _ = self._spawn(reader_main, (config, index, self._address, self._authkey))
         self.readers[index] = proc
 
@@ -169,3 +173,11 @@ class WorkerPool:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
+
+
+def _offset_port(address: str, offset: int) -> str:
+    """``host:port`` with ``offset`` added to a non-zero port (each worker its own endpoint)."""
+    if not address:
+        return address
+    host, _, port = address.rpartition(":")
+    return address if int(port) == 0 else f"{host}:{int(port) + offset}"

@@ -38,6 +38,8 @@ class ResolutionHandlers:
                 return field(TAG1, data)
         try:
             request = pb.ResolveRequest.FromString(raw)
+            if identifier is not None:  # looked up above and not there
+                raise self.registry.missing(request.identifier)
             data = self.registry.resolve(request.identifier, request.types, request.indexes)
         except DecodeError:
             abort(context, InvalidArgument.single("request", "is not a valid ResolveRequest"))
@@ -59,6 +61,8 @@ class ResolutionHandlers:
             data = None if filtered else lookup(text_bytes.upper())
             if data is None:
                 try:
+                    if not filtered:
+                        raise self.registry.missing(text, f"identifiers[{i}]")
                     data = self.registry.resolve(text, types, indexes, field=f"identifiers[{i}]")
                 except IdnodeError as exc:
                     item = field(TAG1, text_bytes) + field(TAG3, item_status(exc).SerializeToString())
