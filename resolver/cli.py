@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import signal
 import sys
@@ -28,8 +27,9 @@ from registry.pb import record_pb2
 from registry.store import StoreUnavailable
 from resolver.client import IdnodeClient, IdnodeRpcError, value
 from resolver.datadir import DataDir
+from resolver.logs import configure_logging
 from resolver.server import NodeServer, ServerConfig, with_port
-from resolver.workers import LOG_FORMAT, WorkerPool
+from resolver.workers import WorkerPool
 
 DEFAULT_NODE_PREFIX = "88.118"
 DEFAULT_PUBLIC = "localhost:8470"
@@ -179,6 +179,12 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     help="Node prefix used when the data directory is new.",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text or JSON [text].",
+)
+@click.option(
     "--metrics",
     "metrics_address",
     default=None,
@@ -208,13 +214,13 @@ def serve(
     threads: int | None,
     fsync: bool | None,
     access_log: bool | None,
+    log_format: str | None,
     metrics_address: str | None,
     workers: int,
     node_prefix: str,
     demo: bool,
 ) -> None:
     """Run the node until SIGTERM or Ctrl-C (initialising the data directory if it is new)."""
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     doc = _load_config(config_path)
     doc.setdefault("data_dir", str(settings.data_dir.root))
     doc.setdefault("metrics_address", DEFAULT_METRICS)
@@ -227,9 +233,11 @@ def serve(
         "fsync": fsync,
         "access_log": access_log,
         "metrics_address": metrics_address,
+        "log_format": log_format,
     }
     doc.update({k: v for k, v in overrides.items() if v is not None})
     config = ServerConfig(**{**doc, "data_dir": Path(doc["data_dir"])})
+    configure_logging(config.log_format)
     data_dir = DataDir(config.data_dir)
     seeded: list[str] = []
     if not data_dir.initialised():

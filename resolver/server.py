@@ -58,6 +58,8 @@ class ServerConfig:
     threads: int = 32
     max_concurrent_rpcs: int = 1000
     access_log: bool = False
+    log_format: str = "text"
+    """``text`` or ``json`` (one object per line)."""
     metrics_address: str = ""
     """host:port of the Prometheus endpoint; empty: none. Worker i of a pool adds i to the port."""
     grace_seconds: float = 5.0

@@ -30,12 +30,12 @@ from multiprocessing.process import BaseProcess
 from registry.replica import ReplicaStore
 from registry.rocks import RocksStore
 from resolver.fanout import ReplicaFanout, ReplicaFollower
+from resolver.logs import configure_logging
 from resolver.server import NodeServer, ServerConfig, with_port
 
 log = logging.getLogger("idnode.workers")
 
 READY_TIMEOUT_SECONDS = 60.0
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s %(message)s"
 
 
 def _stop_on_signals() -> threading.Event:
@@ -53,11 +53,11 @@ def _log_setup() -> None:
 
 def writer_main(config: ServerConfig, address: str, authkey: bytes, ready: Connection) -> None:
     """Worker 0: the node proper, plus the fan-out that keeps readers coherent."""
-    _log_setup()
+    configure_logging(config.log_format)
     stop = _stop_on_signals()
     server = NodeServer(config, reuse_port=True)
     assert isinstance(server.store, RocksStore)
-    fanout = ReplicaFanout(address, authkey, server.store.sequence)
+    fanout = ReplicaFanout(address, authkey, server.store.committed_sequence)
     server.registry.listeners.append(fanout)
     server.start()
     ready.send((server.public_port, server.management_port, server.registry.node_prefix))
@@ -68,23 +68,25 @@ def writer_main(config: ServerConfig, address: str, authkey: bytes, ready: Conne
 
 def reader_main(config: ServerConfig, index: int, address: str, authkey: bytes, ready: Connection) -> None:
     """Worker ``index`` >= 1: resolution from a secondary instance kept coherent by the writer."""
-    _log_setup()
+    configure_logging(config.log_format)
     stop = _stop_on_signals()
     lost = threading.Event()
-    follower = ReplicaFollower(address, authkey)  # join first: nothing acknowledged after this is missed
+    # Open everything slow (the secondary opens every SST file) before joining: once joined, the
+    # writer waits for this reader to confirm each write, and kills it if it does not in time.
     secondary = RocksStore(
         config.data_dir / "db",
         block_cache_bytes=config.block_cache_bytes,
         secondary_dir=config.data_dir / "run" / f"reader-{index}",
     )
     replica = ReplicaStore(secondary)
-    replica.catch_up()  # ... and everything acknowledged before it is in the secondary now
     server = NodeServer(config, store=replica, management=False, reuse_port=True)
 
     def on_lost() -> None:
         lost.set()
         stop.set()
 
+    follower = ReplicaFollower(address, authkey)  # join: nothing acknowledged after this is missed
+    replica.catch_up()  # ... and everything acknowledged before it is in the secondary now
     follower.start(replica, server.cache, on_lost)
     server.start()
     ready.send((server.public_port, 0, server.registry.node_prefix))
