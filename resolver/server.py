@@ -26,6 +26,7 @@ from registry.service import COUNT_TOTAL, Registry
 from registry.store import Store
 from resolver.auth import Authenticator
 from resolver.datadir import DataDir
+from resolver.handle_rest import HandleRestServer
 from resolver.interceptors import build_interceptors
 from resolver.metrics import Metrics
 from resolver.pb import admin_pb2_grpc, registration_pb2_grpc
@@ -58,12 +59,20 @@ class ServerConfig:
     threads: int = 32
     max_concurrent_rpcs: int = 1000
     access_log: bool = False
+    metrics: bool = True
+    """Count calls and latencies (off only to measure what counting costs: bench/bench_overhead.py)."""
     log_format: str = "text"
     """``text`` or ``json`` (one object per line)."""
     metrics_address: str = ""
     """host:port of the Prometheus endpoint; empty: none. Worker i of a pool adds i to the port."""
     grace_seconds: float = 5.0
     extra_options: list[tuple[str, int]] = field(default_factory=list)
+    http_address: str = ""
+    """Handle REST API over plain HTTP (reads only: for local use); empty: off. In a worker pool
+    every worker serves it (SO_REUSEPORT). ``idnode serve`` defaults to 127.0.0.1:8480."""
+    https_address: str = ""
+    """Handle REST API over TLS with the node certificate (reads and authenticated writes); empty:
+    off. Served by the writer process only. ``idnode serve`` defaults to 127.0.0.1:8443."""
 
 
 class NodeServer:
@@ -96,6 +105,10 @@ class NodeServer:
         self.public_port = 0
         self.management_port = 0
         self.metrics_port = 0
+        self.http_port = 0
+        self.https_port = 0
+        self.reuse_port = reuse_port
+        self.rest: HandleRestServer | None = None
         self.metrics = Metrics(
             self.cache, identifiers=(lambda: self.store.counter(COUNT_TOTAL)) if management else None
         )
@@ -107,7 +120,9 @@ class NodeServer:
         ]
         self.grpc_server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="idnode-rpc"),
-            interceptors=build_interceptors(metrics=self.metrics, access_log_enabled=config.access_log),
+            interceptors=build_interceptors(
+                metrics=self.metrics if config.metrics else None, access_log_enabled=config.access_log
+            ),
             options=options,
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
@@ -154,6 +169,12 @@ class NodeServer:
                 c.management_address, self._server_credentials(True)
             )
         self.grpc_server.start()
+        if c.http_address or c.https_address:
+            self.rest = HandleRestServer.for_node(
+                c, self.registry, self.data_dir, writer=self.management, reuse_port=self.reuse_port
+            )
+            self.rest.start()
+            self.http_port, self.https_port = self.rest.http_port, self.rest.https_port
         if c.metrics_address:
             self.metrics_port = self.metrics.serve(c.metrics_address)
         for name in ("", *SERVICE_NAMES):
@@ -169,6 +190,8 @@ class NodeServer:
 
     def stop(self, grace: float | None = None) -> None:
         self.health.enter_graceful_shutdown()
+        if self.rest is not None:
+            self.rest.stop()
         self.grpc_server.stop(self.config.grace_seconds if grace is None else grace).wait()
         self.store.close()
 

@@ -1,0 +1,151 @@
+"""What the operators' view costs the hot path: server CPU per unary Resolve with metrics off,
+metrics on (the default), and metrics plus the access log, beside a bare grpcio echo server
+measured in the same run.
+
+Each configuration runs in its own server process pinned to core 0; the load (64 calls in flight
+from one C-core channel) runs pinned to core 1. Configurations alternate over several rounds and
+medians are printed, so the machine's noise hits them all alike. Run:
+
+    .venv/bin/python -m bench.bench_overhead [--rounds 3] [--seconds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+
+from registry.pb import resolution_pb2
+from registry.rocks import RocksStore
+from registry.service import Registry
+from resolver.datadir import DataDir
+from resolver.demo import seed
+
+ROOT = Path(__file__).resolve().parent.parent
+IDS = [f"88.118.8/DEMO-000{i}" for i in range(1, 6)]
+
+SERVER = r"""
+import sys, pathlib
+from concurrent import futures
+import grpc
+mode, data = sys.argv[1], pathlib.Path(sys.argv[2])
+if mode == "echo":
+    server = grpc.server(futures.ThreadPoolExecutor(32), options=[("grpc.so_reuseport", 0)])
+    handler = grpc.unary_unary_rpc_method_handler(lambda req, ctx: req)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("idnode.v1.ResolutionService", {"Resolve": handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+else:
+    from resolver.server import NodeServer, ServerConfig
+    config = ServerConfig(
+        data_dir=data, public_address="127.0.0.1:0", management_address="127.0.0.1:0", fsync=False,
+        metrics=mode != "metrics-off", access_log=mode == "metrics+access-log",
+    )
+    if mode == "metrics+access-log":
+        import logging
+        logging.basicConfig(filename=str(data / "access.log"), level=logging.INFO)
+    node = NodeServer(config)
+    node.start()
+    port = node.public_port
+print(port, flush=True)
+sys.stdin.read()
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(port: int, seconds: float, inflight: int = 64) -> int:
+    """Keep ``inflight`` Resolve calls outstanding for ``seconds``; returns completed calls."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    call = channel.unary_unary("/idnode.v1.ResolutionService/Resolve")
+    payloads = [resolution_pb2.ResolveRequest(identifier=i).SerializeToString() for i in IDS]
+    slots = threading.Semaphore(inflight)
+    done = [0]
+
+    def finished(_: grpc.Future) -> None:
+        done[0] += 1
+        slots.release()
+
+    end, n = time.perf_counter() + seconds, 0
+    while time.perf_counter() < end:
+        slots.acquire()
+        call.future(payloads[n % len(payloads)]).add_done_callback(finished)
+        n += 1
+    for _ in range(inflight):
+        slots.acquire()
+    channel.close()
+    return done[0]
+
+
+def measure(mode: str, data: Path, seconds: float) -> tuple[float, float]:
+    """(server CPU microseconds per call, calls per second) for one configuration."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-c", SERVER, mode, str(data)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        load(port, 1.0)  # warm the cache and the connection
+        before, start = cpu_seconds(proc.pid), time.perf_counter()
+        calls = load(port, seconds)
+        elapsed, cpu = time.perf_counter() - start, cpu_seconds(proc.pid) - before
+        return cpu / calls * 1e6, calls / elapsed
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "overhead.json")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {1})  # the load generator: core 1
+    data = Path(tempfile.mkdtemp(prefix="idnode-overhead-"))
+    DataDir(data).init("88.118")
+    with RocksStore(DataDir(data).db) as store:
+        seed(DataDir(data), Registry(store))
+    modes = ["echo", "metrics-off", "metrics-on", "metrics+access-log"]
+    samples: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
+    for _ in range(args.rounds):
+        for mode in modes:
+            samples[mode].append(measure(mode, data, args.seconds))
+    rows = []
+    base = statistics.median(us for us, _ in samples["metrics-off"])
+    echo = statistics.median(us for us, _ in samples["echo"])
+    print(
+        f"{'configuration':<22}{'server CPU us/call':>20}{'calls/s':>10}{'vs metrics-off':>16}{'vs echo':>10}"
+    )
+    for mode in modes:
+        us = statistics.median(u for u, _ in samples[mode])
+        rate = statistics.median(r for _, r in samples[mode])
+        rows.append({"name": mode, "server_cpu_us_per_call": us, "calls_per_s": rate,
+                     "baseline": "metrics-off", "baseline_us": base, "ratio": us / base,
+                     "echo_us": echo, "ratio_to_echo": us / echo})  # fmt: skip
+        print(f"{mode:<22}{us:>20.1f}{rate:>10.0f}{us / base:>16.3f}{us / echo:>10.3f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
+    print(f"(medians of {args.rounds} alternating rounds of {args.seconds:g} s; JSON: {args.out})")
+
+
+if __name__ == "__main__":
+    main()
