@@ -48,7 +48,9 @@ def value_from_pb(pb: record_pb2.Value) -> Value:
 
 
 def record_to_pb(record: Record) -> record_pb2.Record:
-    pb = record_pb2.Record(identifier=record.identifier, owner=record.owner, etag=record.etag)
+    pb = record_pb2.Record(
+        identifier=record.identifier, owner=record.owner, etag=record.etag, template=record.template
+    )
     pb.values.extend(value_to_pb(v) for v in record.values)
     if record.create_time_ns:
         pb.create_time.CopyFrom(_ts(record.create_time_ns))
@@ -65,6 +67,7 @@ def record_from_pb(pb: record_pb2.Record) -> Record:
         create_time_ns=_ns(pb.create_time) if pb.HasField("create_time") else 0,
         update_time_ns=_ns(pb.update_time) if pb.HasField("update_time") else 0,
         etag=pb.etag,
+        template=pb.template,
     )
 
 
@@ -102,6 +105,7 @@ def enterprise_to_pb(enterprise: Enterprise, identifier_count: int = 0) -> admin
         contact=enterprise.contact,
         state=int(enterprise.state),
         identifier_count=identifier_count,
+        require_template=enterprise.require_template,
     )
     pb.credential_fingerprints.extend(enterprise.fingerprints)
     if enterprise.create_time_ns:
@@ -125,6 +129,7 @@ def decode_enterprise(data: bytes) -> Enterprise:
         create_time_ns=_ns(pb.create_time),
         update_time_ns=_ns(pb.update_time),
         fingerprints=tuple(pb.credential_fingerprints),
+        require_template=pb.require_template,
     )
 
 

@@ -111,3 +111,9 @@ class Unavailable(IdnodeError):
 
 class ResourceExhausted(IdnodeError):
     default_reason = "RESOURCE_EXHAUSTED"
+
+
+class DeadlineExceeded(IdnodeError):
+    """Another node did not answer within the caller's deadline."""
+
+    default_reason = "DEADLINE_EXCEEDED"

@@ -42,6 +42,8 @@ class Record:
     create_time_ns: int = 0
     update_time_ns: int = 0
     etag: str = ""
+    template: str = ""
+    """The industry data template (``name@version``) the record was registered against, or ""."""
 
 
 class EnterpriseState(enum.IntEnum):
@@ -63,6 +65,8 @@ class Enterprise:
     create_time_ns: int = 0
     update_time_ns: int = 0
     fingerprints: tuple[str, ...] = ()
+    require_template: bool = False
+    """Every identifier it registers must name a template (set by the administrator)."""
 
     @property
     def active(self) -> bool:
@@ -72,6 +76,8 @@ class Enterprise:
 class Role(enum.Enum):
     ADMIN = "admin"
     ENTERPRISE = "enterprise"
+    NODE = "node"
+    """A secondary node, towards the root: may only register and withdraw routes under its prefix."""
 
 
 @dataclass(frozen=True, slots=True)

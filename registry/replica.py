@@ -29,12 +29,19 @@ class ReplicaStore:
             raise ValueError("ReplicaStore needs a secondary RocksStore")
         self.secondary = secondary
         self._overlay: dict[bytes, tuple[int, bytes | None]] = {}
+        self._caught = -1
+        """The sequence the secondary has reached: it holds every change at or below it."""
         self._lock = threading.Lock()
 
     def apply(self, sequence: int, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
-        """Record changes committed by the primary at or before RocksDB ``sequence``. A change
-        older than one already held for the same key is ignored (messages may race)."""
+        """Record changes committed by the primary at RocksDB ``sequence`` (the commit's own,
+        see :meth:`RocksStore.committed_sequence`). Messages may arrive out of commit order: a
+        change older than one already held for the same key is ignored, and so is one the
+        secondary already holds (it holds that change or a newer one; the overlay entry of the
+        newer one may have been pruned already)."""
         with self._lock:
+            if sequence <= self._caught:
+                return
             for key, value in changes:
                 held = self._overlay.get(key)
                 if held is None or held[0] <= sequence:
@@ -48,6 +55,7 @@ class ReplicaStore:
         """Follow the primary and drop the overlay entries the secondary now holds."""
         caught = self.secondary.catch_up()
         with self._lock:
+            self._caught = max(self._caught, caught)
             for key in [k for k, (seq, _) in self._overlay.items() if seq <= caught]:
                 del self._overlay[key]
         return caught

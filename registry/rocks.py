@@ -90,6 +90,7 @@ class RocksStore:
         self._write_opts = WriteOptions()
         self._write_opts.sync = fsync
         self._lock = threading.Lock()
+        self._committed = threading.local()
         self._closed = False
 
     # -- reads -------------------------------------------------------------------------------
@@ -145,6 +146,13 @@ class RocksStore:
         self._check_open()
         return self._db.latest_sequence_number()
 
+    def committed_sequence(self) -> int:
+        """The sequence number of the calling thread's last :meth:`commit` (:meth:`sequence` if it
+        has not committed). Unlike :meth:`sequence` read after a commit returns, a later commit by
+        another thread cannot slip in, so changes published with it can be ordered by it."""
+        seq = getattr(self._committed, "sequence", None)
+        return self.sequence() if seq is None else seq
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreUnavailable("store is closed")
@@ -173,6 +181,8 @@ class RocksStore:
                     batch.put(name, _COUNTER.pack(self.counter(name) + delta), self._counters_handle)
             if not batch.is_empty():
                 self._db.write(batch, self._write_opts)
+            # Under the commit lock: exactly this commit's sequence, not a later commit's.
+            self._committed.sequence = self._db.latest_sequence_number()
 
     # -- bulk loading (registry.bulk) --------------------------------------------------------
     def ingest(self, table: Table, sst_paths: Sequence[str], txn: Txn | None = None) -> None:

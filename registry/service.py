@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from registry import codec, limits
+from registry.audit import AuditLog, Draft, FeedRetention, Operation, digest
 from registry.errors import (
     AlreadyExists,
     EnterpriseSuspended,
@@ -42,7 +43,8 @@ from registry.errors import (
 from registry.identifier import Identifier, fold, parse, parse_prefix, prefix_range, segment_problem
 from registry.model import Enterprise, EnterpriseState, Principal, Record, Role, Value
 from registry.store import Add, ConditionFailed, Delete, Expect, Put, Store, Table, Txn
-from registry.validation import check_record_size, check_values, page_size
+from registry.templates import TemplateCatalog
+from registry.validation import check_record_size, page_size, value_violations
 
 META_NODE_PREFIX = b"node_prefix"
 META_CREATED = b"created_ns"
@@ -76,6 +78,18 @@ class CommitListener(Protocol):
     caches and replicas coherent."""
 
     def records_changed(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None: ...
+
+
+class EnterpriseHook(Protocol):
+    """Told of enterprise allocations and removals (the hierarchy's outbox, the root's refusal).
+
+    ``enterprise_writes`` runs before the commit and returns extra writes for the same Txn (so
+    they happen if and only if the enterprise change does), or raises a domain error to refuse the
+    change; ``enterprise_committed`` runs after the commit. ``present``: created (True) or
+    removed (False)."""
+
+    def enterprise_writes(self, prefix: str, present: bool) -> Sequence[Put | Delete]: ...
+    def enterprise_committed(self, prefix: str, present: bool) -> None: ...
 
 
 class NoCache:
@@ -166,7 +180,9 @@ class Registry:
         cache: Cache | None = None,
         clock: Callable[[], int] = time.time_ns,
         listeners: Sequence[CommitListener] = (),
+        feed_retention: FeedRetention | None = None,
     ) -> None:
+        """``feed_retention``: how much of the change feed to keep (the audit trail is kept whole)."""
         raw = store.get(Table.META, META_NODE_PREFIX)
         if raw is None:
             raise FailedPrecondition("the data directory is not initialised; run `idnode init` first")
@@ -178,9 +194,13 @@ class Registry:
         self.created_ns = int(created) if created else clock()
         self.started_ns = clock()
         self.listeners: list[CommitListener] = list(listeners)
+        self.enterprise_hooks: list[EnterpriseHook] = []
         self._enterprises: dict[bytes, Enterprise | None] = {}
         self._enterprise_generation = 0
         self._enterprise_lock = threading.Lock()
+        self.audit = AuditLog(store, clock=clock, retention=feed_retention)
+        """Every write below commits through it: the audit entry and feed item go in the write's Txn."""
+        self.templates = TemplateCatalog(store, self.audit, clock)
 
     # ---------------------------------------------------------------- resolution (public)
     def lookup(self, key: bytes) -> bytes | None:
@@ -328,13 +348,30 @@ class Registry:
             out.append(replace(v, timestamp_ns=old.timestamp_ns if old and old.same_content(v) else now))
         return tuple(out)
 
-    def _new_record(self, principal: Principal, text: str, values: Sequence[Value], field: str) -> Record:
+    def _template_violations(
+        self, owner: Enterprise, template: str, values: Sequence[Value], *, new: bool
+    ) -> list[FieldViolation]:
+        """Problems of ``values`` against ``template`` (relative paths), including the owner's
+        policy that a template is required. ``new``: the record takes this template now."""
+        if not template:
+            if owner.require_template:
+                return [
+                    FieldViolation(
+                        "template",
+                        f"enterprise {owner.prefix} registers identifiers against a template (NAME@VERSION)",
+                    )
+                ]
+            return []
+        return self.templates.violations_for(template, values, new=new)
+
+    def _new_record(
+        self, principal: Principal, text: str, values: Sequence[Value], field: str, template: str = ""
+    ) -> Record:
         ident = parse(text, f"{field}.identifier")
         owner = self._writer_owner(principal, ident, f"{field}.identifier")
-        try:
-            check_values(values)
-        except InvalidArgument as exc:
-            raise exc.under(field) from None
+        violations = value_violations(values) + self._template_violations(owner, template, values, new=True)
+        if violations:
+            raise InvalidArgument(violations).under(field)
         now = self._clock()
         return Record(
             identifier=ident.text,
@@ -343,6 +380,7 @@ class Registry:
             create_time_ns=now,
             update_time_ns=now,
             etag=secrets.token_hex(8),
+            template=template,
         )
 
     def _encode_checked(self, record: Record, field: str) -> bytes:
@@ -354,19 +392,30 @@ class Registry:
         return data
 
     def create(
-        self, principal: Principal, text: str, values: Sequence[Value], field: str = "record"
+        self,
+        principal: Principal,
+        text: str,
+        values: Sequence[Value],
+        field: str = "record",
+        *,
+        template: str = "",
+        origin: str = "",
     ) -> Record:
-        """Register ``text``. ALREADY_EXISTS if it is taken in any ASCII case."""
-        record = self._new_record(principal, text, values, field)
+        """Register ``text``. ALREADY_EXISTS if it is taken in any ASCII case.
+
+        ``template`` (``name@version``): validate against it and keep it in the record; every
+        violation is reported at once. ``origin``: where the call came from, for the audit trail."""
+        record = self._new_record(principal, text, values, field, template)
         data = self._encode_checked(record, field)
         key = fold(record.identifier)
         try:
-            self.store.commit(
+            self.audit.commit(
                 Txn(
                     expects=(Expect(Table.RECORDS, key, None),),
                     writes=(Put(Table.RECORDS, key, data),),
                     adds=(Add(count_key(record.owner), 1), Add(COUNT_TOTAL, 1)),
-                )
+                ),
+                [_record_draft(Operation.CREATE, principal, origin, record, data)],
             )
         except ConditionFailed:
             raise self._exists(record.identifier) from None
@@ -381,11 +430,16 @@ class Registry:
         principal: Principal,
         items: Sequence[tuple[str, Sequence[Value]]],
         request_id: str = "",
+        *,
+        templates: Sequence[str] = (),
+        origin: str = "",
     ) -> list[CreateOutcome]:
-        """Create each item on its own; all successful items commit in one atomic write.
+        """Create each item on its own; all successful items commit in one atomic write (with one
+        audit entry per item).
 
         With a ``request_id``, the first answer is stored with the writes and returned for any
         retry of the same request; reusing the id for a different request is INVALID_ARGUMENT.
+        ``templates[i]`` (if given) is item i's template, as in :meth:`create`.
         """
         if len(items) > limits.BATCH_CREATE_MAX:
             raise InvalidArgument.single("requests", f"at most {limits.BATCH_CREATE_MAX} items per batch")
@@ -398,7 +452,7 @@ class Registry:
             if principal.role is Role.ENTERPRISE:
                 self._writer_owner(principal, Identifier(principal.prefix, "x"), "request_id")
             request_key = fold(principal.prefix or "*") + b"\0" + request_id.encode()
-            digest = _request_digest(items)
+            digest = _request_digest(items, templates)
             previous = self.store.get(Table.REQUESTS, request_key)
             if previous is not None:
                 return _replay(previous, digest)
@@ -408,7 +462,8 @@ class Registry:
         for i, (text, values) in enumerate(items):
             field = f"requests[{i}].record"
             try:
-                record = self._new_record(principal, text, values, field)
+                template = templates[i] if i < len(templates) else ""
+                record = self._new_record(principal, text, values, field, template)
                 data = self._encode_checked(record, field)
             except IdnodeError as exc:
                 outcomes[i] = CreateOutcome(text, error=exc)
@@ -439,13 +494,17 @@ class Registry:
                 # A retry racing this call: whichever commits first defines the answer.
                 expects.insert(0, Expect(Table.REQUESTS, request_key, None))
                 writes.append(Put(Table.REQUESTS, request_key, _encode_outcomes(resolved, digest)))
+            drafts = [
+                _record_draft(Operation.CREATE, principal, origin, staged[k][1], staged[k][2]) for k in keys
+            ]
             try:
-                self.store.commit(
+                self.audit.commit(
                     Txn(
                         expects=tuple(expects),
                         writes=tuple(writes),
                         adds=(*(Add(k, n) for k, n in adds.items()), Add(COUNT_TOTAL, len(keys))),
-                    )
+                    ),
+                    drafts,
                 )
             except ConditionFailed as exc:
                 if request_key and exc.index == 0:
@@ -466,23 +525,35 @@ class Registry:
         return codec.decode_record(data)
 
     def update(
-        self, principal: Principal, text: str, values: Sequence[Value], etag: str = "", field: str = "record"
+        self,
+        principal: Principal,
+        text: str,
+        values: Sequence[Value],
+        etag: str = "",
+        field: str = "record",
+        *,
+        template: str = "",
+        origin: str = "",
     ) -> Record:
         """Replace the values of ``text``. A non-empty ``etag`` must match the stored one
         (ABORTED otherwise); the write is conditional on the record read, so a concurrent update
-        is never overwritten silently."""
+        is never overwritten silently. ``template`` empty keeps the record's template (and the
+        new values are checked against it); otherwise the record moves to that template."""
         ident = parse(text, f"{field}.identifier")
-        self._writer_owner(principal, ident, f"{field}.identifier")
-        try:
-            check_values(values)
-        except InvalidArgument as exc:
-            raise exc.under(field) from None
+        owner = self._writer_owner(principal, ident, f"{field}.identifier")
+        violations = value_violations(values)
         key = ident.key
         while True:
             old_data = self.store.get(Table.RECORDS, key)
             if old_data is None:
+                if violations:
+                    raise InvalidArgument(violations).under(field)
                 raise NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
             old = codec.decode_record(old_data)
+            ref = template or old.template
+            problems = violations + self._template_violations(owner, ref, values, new=ref != old.template)
+            if problems:
+                raise InvalidArgument(problems).under(field)
             if etag and etag != old.etag:
                 raise EtagMismatch(
                     f"{old.identifier} changed since etag {etag} was read",
@@ -494,21 +565,25 @@ class Registry:
                 values=self._stamp(values, now, old.values),
                 update_time_ns=now,
                 etag=secrets.token_hex(8),
+                template=ref,
             )
             data = self._encode_checked(record, field)
             try:
-                self.store.commit(
+                self.audit.commit(
                     Txn(
                         expects=(Expect(Table.RECORDS, key, old_data),),
                         writes=(Put(Table.RECORDS, key, data),),
-                    )
+                    ),
+                    [_record_draft(Operation.UPDATE, principal, origin, record, data, old.etag)],
                 )
             except ConditionFailed:
                 continue  # changed under us: re-read, and re-check the caller's etag
             self._records_changed([(key, data)])
             return record
 
-    def delete(self, principal: Principal, text: str, etag: str = "", field: str = "identifier") -> None:
+    def delete(
+        self, principal: Principal, text: str, etag: str = "", field: str = "identifier", *, origin: str = ""
+    ) -> None:
         ident = parse(text, field)
         self._writer_owner(principal, ident, field)
         key = ident.key
@@ -522,13 +597,15 @@ class Registry:
                     f"{old.identifier} changed since etag {etag} was read",
                     metadata={"identifier": old.identifier},
                 )
+            gone = replace(old, etag="")
             try:
-                self.store.commit(
+                self.audit.commit(
                     Txn(
                         expects=(Expect(Table.RECORDS, key, old_data),),
                         writes=(Delete(Table.RECORDS, key),),
                         adds=(Add(count_key(old.owner), -1), Add(COUNT_TOTAL, -1)),
-                    )
+                    ),
+                    [_record_draft(Operation.DELETE, principal, origin, gone, None, old.etag)],
                 )
             except ConditionFailed:
                 continue
@@ -564,6 +641,8 @@ class Registry:
         display_name: str,
         contact: str,
         issue_fingerprint: Callable[[str], str],
+        *,
+        origin: str = "",
     ) -> Enterprise:
         """Allocate ``node_prefix.code`` (the next free number when ``code`` is empty).
 
@@ -595,6 +674,7 @@ class Registry:
                     raise AlreadyExists(f"enterprise prefix {prefix} is taken", metadata={"prefix": prefix})
                 self.store.commit(Txn(adds=(Add(NEXT_ENTERPRISE_CODE, 1),)))
                 continue
+            hooked = tuple(w for h in self.enterprise_hooks for w in h.enterprise_writes(prefix, True))
             now = self._clock()
             enterprise = Enterprise(
                 prefix=prefix,
@@ -608,13 +688,19 @@ class Registry:
             adds = [Add(COUNT_ENTERPRISES, 1)]
             if not code:
                 adds.append(Add(NEXT_ENTERPRISE_CODE, 1))
+            encoded = codec.encode_enterprise(enterprise)
             try:
-                self.store.commit(
+                self.audit.commit(
                     Txn(
                         expects=(Expect(Table.ENTERPRISES, key, None),),
-                        writes=(Put(Table.ENTERPRISES, key, codec.encode_enterprise(enterprise)),),
+                        writes=(Put(Table.ENTERPRISES, key, encoded), *hooked),
                         adds=tuple(adds),
-                    )
+                    ),
+                    [
+                        _enterprise_draft(
+                            Operation.ENTERPRISE_CREATE, principal, origin, None, encoded, prefix
+                        )
+                    ],
                 )
             except ConditionFailed:
                 if code:
@@ -623,7 +709,60 @@ class Registry:
                     ) from None
                 continue
             self.forget_enterprise(prefix)
+            for hook in self.enterprise_hooks:
+                hook.enterprise_committed(prefix, True)
             return enterprise
+
+    def remove_enterprise(self, principal: Principal, prefix: str, *, origin: str = "") -> None:
+        """Remove the enterprise ``prefix`` (administrator; audited). Refused (FAILED_PRECONDITION)
+        while it is ACTIVE (``ENTERPRISE_ACTIVE``: suspend it first, so its own writes have stopped)
+        or still owns identifiers (``ENTERPRISE_NOT_EMPTY``). Its credential stops working at once;
+        enterprise hooks add their writes (the upstream withdrawal) to the same Txn."""
+        self._require_admin(principal)
+        parse_prefix(prefix)
+        key = fold(prefix)
+        while True:
+            raw = self.store.get(Table.ENTERPRISES, key)
+            if raw is None:
+                raise _no_enterprise(prefix)
+            current = codec.decode_enterprise(raw)
+            meta = {"prefix": current.prefix}
+            if current.active:
+                raise FailedPrecondition(
+                    f"enterprise {current.prefix} is active; suspend it before removing it",
+                    reason="ENTERPRISE_ACTIVE",
+                    metadata=meta,
+                )
+            count = self.identifier_count(current.prefix)
+            if count:
+                raise FailedPrecondition(
+                    f"enterprise {current.prefix} still has {count} identifiers",
+                    reason="ENTERPRISE_NOT_EMPTY",
+                    metadata=meta,
+                )
+            hooked = tuple(w for h in self.enterprise_hooks for w in h.enterprise_writes(current.prefix, False))
+            draft = Draft(
+                Operation.ENTERPRISE_REMOVE,
+                principal,
+                origin,
+                enterprise=current.prefix,
+                etag_before=digest(raw),
+            )
+            try:
+                self.audit.commit(
+                    Txn(
+                        expects=(Expect(Table.ENTERPRISES, key, raw),),
+                        writes=(Delete(Table.ENTERPRISES, key), *hooked),
+                        adds=(Add(COUNT_ENTERPRISES, -1),),
+                    ),
+                    [draft],
+                )
+            except ConditionFailed:
+                continue
+            self.forget_enterprise(current.prefix)
+            for hook in self.enterprise_hooks:
+                hook.enterprise_committed(current.prefix, False)
+            return
 
     def get_enterprise(self, principal: Principal, prefix: str, field: str = "prefix") -> Enterprise:
         self._require_admin(principal)
@@ -644,21 +783,72 @@ class Registry:
         next_token = encode_page_token(rows[limit - 1][0]) if len(rows) > limit else ""
         return [codec.decode_enterprise(v) for _, v in rows[:limit]], next_token
 
-    def set_enterprise_state(self, principal: Principal, prefix: str, state: EnterpriseState) -> Enterprise:
+    def set_enterprise_state(
+        self, principal: Principal, prefix: str, state: EnterpriseState, *, origin: str = ""
+    ) -> Enterprise:
         """Suspend or resume. Takes effect for the enterprise's next request."""
+        return self.update_enterprise(principal, prefix, state=state, origin=origin)
+
+    def update_enterprise(
+        self,
+        principal: Principal,
+        prefix: str,
+        *,
+        display_name: str | None = None,
+        contact: str | None = None,
+        require_template: bool | None = None,
+        state: EnterpriseState | None = None,
+        origin: str = "",
+    ) -> Enterprise:
+        """Change the given attributes (None: unchanged) of the enterprise ``prefix``; audited."""
         self._require_admin(principal)
+        violations = []
+        if display_name is not None and len(display_name) > limits.DISPLAY_NAME_MAX_CHARS:
+            violations.append(
+                FieldViolation("display_name", f"must be at most {limits.DISPLAY_NAME_MAX_CHARS} characters")
+            )
+        if contact is not None and len(contact) > limits.CONTACT_MAX_CHARS:
+            violations.append(
+                FieldViolation("contact", f"must be at most {limits.CONTACT_MAX_CHARS} characters")
+            )
+        if violations:
+            raise InvalidArgument(violations)
+        changes: dict[str, object] = {
+            k: v
+            for k, v in (
+                ("display_name", display_name),
+                ("contact", contact),
+                ("require_template", require_template),
+                ("state", state),
+            )
+            if v is not None
+        }
         while True:
             parse_prefix(prefix)
             raw = self.store.get(Table.ENTERPRISES, fold(prefix))
             if raw is None:
                 raise _no_enterprise(prefix)
-            updated = replace(codec.decode_enterprise(raw), state=state, update_time_ns=self._clock())
+            current = codec.decode_enterprise(raw)
+            updated = replace(current, **changes, update_time_ns=self._clock())  # type: ignore[arg-type]
+            encoded = codec.encode_enterprise(updated)
+            detail = {k: str(v.name if isinstance(v, EnterpriseState) else v) for k, v in changes.items()}
             try:
-                self.store.commit(
+                self.audit.commit(
                     Txn(
                         expects=(Expect(Table.ENTERPRISES, fold(prefix), raw),),
-                        writes=(Put(Table.ENTERPRISES, fold(prefix), codec.encode_enterprise(updated)),),
-                    )
+                        writes=(Put(Table.ENTERPRISES, fold(prefix), encoded),),
+                    ),
+                    [
+                        _enterprise_draft(
+                            Operation.ENTERPRISE_UPDATE,
+                            principal,
+                            origin,
+                            raw,
+                            encoded,
+                            current.prefix,
+                            detail,
+                        )
+                    ],
                 )
             except ConditionFailed:
                 continue
@@ -695,11 +885,56 @@ def _no_enterprise(prefix: str) -> NotFound:
     )
 
 
-def _request_digest(items: Sequence[tuple[str, Sequence[Value]]]) -> bytes:
+def _request_digest(items: Sequence[tuple[str, Sequence[Value]]], templates: Sequence[str] = ()) -> bytes:
     h = hashlib.sha256()
     for text, values in items:
         h.update(repr((text, [(v.index, v.type, v.data, v.ttl) for v in values])).encode())
+    if any(templates):  # absent from digests of requests without templates, as before templates existed
+        h.update(repr(list(templates)).encode())
     return h.digest()
+
+
+def _record_draft(
+    operation: Operation,
+    principal: Principal,
+    origin: str,
+    record: Record,
+    data: bytes | None,
+    etag_before: str = "",
+) -> Draft:
+    """The audit draft of a record write; ``data`` is the new encoded record (None: deleted)."""
+    return Draft(
+        operation,
+        principal,
+        origin,
+        identifier=record.identifier,
+        enterprise=record.owner,
+        etag_before=etag_before,
+        etag_after=record.etag,
+        detail={"template": record.template} if record.template else {},
+        record=data,
+    )
+
+
+def _enterprise_draft(
+    operation: Operation,
+    principal: Principal,
+    origin: str,
+    before: bytes | None,
+    after: bytes,
+    prefix: str,
+    detail: dict[str, str] | None = None,
+) -> Draft:
+    """The audit draft of an enterprise write; etags are digests of the encoded enterprise."""
+    return Draft(
+        operation,
+        principal,
+        origin,
+        enterprise=prefix,
+        etag_before=digest(before) if before is not None else "",
+        etag_after=digest(after),
+        detail=detail or {},
+    )
 
 
 def _encode_outcomes(outcomes: Sequence[CreateOutcome], digest: bytes) -> bytes:

@@ -24,6 +24,19 @@ class Table(enum.Enum):
     """Idempotency keys of batch requests -> the encoded first response."""
     META = "meta"
     """Node settings (node prefix, creation time, ...)."""
+    TEMPLATES = "templates"
+    """``NAME@version`` (name ASCII upper-cased) -> canonical JSON of an industry data template."""
+    AUDIT = "audit"
+    """Audit sequence (8-byte big-endian) -> canonical JSON of a hash-chained audit entry. Kept forever."""
+    CHANGES = "changes"
+    """Audit sequence (8-byte big-endian) -> JSON change-feed entry (with the new record). Pruned
+    to the configured retention."""
+    ROUTES = "routes"
+    """Hierarchy (root node): case-folded prefix -> JSON route (serving node address and id,
+    registration time, registrant, node credential fingerprints). See :mod:`registry.hierarchy`."""
+    OUTBOX = "outbox"
+    """Hierarchy (secondary node): case-folded enterprise prefix -> JSON pending registration or
+    withdrawal to send upstream; written in the enterprise write's Txn, deleted once acknowledged."""
 
 
 @dataclass(frozen=True, slots=True)

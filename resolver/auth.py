@@ -12,7 +12,7 @@ import threading
 
 import grpc
 
-from registry.errors import Unauthenticated
+from registry.errors import PermissionDenied, Unauthenticated
 from registry.model import Principal, Role
 from registry.service import Registry
 from resolver import pki
@@ -54,4 +54,8 @@ class Authenticator:
             raise Unauthenticated("the client certificate is not an idnode credential")
         if identity.role is Role.ADMIN:
             return self.registry.authenticate_admin(identity.fingerprint)
+        if identity.role is Role.NODE:  # only HierarchyService accepts it (resolver.hierarchy)
+            raise PermissionDenied(
+                "a node credential is only for registering routes", reason="NODE_CREDENTIAL"
+            )
         return self.registry.authenticate_enterprise(identity.prefix, identity.fingerprint)

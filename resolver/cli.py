@@ -25,6 +25,7 @@ from google.protobuf import json_format
 from registry.errors import IdnodeError
 from registry.pb import record_pb2
 from registry.store import StoreUnavailable
+from resolver.cli_audit import audit, enterprise_update, template, watch
 from resolver.client import IdnodeClient, IdnodeRpcError, value
 from resolver.datadir import DataDir
 from resolver.logs import configure_logging
@@ -35,6 +36,8 @@ DEFAULT_NODE_PREFIX = "88.118"
 DEFAULT_PUBLIC = "localhost:8470"
 DEFAULT_MANAGEMENT = "localhost:8471"
 DEFAULT_METRICS = "127.0.0.1:9470"
+DEFAULT_HTTP = "127.0.0.1:8480"
+DEFAULT_HTTPS = "127.0.0.1:8443"
 
 
 class CliError(click.ClickException):
@@ -80,12 +83,16 @@ class Settings:
         return IdnodeClient(self.server)
 
     def management_client(self) -> IdnodeClient:
-        creds = self._credentials or self.data_dir.admin.directory
-        if not (Path(creds) / "cert.pem").exists():
+        return IdnodeClient(self.management, credentials=self.credentials_dir())
+
+    def credentials_dir(self) -> Path:
+        """The client credential to use: --credentials, else the data directory's admin one."""
+        creds = Path(self._credentials or self.data_dir.admin.directory)
+        if not (creds / "cert.pem").exists():
             raise CliError(
                 f"no credential at {creds} (give --credentials DIR with cert.pem, key.pem, ca.pem)"
             )
-        return IdnodeClient(self.management, credentials=creds)
+        return creds
 
 
 pass_settings = click.make_pass_decorator(Settings)
@@ -173,6 +180,18 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--fsync/--no-fsync", default=None, help="fsync the WAL on every write [on].")
 @click.option("--access-log/--no-access-log", default=None, help="Log one JSON line per call [off].")
 @click.option(
+    "--http",
+    "http_address",
+    default=None,
+    help=f"Handle REST API over plain HTTP, reads only [{DEFAULT_HTTP}]; '' for none.",
+)
+@click.option(
+    "--https",
+    "https_address",
+    default=None,
+    help=f"Handle REST API over TLS, reads and writes [{DEFAULT_HTTPS}]; '' for none.",
+)
+@click.option(
     "--node-prefix",
     default=DEFAULT_NODE_PREFIX,
     show_default=True,
@@ -214,6 +233,8 @@ def serve(
     threads: int | None,
     fsync: bool | None,
     access_log: bool | None,
+    http_address: str | None,
+    https_address: str | None,
     log_format: str | None,
     metrics_address: str | None,
     workers: int,
@@ -224,6 +245,8 @@ def serve(
     doc = _load_config(config_path)
     doc.setdefault("data_dir", str(settings.data_dir.root))
     doc.setdefault("metrics_address", DEFAULT_METRICS)
+    doc.setdefault("http_address", DEFAULT_HTTP)
+    doc.setdefault("https_address", DEFAULT_HTTPS)
     overrides = {
         "public_address": public_address,
         "management_address": management_address,
@@ -233,6 +256,8 @@ def serve(
         "fsync": fsync,
         "access_log": access_log,
         "metrics_address": metrics_address,
+        "http_address": http_address,
+        "https_address": https_address,
         "log_format": log_format,
     }
     doc.update({k: v for k, v in overrides.items() if v is not None})
@@ -252,7 +277,7 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    if workers == 1:
+    if workers == 1 or config.store == "redis-cluster":  # a cluster front end: scale by running more
         server = NodeServer(config)
         server.start()
         _banner(server.registry.node_prefix, config, server.public_port, server.management_port, 1, seeded)
@@ -282,6 +307,10 @@ def _banner(
     )
     click.echo(f"  public (resolution):     {with_port(config.public_address, public_port)}")
     click.echo(f"  management (mutual TLS): {with_port(config.management_address, management_port)}")
+    if config.http_address:
+        click.echo(f"  Handle REST (HTTP):      http://{config.http_address}/api/handles/ (reads)")
+    if config.https_address:
+        click.echo(f"  Handle REST (HTTPS):     https://{config.https_address}/api/handles/")
     if config.metrics_address:
         click.echo(f"  metrics (Prometheus):    http://{config.metrics_address}/metrics (worker i: port + i)")
     if seeded:
@@ -381,6 +410,35 @@ def enterprise_suspend(settings: Settings, prefix: str) -> None:
     click.echo(f"{e.prefix}: {_state(e)}")
 
 
+@enterprise.command("set-password")
+@click.argument("prefix")
+@click.option(
+    "--rest",
+    "rest_url",
+    default=f"https://localhost:{DEFAULT_HTTPS.rsplit(':', 1)[1]}",
+    envvar="IDNODE_REST",
+    show_default=True,
+    help="The node's Handle REST HTTPS listener.",
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@pass_settings
+def enterprise_set_password(settings: Settings, prefix: str, rest_url: str, password_stdin: bool) -> None:
+    """Set the Handle REST (HTTP Basic) password of PREFIX; its user is 300:PREFIX/admin.
+
+    The node keeps only a salted scrypt hash. Authenticates with the admin credential (or
+    --credentials of the enterprise itself).
+    """
+    from resolver.handle_rest.client import set_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    creds = settings.credentials_dir()
+    username = set_password(rest_url, prefix, password, creds)
+    click.echo(f"password set; Handle REST user: {username}")
+
+
 @enterprise.command("resume")
 @click.argument("prefix")
 @pass_settings
@@ -435,14 +493,20 @@ _ttl_option = click.option(
 @click.argument("identifier")
 @_value_option
 @_ttl_option
+@click.option("--template", default="", help="Register against this template (NAME@VERSION).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
 def register(
-    settings: Settings, identifier: str, values: tuple[str, ...], ttl: int | None, as_json: bool
+    settings: Settings,
+    identifier: str,
+    values: tuple[str, ...],
+    ttl: int | None,
+    template: str,
+    as_json: bool,
 ) -> None:
     """Register IDENTIFIER with the given values."""
     with settings.management_client() as c:
-        record = c.create(identifier, _parse_values(values, ttl))
+        record = c.create(identifier, _parse_values(values, ttl), template=template)
     _print_records([record], as_json)
 
 
@@ -571,6 +635,12 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     for row in [header, *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+cli.add_command(template)
+cli.add_command(audit)
+cli.add_command(watch)
+enterprise.add_command(enterprise_update)
 
 
 def main() -> None:

@@ -25,11 +25,19 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
+from google.protobuf import field_mask_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from registry.pb import admin_pb2, record_pb2, registration_pb2, resolution_pb2
-from resolver.pb import admin_pb2_grpc, registration_pb2_grpc, resolution_pb2_grpc
+from registry.pb import admin_pb2, changes_pb2, hierarchy_pb2, record_pb2, registration_pb2, resolution_pb2
+from resolver.pb import (
+    admin_pb2_grpc,
+    changes_pb2_grpc,
+    hierarchy_pb2_grpc,
+    registration_pb2_grpc,
+    resolution_pb2_grpc,
+)
 
 DEFAULT_TIMEOUT = 10.0
 _MAX_ATTEMPTS = 4
@@ -122,8 +130,10 @@ class IdnodeClient:
         ca: str | Path | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retries: bool = True,
+        channel_options: Sequence[tuple[str, object]] = (),
     ) -> None:
-        options: list[tuple[str, object]] = [
+        """``channel_options``: extra gRPC channel arguments (e.g. reconnect backoff)."""
+        options: list[tuple[str, object]] = [*channel_options,
             ("grpc.max_receive_message_length", 128 << 20),
             ("grpc.enable_retries", 1 if retries else 0),
         ]
@@ -147,6 +157,8 @@ class IdnodeClient:
         self.resolution = resolution_pb2_grpc.ResolutionServiceStub(self.channel)
         self.registration = registration_pb2_grpc.RegistrationServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.changes = changes_pb2_grpc.ChangeFeedServiceStub(self.channel)
+        self.hierarchy = hierarchy_pb2_grpc.HierarchyServiceStub(self.channel)
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object, timeout: float | None) -> object:
         try:
@@ -210,10 +222,15 @@ class IdnodeClient:
 
     # registration
     def create(
-        self, identifier: str, values: Sequence[record_pb2.Value], timeout: float | None = None
+        self,
+        identifier: str,
+        values: Sequence[record_pb2.Value],
+        timeout: float | None = None,
+        template: str = "",
     ) -> record_pb2.Record:
+        """``template``: ``name@version`` to register against (validated by the node)."""
         req = registration_pb2.CreateIdentifierRequest(
-            record=record_pb2.Record(identifier=identifier, values=values)
+            record=record_pb2.Record(identifier=identifier, values=values, template=template)
         )
         return self._call(self.registration.CreateIdentifier, req, timeout)  # type: ignore[return-value]
 
@@ -227,9 +244,11 @@ class IdnodeClient:
         values: Sequence[record_pb2.Value],
         etag: str = "",
         timeout: float | None = None,
+        template: str = "",
     ) -> record_pb2.Record:
+        """``template`` empty keeps the record's template."""
         req = registration_pb2.UpdateIdentifierRequest(
-            record=record_pb2.Record(identifier=identifier, values=values, etag=etag)
+            record=record_pb2.Record(identifier=identifier, values=values, etag=etag, template=template)
         )
         return self._call(self.registration.UpdateIdentifier, req, timeout)  # type: ignore[return-value]
 
@@ -290,11 +309,149 @@ class IdnodeClient:
             self.admin.SuspendEnterprise, admin_pb2.SuspendEnterpriseRequest(prefix=prefix), None
         )  # type: ignore[return-value]
 
+    def remove_enterprise(self, prefix: str, timeout: float | None = None) -> None:
+        """Remove a suspended enterprise without identifiers (its prefix is withdrawn upstream)."""
+        self._call(self.admin.RemoveEnterprise, admin_pb2.RemoveEnterpriseRequest(prefix=prefix), timeout)
+
+    # hierarchy
+    def resolve_response(
+        self,
+        identifier: str,
+        types: Sequence[str] = (),
+        indexes: Sequence[int] = (),
+        recursive: bool = False,
+        timeout: float | None = None,
+    ) -> resolution_pb2.ResolveResponse:
+        """The whole ResolveResponse: ``record``, or ``referral`` when another node serves the
+        identifier and ``recursive`` is False."""
+        req = resolution_pb2.ResolveRequest(
+            identifier=identifier, types=types, indexes=indexes, recursive=recursive
+        )
+        return self._call(self.resolution.Resolve, req, timeout)  # type: ignore[return-value]
+
+    def lookup_route(self, prefix: str, timeout: float | None = None) -> hierarchy_pb2.Route:
+        req = hierarchy_pb2.LookupRouteRequest(prefix=prefix)
+        return self._call(self.hierarchy.LookupRoute, req, timeout)  # type: ignore[return-value]
+
+    def register_prefix(self, prefix: str, node_address: str, timeout: float | None = None) -> hierarchy_pb2.Route:
+        req = hierarchy_pb2.RegisterPrefixRequest(prefix=prefix, node_address=node_address)
+        return self._call(self.hierarchy.RegisterPrefix, req, timeout)  # type: ignore[return-value]
+
+    def withdraw_prefix(self, prefix: str, timeout: float | None = None) -> None:
+        self._call(self.hierarchy.WithdrawPrefix, hierarchy_pb2.WithdrawPrefixRequest(prefix=prefix), timeout)
+
+    def add_node_route(
+        self, prefix: str, node_address: str, node_id: str = "", issue_credential: bool = False
+    ) -> hierarchy_pb2.AddNodeRouteResponse:
+        req = hierarchy_pb2.AddNodeRouteRequest(
+            prefix=prefix, node_address=node_address, node_id=node_id, issue_credential=issue_credential
+        )
+        return self._call(self.hierarchy.AddNodeRoute, req, None)  # type: ignore[return-value]
+
+    def remove_route(self, prefix: str) -> None:
+        self._call(self.hierarchy.RemoveRoute, hierarchy_pb2.RemoveRouteRequest(prefix=prefix), None)
+
+    def list_routes(self, page_size: int = 0, page_token: str = "") -> hierarchy_pb2.ListRoutesResponse:
+        req = hierarchy_pb2.ListRoutesRequest(page_size=page_size, page_token=page_token)
+        return self._call(self.hierarchy.ListRoutes, req, None)  # type: ignore[return-value]
+
     def resume_enterprise(self, prefix: str) -> admin_pb2.Enterprise:
         return self._call(self.admin.ResumeEnterprise, admin_pb2.ResumeEnterpriseRequest(prefix=prefix), None)  # type: ignore[return-value]
 
     def stats(self) -> admin_pb2.NodeStats:
         return self._call(self.admin.GetNodeStats, admin_pb2.GetNodeStatsRequest(), None)  # type: ignore[return-value]
+
+    def update_enterprise(
+        self,
+        prefix: str,
+        *,
+        display_name: str | None = None,
+        contact: str | None = None,
+        require_template: bool | None = None,
+    ) -> admin_pb2.Enterprise:
+        """Change the given attributes (None: unchanged)."""
+        e = admin_pb2.Enterprise(prefix=prefix)
+        paths = []
+        for name, v in (
+            ("display_name", display_name),
+            ("contact", contact),
+            ("require_template", require_template),
+        ):
+            if v is not None:
+                setattr(e, name, v)
+                paths.append(name)
+        req = admin_pb2.UpdateEnterpriseRequest(
+            enterprise=e, update_mask=field_mask_pb2.FieldMask(paths=paths)
+        )
+        return self._call(self.admin.UpdateEnterprise, req, None)  # type: ignore[return-value]
+
+    # templates
+    def create_template(self, template: admin_pb2.Template) -> admin_pb2.Template:
+        req = admin_pb2.CreateTemplateRequest(template=template)
+        return self._call(self.admin.CreateTemplate, req, None)  # type: ignore[return-value]
+
+    def get_template(self, ref: str) -> admin_pb2.Template:
+        """Public (ResolutionService): works on either listener, without credentials."""
+        req = resolution_pb2.GetTemplateRequest(template=ref)
+        return self._call(self.resolution.GetTemplate, req, None)  # type: ignore[return-value]
+
+    def list_templates(
+        self, page_size: int = 0, page_token: str = "", name: str = "", active_only: bool = False
+    ) -> admin_pb2.ListTemplatesResponse:
+        req = admin_pb2.ListTemplatesRequest(
+            page_size=page_size, page_token=page_token, name=name, active_only=active_only
+        )
+        return self._call(self.admin.ListTemplates, req, None)  # type: ignore[return-value]
+
+    def deprecate_template(self, ref: str) -> admin_pb2.Template:
+        req = admin_pb2.DeprecateTemplateRequest(template=ref)
+        return self._call(self.admin.DeprecateTemplate, req, None)  # type: ignore[return-value]
+
+    # audit trail and change feed
+    def list_audit(
+        self,
+        *,
+        enterprise: str = "",
+        identifier: str = "",
+        since_ns: int = 0,
+        until_ns: int = 0,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> admin_pb2.ListAuditEntriesResponse:
+        req = admin_pb2.ListAuditEntriesRequest(
+            enterprise=enterprise, identifier=identifier, page_size=page_size, page_token=page_token
+        )
+        if since_ns:
+            req.start_time.CopyFrom(Timestamp(seconds=since_ns // 10**9, nanos=since_ns % 10**9))
+        if until_ns:
+            req.end_time.CopyFrom(Timestamp(seconds=until_ns // 10**9, nanos=until_ns % 10**9))
+        return self._call(self.admin.ListAuditEntries, req, None)  # type: ignore[return-value]
+
+    def verify_audit(self, timeout: float | None = None) -> admin_pb2.VerifyAuditTrailResponse:
+        req = admin_pb2.VerifyAuditTrailRequest()
+        return self._call(self.admin.VerifyAuditTrail, req, timeout)  # type: ignore[return-value]
+
+    def watch_changes(
+        self,
+        after_sequence: int = 0,
+        prefix: str = "",
+        from_now: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[changes_pb2.Change]:
+        """Every change after ``after_sequence`` (the last one processed), then live ones, until
+        the caller stops iterating (closing the generator cancels the stream) or an error
+        (IdnodeRpcError: FAILED_PRECONDITION CHANGE_FEED_CURSOR_EXPIRED means resync; UNAVAILABLE
+        means reconnect with the last sequence). ``timeout``: a deadline for the whole stream
+        (default none)."""
+        req = changes_pb2.WatchChangesRequest(prefix=prefix, after_sequence=after_sequence, from_now=from_now)
+        call = self.changes.WatchChanges(req, timeout=timeout)
+        try:
+            for response in call:
+                yield from response.changes
+        except grpc.RpcError as err:
+            raise IdnodeRpcError.from_rpc_error(err) from None
+        finally:
+            call.cancel()
 
     def close(self) -> None:
         self.channel.close()

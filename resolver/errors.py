@@ -17,6 +17,7 @@ from grpc_status import rpc_status
 
 from registry.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     EtagMismatch,
     FailedPrecondition,
     IdnodeError,
@@ -43,6 +44,7 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,  # and EnterpriseSuspended, a subclass
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     IdnodeError: grpc.StatusCode.INTERNAL,
 }

@@ -36,7 +36,10 @@ CATCH_UP_IDLE_SECONDS = 5.0
 
 
 class ReplicaFanout:
-    """Writer side. ``sequence`` returns the store's latest sequence number (read after a commit)."""
+    """Writer side. ``sequence`` returns the RocksDB sequence number of the commit being published:
+    the calling thread's last commit (:meth:`RocksStore.committed_sequence`). Not the store's latest
+    sequence read after the commit: another commit may have slipped in by then, and two changes of
+    one key would then carry the same number, the older possibly published last and winning."""
 
     def __init__(
         self, address: str, authkey: bytes, sequence: Callable[[], int], ack_timeout: float = 1.0

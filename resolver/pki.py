@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from registry.model import Role
 
-ROLE_OU = {Role.ADMIN: "idnode-admin", Role.ENTERPRISE: "idnode-enterprise"}
+ROLE_OU = {Role.ADMIN: "idnode-admin", Role.ENTERPRISE: "idnode-enterprise", Role.NODE: "idnode-node"}
 _OU_ROLE = {v: k for k, v in ROLE_OU.items()}
 CLIENT_CERT_DAYS = 825
 CA_DAYS = 3650

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from cache import RecordCache
 from registry import limits
+from registry.audit import FeedRetention
 from registry.rocks import RocksStore
 from registry.service import COUNT_TOTAL, Registry
 from registry.store import Store
@@ -29,8 +30,9 @@ from resolver.datadir import DataDir
 from resolver.handle_rest import HandleRestServer
 from resolver.interceptors import build_interceptors
 from resolver.metrics import Metrics
-from resolver.pb import admin_pb2_grpc, registration_pb2_grpc
+from resolver.pb import admin_pb2_grpc, changes_pb2_grpc, registration_pb2_grpc
 from resolver.services.admin import AdminServicer
+from resolver.services.changes import ChangeFeedServicer
 from resolver.services.registration import RegistrationServicer
 from resolver.services.resolution import SERVICE_NAME as RESOLUTION_SERVICE
 from resolver.services.resolution import ResolutionHandlers
@@ -41,6 +43,7 @@ SERVICE_NAMES = (
     RESOLUTION_SERVICE,
     "idnode.v1.RegistrationService",
     "idnode.v1.AdminService",
+    "idnode.v1.ChangeFeedService",
 )
 
 
@@ -73,6 +76,21 @@ class ServerConfig:
     https_address: str = ""
     """Handle REST API over TLS with the node certificate (reads and authenticated writes); empty:
     off. Served by the writer process only. ``idnode serve`` defaults to 127.0.0.1:8443."""
+    feed_retention_entries: int = 1_000_000
+    """Change feed: keep at most this many newest changes (the audit trail is kept whole)."""
+    feed_retention_days: float = 7.0
+    """Change feed: drop changes older than this (0: no age limit)."""
+    store: str = "rocksdb"
+    """``rocksdb`` (the data directory's own store) or ``redis-cluster`` (a stateless front end on
+    a shared Redis Cluster: README "Running on a Redis Cluster")."""
+    redis_nodes: str = ""
+    """Some nodes of the Redis Cluster, ``host:port,host:port``."""
+    redis_namespace: str = ""
+    """Key prefix of this node's data in the cluster (several nodes may share one cluster)."""
+    redis_wait_replicas: int = 1
+    """Replicas every write waits for (``WAIT``) before it is acknowledged."""
+    coherence_lease_ms: int = 3000
+    """Front-end cache lease: the longest a stuck front end can delay a write (plus 1 s)."""
 
 
 class NodeServer:
@@ -95,12 +113,31 @@ class NodeServer:
     ) -> None:
         self.config = config
         self.data_dir = DataDir(config.data_dir)
+        if store is None and config.store == "redis-cluster":
+            from resolver.cluster_frontend import open_cluster_store
+
+            store = open_cluster_store(config, self.data_dir)
         self.store: Store = store or RocksStore(
             self.data_dir.db, block_cache_bytes=config.block_cache_bytes, fsync=config.fsync
         )
         self.management = management
         self.cache = RecordCache(config.cache_bytes, config.cache_negative_entries)
-        self.registry = Registry(self.store, cache=self.cache)
+        self.registry = Registry(
+            self.store,
+            cache=self.cache,
+            feed_retention=FeedRetention(
+                max_entries=config.feed_retention_entries,
+                max_age_seconds=config.feed_retention_days * 86400,
+                prune_every=max(1, min(256, config.feed_retention_entries // 4)),
+            ),
+        )
+        self.coherence = None
+        if config.store == "redis-cluster":
+            from resolver.cluster_frontend import attach_coherence
+
+            self.coherence = attach_coherence(
+                self.store, self.registry, self.cache, config.coherence_lease_ms
+            )  # type: ignore[arg-type]
         self.auth = Authenticator(self.registry)
         self.public_port = 0
         self.management_port = 0
@@ -137,6 +174,9 @@ class NodeServer:
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(self.registry, self.auth, self.data_dir.ca()), server
+        )
+        changes_pb2_grpc.add_ChangeFeedServiceServicer_to_server(
+            ChangeFeedServicer(self.registry, self.auth), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -190,9 +230,12 @@ class NodeServer:
 
     def stop(self, grace: float | None = None) -> None:
         self.health.enter_graceful_shutdown()
+        self.registry.audit.close()  # end change-feed streams (UNAVAILABLE: reconnect with the cursor)
         if self.rest is not None:
             self.rest.stop()
         self.grpc_server.stop(self.config.grace_seconds if grace is None else grace).wait()
+        if self.coherence is not None:
+            self.coherence.close()
         self.store.close()
 
     def wait(self) -> None:

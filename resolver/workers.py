@@ -60,7 +60,15 @@ def writer_main(config: ServerConfig, address: str, authkey: bytes, ready: Conne
     fanout = ReplicaFanout(address, authkey, server.store.committed_sequence)
     server.registry.listeners.append(fanout)
     server.start()
-    ready.send((server.public_port, server.management_port, server.registry.node_prefix))
+    ready.send(
+        (
+            server.public_port,
+            server.management_port,
+            server.registry.node_prefix,
+            server.http_port,
+            server.https_port,
+        )
+    )
     stop.wait()
     server.stop()
     fanout.close()
@@ -89,7 +97,7 @@ def reader_main(config: ServerConfig, index: int, address: str, authkey: bytes, 
     replica.catch_up()  # ... and everything acknowledged before it is in the secondary now
     follower.start(replica, server.cache, on_lost)
     server.start()
-    ready.send((server.public_port, 0, server.registry.node_prefix))
+    ready.send((server.public_port, 0, server.registry.node_prefix, server.http_port, 0))
     stop.wait()
     server.stop(0 if lost.is_set() else None)
     follower.stop()
@@ -110,11 +118,17 @@ class WorkerPool:
         self._authkey = secrets.token_bytes(32)
         self.public_port = 0
         self.management_port = 0
+        self.http_port = 0
+        """Handle REST plain HTTP port, shared by every worker (0: off)."""
+        self.https_port = 0
+        """Handle REST HTTPS port, the writer's only (0: off)."""
         self.node_prefix = ""
         self.writer: BaseProcess | None = None
         self.readers: dict[int, BaseProcess] = {}
 
-    def _spawn(self, target: object, args: tuple[object, ...]) -> tuple[BaseProcess, tuple[int, int, str]]:
+    def _spawn(
+        self, target: object, args: tuple[object, ...]
+    ) -> tuple[BaseProcess, tuple[int, int, str, int, int]]:
         parent, child = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(target=target, args=(*args, child), daemon=False)  # type: ignore[attr-defined]
         proc.start()
@@ -133,6 +147,9 @@ class WorkerPool:
         config = replace(
             self.config,
             public_address=with_port(self.config.public_address, self.public_port),
+            http_address=with_port(self.config.http_address, self.http_port)
+            if self.config.http_address
+            else "",
             metrics_address=_offset_port(self.config.metrics_address, index),
         )
         proc, _ = self._spawn(reader_main, (config, index, self._address, self._authkey))
@@ -140,9 +157,10 @@ class WorkerPool:
 
     def start(self) -> None:
         """Start the writer, then the readers on the writer's public port; returns when all serve."""
-        self.writer, (self.public_port, self.management_port, self.node_prefix) = self._spawn(
-            writer_main, (self.config, self._address, self._authkey)
-        )
+        (
+            self.writer,
+            (self.public_port, self.management_port, self.node_prefix, self.http_port, self.https_port),
+        ) = self._spawn(writer_main, (self.config, self._address, self._authkey))
         for index in range(1, self.workers):
             self._start_reader(index)
 

@@ -15,7 +15,7 @@ from registry.model import Principal
 from registry.rocks import RocksStore
 from registry.service import Registry, init_node
 
-pytest_plugins = ["tests.node_fixtures"]
+pytest_plugins = ["tests.node_fixtures", "tests.redis_cluster", "tests.handle_fixtures"]
 
 NODE_PREFIX = "88.118"
 ENTERPRISE_CODE = "8"

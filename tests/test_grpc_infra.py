@@ -32,6 +32,7 @@ IDNODE_SERVICES = {
     "idnode.v1.ResolutionService",
     "idnode.v1.RegistrationService",
     "idnode.v1.AdminService",
+    "idnode.v1.ChangeFeedService",
 }
 
 
@@ -93,7 +94,9 @@ def test_reflection_describes_the_idnode_services(anon_client: IdnodeClient) -> 
             fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
             for service in fd.service:
                 methods[f"{fd.package}.{service.name}"] = {m.name for m in service.method}
-    assert methods["idnode.v1.ResolutionService"] == {"Resolve", "BatchResolve", "StreamResolve"}
+    resolution = {"Resolve", "BatchResolve", "StreamResolve", "GetTemplate"}
+    assert methods["idnode.v1.ResolutionService"] == resolution
+    assert methods["idnode.v1.ChangeFeedService"] == {"WatchChanges"}
     assert "BatchCreateIdentifiers" in methods["idnode.v1.RegistrationService"]
     assert "GetNodeStats" in methods["idnode.v1.AdminService"]
 

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15idnode/v1/admin.proto\x12\tidnode.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x02\n\nEnterprise\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x03 \x01(\t\x12*\n\x05state\x18\x04 \x01(\x0e\x32\x1b.idnode.v1.Enterprise.State\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x63redential_fingerprints\x18\x07 \x03(\t\x12\x18\n\x10identifier_count\x18\x08 \x01(\x03\"9\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\r\n\tSUSPENDED\x10\x02\"N\n\x17\x43reateEnterpriseRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x03 \x01(\t\"Z\n\nCredential\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x17\n\x0fprivate_key_pem\x18\x02 \x01(\t\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x03 \x01(\t\"p\n\x18\x43reateEnterpriseResponse\x12)\n\nenterprise\x18\x01 \x01(\x0b\x32\x15.idnode.v1.Enterprise\x12)\n\ncredential\x18\x02 \x01(\x0b\x32\x15.idnode.v1.Credential\"&\n\x14GetEnterpriseRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"?\n\x16ListEnterprisesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"^\n\x17ListEnterprisesResponse\x12*\n\x0b\x65nterprises\x18\x01 \x03(\x0b\x32\x15.idnode.v1.Enterprise\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x18SuspendEnterpriseRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\")\n\x17ResumeEnterpriseRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"\x15\n\x13GetNodeStatsRequest\"\xa2\x02\n\tNodeStats\x12\x13\n\x0bnode_prefix\x18\x01 \x01(\t\x12\x18\n\x10identifier_count\x18\x02 \x01(\x03\x12]\n\x1eidentifier_count_by_enterprise\x18\x03 \x03(\x0b\x32\x35.idnode.v1.NodeStats.IdentifierCountByEnterpriseEntry\x12\x18\n\x10\x65nterprise_count\x18\x04 \x01(\x03\x12)\n\x06uptime\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x42\n IdentifierCountByEnterpriseEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xf4\x03\n\x0c\x41\x64minService\x12[\n\x10\x43reateEnterprise\x12\".idnode.v1.CreateEnterpriseRequest\x1a#.idnode.v1.CreateEnterpriseResponse\x12G\n\rGetEnterprise\x12\x1f.idnode.v1.GetEnterpriseRequest\x1a\x15.idnode.v1.Enterprise\x12X\n\x0fListEnterprises\x12!.idnode.v1.ListEnterprisesRequest\x1a\".idnode.v1.ListEnterprisesResponse\x12O\n\x11SuspendEnterprise\x12#.idnode.v1.SuspendEnterpriseRequest\x1a\x15.idnode.v1.Enterprise\x12M\n\x10ResumeEnterprise\x12\".idnode.v1.ResumeEnterpriseRequest\x1a\x15.idnode.v1.Enterprise\x12\x44\n\x0cGetNodeStats\x12\x1e.idnode.v1.GetNodeStatsRequest\x1a\x14.idnode.v1.NodeStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15idnode/v1/admin.proto\x12\tidnode.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x02\n\nEnterprise\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x03 \x01(\t\x12*\n\x05state\x18\x04 \x01(\x0e\x32\x1b.idnode.v1.Enterprise.State\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x63redential_fingerprints\x18\x07 \x03(\t\x12\x18\n\x10identifier_count\x18\x08 \x01(\x03\x12\x18\n\x10require_template\x18\t \x01(\x08\"9\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\r\n\tSUSPENDED\x10\x02\"N\n\x17\x43reateEnterpriseRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x03 \x01(\t\"Z\n\nCredential\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x17\n\x0fprivate_key_pem\x18\x02 \x01(\t\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x03 \x01(\t\"p\n\x18\x43reateEnterpriseResponse\x12)\n\nenterprise\x18\x01 \x01(\x0b\x32\x15.idnode.v1.Enterprise\x12)\n\ncredential\x18\x02 \x01(\x0b\x32\x15.idnode.v1.Credential\"&\n\x14GetEnterpriseRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"?\n\x16ListEnterprisesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"^\n\x17ListEnterprisesResponse\x12*\n\x0b\x65nterprises\x18\x01 \x03(\x0b\x32\x15.idnode.v1.Enterprise\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x18SuspendEnterpriseRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\")\n\x17ResumeEnterpriseRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\")\n\x17RemoveEnterpriseRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"\x1a\n\x18RemoveEnterpriseResponse\"\x15\n\x13GetNodeStatsRequest\"\xa2\x02\n\tNodeStats\x12\x13\n\x0bnode_prefix\x18\x01 \x01(\t\x12\x18\n\x10identifier_count\x18\x02 \x01(\x03\x12]\n\x1eidentifier_count_by_enterprise\x18\x03 \x03(\x0b\x32\x35.idnode.v1.NodeStats.IdentifierCountByEnterpriseEntry\x12\x18\n\x10\x65nterprise_count\x18\x04 \x01(\x03\x12)\n\x06uptime\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x42\n IdentifierCountByEnterpriseEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"u\n\x17UpdateEnterpriseRequest\x12)\n\nenterprise\x18\x01 \x01(\x0b\x32\x15.idnode.v1.Enterprise\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x99\x03\n\rTemplateField\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\x34\n\tdata_type\x18\x03 \x01(\x0e\x32!.idnode.v1.TemplateField.DataType\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x12\n\nmin_length\x18\x05 \x01(\r\x12\x12\n\nmax_length\x18\x06 \x01(\r\x12\x0f\n\x07minimum\x18\x07 \x01(\t\x12\x0f\n\x07maximum\x18\x08 \x01(\t\x12\x0f\n\x07pattern\x18\t \x01(\t\x12\x13\n\x0b\x65num_values\x18\n \x03(\t\x12\x14\n\x0c\x64isplay_name\x18\x0b \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\"\x87\x01\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\n\n\x06STRING\x10\x01\x12\x0b\n\x07INTEGER\x10\x02\x12\x0b\n\x07\x44\x45\x43IMAL\x10\x03\x12\x08\n\x04\x44\x41TE\x10\x04\x12\x0c\n\x08\x44\x41TETIME\x10\x05\x12\x07\n\x03URL\x10\x06\x12\x0f\n\x0b\x45NUMERATION\x10\x07\x12\x08\n\x04GTIN\x10\x08\"\xc6\x02\n\x08Template\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12(\n\x06\x66ields\x18\x03 \x03(\x0b\x32\x18.idnode.v1.TemplateField\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12(\n\x05state\x18\x06 \x01(\x0e\x32\x19.idnode.v1.Template.State\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0e\n\nDEPRECATED\x10\x02\">\n\x15\x43reateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.idnode.v1.Template\"`\n\x14ListTemplatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x63tive_only\x18\x04 \x01(\x08\"X\n\x15ListTemplatesResponse\x12&\n\ttemplates\x18\x01 \x03(\x0b\x32\x13.idnode.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x18\x44\x65precateTemplateRequest\x12\x10\n\x08template\x18\x01 \x01(\t\"\x84\x03\n\nAuditEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\toperation\x18\x03 \x01(\t\x12\x12\n\nactor_role\x18\x04 \x01(\t\x12\x14\n\x0c\x61\x63tor_prefix\x18\x05 \x01(\t\x12\x19\n\x11\x61\x63tor_fingerprint\x18\x06 \x01(\t\x12\x0e\n\x06origin\x18\x07 \x01(\t\x12\x12\n\nidentifier\x18\x08 \x01(\t\x12\x12\n\nenterprise\x18\t \x01(\t\x12\x13\n\x0b\x65tag_before\x18\n \x01(\t\x12\x12\n\netag_after\x18\x0b \x01(\t\x12\x31\n\x06\x64\x65tail\x18\x0c \x03(\x0b\x32!.idnode.v1.AuditEntry.DetailEntry\x12\x11\n\tprev_hash\x18\r \x01(\t\x12\x0c\n\x04hash\x18\x0e \x01(\t\x1a-\n\x0b\x44\x65tailEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc6\x01\n\x17ListAuditEntriesRequest\x12\x12\n\nenterprise\x18\x01 \x01(\t\x12\x12\n\nidentifier\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"[\n\x18ListAuditEntriesResponse\x12&\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.idnode.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x19\n\x17VerifyAuditTrailRequest\"\x90\x01\n\x18VerifyAuditTrailResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x13\n\x0b\x65ntry_count\x18\x02 \x01(\x03\x12\x15\n\rhead_sequence\x18\x03 \x01(\x03\x12\x11\n\thead_hash\x18\x04 \x01(\t\x12\x0f\n\x07problem\x18\x05 \x01(\t\x12\x18\n\x10problem_sequence\x18\x06 \x01(\x03\x32\xc6\x08\n\x0c\x41\x64minService\x12[\n\x10\x43reateEnterprise\x12\".idnode.v1.CreateEnterpriseRequest\x1a#.idnode.v1.CreateEnterpriseResponse\x12G\n\rGetEnterprise\x12\x1f.idnode.v1.GetEnterpriseRequest\x1a\x15.idnode.v1.Enterprise\x12X\n\x0fListEnterprises\x12!.idnode.v1.ListEnterprisesRequest\x1a\".idnode.v1.ListEnterprisesResponse\x12O\n\x11SuspendEnterprise\x12#.idnode.v1.SuspendEnterpriseRequest\x1a\x15.idnode.v1.Enterprise\x12M\n\x10ResumeEnterprise\x12\".idnode.v1.ResumeEnterpriseRequest\x1a\x15.idnode.v1.Enterprise\x12[\n\x10RemoveEnterprise\x12\".idnode.v1.RemoveEnterpriseRequest\x1a#.idnode.v1.RemoveEnterpriseResponse\x12\x44\n\x0cGetNodeStats\x12\x1e.idnode.v1.GetNodeStatsRequest\x1a\x14.idnode.v1.NodeStats\x12M\n\x10UpdateEnterprise\x12\".idnode.v1.UpdateEnterpriseRequest\x1a\x15.idnode.v1.Enterprise\x12G\n\x0e\x43reateTemplate\x12 .idnode.v1.CreateTemplateRequest\x1a\x13.idnode.v1.Template\x12R\n\rListTemplates\x12\x1f.idnode.v1.ListTemplatesRequest\x1a .idnode.v1.ListTemplatesResponse\x12M\n\x11\x44\x65precateTemplate\x12#.idnode.v1.DeprecateTemplateRequest\x1a\x13.idnode.v1.Template\x12[\n\x10ListAuditEntries\x12\".idnode.v1.ListAuditEntriesRequest\x1a#.idnode.v1.ListAuditEntriesResponse\x12[\n\x10VerifyAuditTrail\x12\".idnode.v1.VerifyAuditTrailRequest\x1a#.idnode.v1.VerifyAuditTrailResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,32 +36,68 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODESTATS_IDENTIFIERCOUNTBYENTERPRISEENTRY']._loaded_options = None
   _globals['_NODESTATS_IDENTIFIERCOUNTBYENTERPRISEENTRY']._serialized_options = b'8\001'
-  _globals['_ENTERPRISE']._serialized_start=102
-  _globals['_ENTERPRISE']._serialized_end=429
-  _globals['_ENTERPRISE_STATE']._serialized_start=372
-  _globals['_ENTERPRISE_STATE']._serialized_end=429
-  _globals['_CREATEENTERPRISEREQUEST']._serialized_start=431
-  _globals['_CREATEENTERPRISEREQUEST']._serialized_end=509
-  _globals['_CREDENTIAL']._serialized_start=511
-  _globals['_CREDENTIAL']._serialized_end=601
-  _globals['_CREATEENTERPRISERESPONSE']._serialized_start=603
-  _globals['_CREATEENTERPRISERESPONSE']._serialized_end=715
-  _globals['_GETENTERPRISEREQUEST']._serialized_start=717
-  _globals['_GETENTERPRISEREQUEST']._serialized_end=755
-  _globals['_LISTENTERPRISESREQUEST']._serialized_start=757
-  _globals['_LISTENTERPRISESREQUEST']._serialized_end=820
-  _globals['_LISTENTERPRISESRESPONSE']._serialized_start=822
-  _globals['_LISTENTERPRISESRESPONSE']._serialized_end=916
-  _globals['_SUSPENDENTERPRISEREQUEST']._serialized_start=918
-  _globals['_SUSPENDENTERPRISEREQUEST']._serialized_end=960
-  _globals['_RESUMEENTERPRISEREQUEST']._serialized_start=962
-  _globals['_RESUMEENTERPRISEREQUEST']._serialized_end=1003
-  _globals['_GETNODESTATSREQUEST']._serialized_start=1005
-  _globals['_GETNODESTATSREQUEST']._serialized_end=1026
-  _globals['_NODESTATS']._serialized_start=1029
-  _globals['_NODESTATS']._serialized_end=1319
-  _globals['_NODESTATS_IDENTIFIERCOUNTBYENTERPRISEENTRY']._serialized_start=1253
-  _globals['_NODESTATS_IDENTIFIERCOUNTBYENTERPRISEENTRY']._serialized_end=1319
-  _globals['_ADMINSERVICE']._serialized_start=1322
-  _globals['_ADMINSERVICE']._serialized_end=1822
+  _globals['_AUDITENTRY_DETAILENTRY']._loaded_options = None
+  _globals['_AUDITENTRY_DETAILENTRY']._serialized_options = b'8\001'
+  _globals['_ENTERPRISE']._serialized_start=136
+  _globals['_ENTERPRISE']._serialized_end=489
+  _globals['_ENTERPRISE_STATE']._serialized_start=432
+  _globals['_ENTERPRISE_STATE']._serialized_end=489
+  _globals['_CREATEENTERPRISEREQUEST']._serialized_start=491
+  _globals['_CREATEENTERPRISEREQUEST']._serialized_end=569
+  _globals['_CREDENTIAL']._serialized_start=571
+  _globals['_CREDENTIAL']._serialized_end=661
+  _globals['_CREATEENTERPRISERESPONSE']._serialized_start=663
+  _globals['_CREATEENTERPRISERESPONSE']._serialized_end=775
+  _globals['_GETENTERPRISEREQUEST']._serialized_start=777
+  _globals['_GETENTERPRISEREQUEST']._serialized_end=815
+  _globals['_LISTENTERPRISESREQUEST']._serialized_start=817
+  _globals['_LISTENTERPRISESREQUEST']._serialized_end=880
+  _globals['_LISTENTERPRISESRESPONSE']._serialized_start=882
+  _globals['_LISTENTERPRISESRESPONSE']._serialized_end=976
+  _globals['_SUSPENDENTERPRISEREQUEST']._serialized_start=978
+  _globals['_SUSPENDENTERPRISEREQUEST']._serialized_end=1020
+  _globals['_RESUMEENTERPRISEREQUEST']._serialized_start=1022
+  _globals['_RESUMEENTERPRISEREQUEST']._serialized_end=1063
+  _globals['_REMOVEENTERPRISEREQUEST']._serialized_start=1065
+  _globals['_REMOVEENTERPRISEREQUEST']._serialized_end=1106
+  _globals['_REMOVEENTERPRISERESPONSE']._serialized_start=1108
+  _globals['_REMOVEENTERPRISERESPONSE']._serialized_end=1134
+  _globals['_GETNODESTATSREQUEST']._serialized_start=1136
+  _globals['_GETNODESTATSREQUEST']._serialized_end=1157
+  _globals['_NODESTATS']._serialized_start=1160
+  _globals['_NODESTATS']._serialized_end=1450
+  _globals['_NODESTATS_IDENTIFIERCOUNTBYENTERPRISEENTRY']._serialized_start=1384
+  _globals['_NODESTATS_IDENTIFIERCOUNTBYENTERPRISEENTRY']._serialized_end=1450
+  _globals['_UPDATEENTERPRISEREQUEST']._serialized_start=1452
+  _globals['_UPDATEENTERPRISEREQUEST']._serialized_end=1569
+  _globals['_TEMPLATEFIELD']._serialized_start=1572
+  _globals['_TEMPLATEFIELD']._serialized_end=1981
+  _globals['_TEMPLATEFIELD_DATATYPE']._serialized_start=1846
+  _globals['_TEMPLATEFIELD_DATATYPE']._serialized_end=1981
+  _globals['_TEMPLATE']._serialized_start=1984
+  _globals['_TEMPLATE']._serialized_end=2310
+  _globals['_TEMPLATE_STATE']._serialized_start=2252
+  _globals['_TEMPLATE_STATE']._serialized_end=2310
+  _globals['_CREATETEMPLATEREQUEST']._serialized_start=2312
+  _globals['_CREATETEMPLATEREQUEST']._serialized_end=2374
+  _globals['_LISTTEMPLATESREQUEST']._serialized_start=2376
+  _globals['_LISTTEMPLATESREQUEST']._serialized_end=2472
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=2474
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=2562
+  _globals['_DEPRECATETEMPLATEREQUEST']._serialized_start=2564
+  _globals['_DEPRECATETEMPLATEREQUEST']._serialized_end=2608
+  _globals['_AUDITENTRY']._serialized_start=2611
+  _globals['_AUDITENTRY']._serialized_end=2999
+  _globals['_AUDITENTRY_DETAILENTRY']._serialized_start=2954
+  _globals['_AUDITENTRY_DETAILENTRY']._serialized_end=2999
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=3002
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=3200
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=3202
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=3293
+  _globals['_VERIFYAUDITTRAILREQUEST']._serialized_start=3295
+  _globals['_VERIFYAUDITTRAILREQUEST']._serialized_end=3320
+  _globals['_VERIFYAUDITTRAILRESPONSE']._serialized_start=3323
+  _globals['_VERIFYAUDITTRAILRESPONSE']._serialized_end=3467
+  _globals['_ADMINSERVICE']._serialized_start=3470
+  _globals['_ADMINSERVICE']._serialized_end=4564
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16idnode/v1/record.proto\x12\tidnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n\x05Value\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x10\n\x06\x62inary\x18\x04 \x01(\x0cH\x00\x12\x10\n\x03ttl\x18\x05 \x01(\rH\x01\x88\x01\x01\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\n\x04\x64\x61taB\x06\n\x04_ttl\"\xbd\x01\n\x06Record\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12 \n\x06values\x18\x02 \x03(\x0b\x32\x10.idnode.v1.Value\x12\r\n\x05owner\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x06 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16idnode/v1/record.proto\x12\tidnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n\x05Value\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x10\n\x06\x62inary\x18\x04 \x01(\x0cH\x00\x12\x10\n\x03ttl\x18\x05 \x01(\rH\x01\x88\x01\x01\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\n\x04\x64\x61taB\x06\n\x04_ttl\"\xcf\x01\n\x06Record\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12 \n\x06values\x18\x02 \x03(\x0b\x32\x10.idnode.v1.Value\x12\r\n\x05owner\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x06 \x01(\t\x12\x10\n\x08template\x18\x07 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,5 +35,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VALUE']._serialized_start=71
   _globals['_VALUE']._serialized_end=222
   _globals['_RECORD']._serialized_start=225
-  _globals['_RECORD']._serialized_end=414
+  _globals['_RECORD']._serialized_end=432
 # @@protoc_insertion_point(module_scope)

@@ -26,17 +26,19 @@ class Value(_message.Message):
     def __init__(self, index: _Optional[int] = ..., type: _Optional[str] = ..., text: _Optional[str] = ..., binary: _Optional[bytes] = ..., ttl: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Record(_message.Message):
-    __slots__ = ("identifier", "values", "owner", "create_time", "update_time", "etag")
+    __slots__ = ("identifier", "values", "owner", "create_time", "update_time", "etag", "template")
     IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     identifier: str
     values: _containers.RepeatedCompositeFieldContainer[Value]
     owner: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, identifier: _Optional[str] = ..., values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., owner: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    template: str
+    def __init__(self, identifier: _Optional[str] = ..., values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., owner: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., template: _Optional[str] = ...) -> None: ...

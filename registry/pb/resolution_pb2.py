@@ -23,30 +23,34 @@ _sym_db = _symbol_database.Default()
 
 
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
+from registry.pb import admin_pb2 as idnode_dot_v1_dot_admin__pb2
+from registry.pb import hierarchy_pb2 as idnode_dot_v1_dot_hierarchy__pb2
 from registry.pb import record_pb2 as idnode_dot_v1_dot_record__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aidnode/v1/resolution.proto\x12\tidnode.v1\x1a\x17google/rpc/status.proto\x1a\x16idnode/v1/record.proto\"D\n\x0eResolveRequest\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0f\n\x07indexes\x18\x03 \x03(\r\"4\n\x0fResolveResponse\x12!\n\x06record\x18\x01 \x01(\x0b\x32\x11.idnode.v1.Record\"J\n\x13\x42\x61tchResolveRequest\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0f\n\x07indexes\x18\x03 \x03(\r\"w\n\rResolveResult\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12#\n\x06record\x18\x02 \x01(\x0b\x32\x11.idnode.v1.RecordH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"A\n\x14\x42\x61tchResolveResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.idnode.v1.ResolveResult\"K\n\x14StreamResolveRequest\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0f\n\x07indexes\x18\x03 \x03(\r\"B\n\x15StreamResolveResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.idnode.v1.ResolveResult2\xfe\x01\n\x11ResolutionService\x12@\n\x07Resolve\x12\x19.idnode.v1.ResolveRequest\x1a\x1a.idnode.v1.ResolveResponse\x12O\n\x0c\x42\x61tchResolve\x12\x1e.idnode.v1.BatchResolveRequest\x1a\x1f.idnode.v1.BatchResolveResponse\x12V\n\rStreamResolve\x12\x1f.idnode.v1.StreamResolveRequest\x1a .idnode.v1.StreamResolveResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aidnode/v1/resolution.proto\x12\tidnode.v1\x1a\x17google/rpc/status.proto\x1a\x15idnode/v1/admin.proto\x1a\x19idnode/v1/hierarchy.proto\x1a\x16idnode/v1/record.proto\"&\n\x12GetTemplateRequest\x12\x10\n\x08template\x18\x01 \x01(\t\"W\n\x0eResolveRequest\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0f\n\x07indexes\x18\x03 \x03(\r\x12\x11\n\trecursive\x18\x04 \x01(\x08\"[\n\x0fResolveResponse\x12!\n\x06record\x18\x01 \x01(\x0b\x32\x11.idnode.v1.Record\x12%\n\x08referral\x18\x02 \x01(\x0b\x32\x13.idnode.v1.Referral\"]\n\x13\x42\x61tchResolveRequest\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0f\n\x07indexes\x18\x03 \x03(\r\x12\x11\n\trecursive\x18\x04 \x01(\x08\"\xa0\x01\n\rResolveResult\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12#\n\x06record\x18\x02 \x01(\x0b\x32\x11.idnode.v1.RecordH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x12\'\n\x08referral\x18\x04 \x01(\x0b\x32\x13.idnode.v1.ReferralH\x00\x42\x08\n\x06result\"A\n\x14\x42\x61tchResolveResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.idnode.v1.ResolveResult\"^\n\x14StreamResolveRequest\x12\x13\n\x0bidentifiers\x18\x01 \x03(\t\x12\r\n\x05types\x18\x02 \x03(\t\x12\x0f\n\x07indexes\x18\x03 \x03(\r\x12\x11\n\trecursive\x18\x04 \x01(\x08\"B\n\x15StreamResolveResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.idnode.v1.ResolveResult2\xc1\x02\n\x11ResolutionService\x12@\n\x07Resolve\x12\x19.idnode.v1.ResolveRequest\x1a\x1a.idnode.v1.ResolveResponse\x12O\n\x0c\x42\x61tchResolve\x12\x1e.idnode.v1.BatchResolveRequest\x1a\x1f.idnode.v1.BatchResolveResponse\x12V\n\rStreamResolve\x12\x1f.idnode.v1.StreamResolveRequest\x1a .idnode.v1.StreamResolveResponse(\x01\x30\x01\x12\x41\n\x0bGetTemplate\x12\x1d.idnode.v1.GetTemplateRequest\x1a\x13.idnode.v1.Templateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'idnode.v1.resolution_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESOLVEREQUEST']._serialized_start=90
-  _globals['_RESOLVEREQUEST']._serialized_end=158
-  _globals['_RESOLVERESPONSE']._serialized_start=160
-  _globals['_RESOLVERESPONSE']._serialized_end=212
-  _globals['_BATCHRESOLVEREQUEST']._serialized_start=214
-  _globals['_BATCHRESOLVEREQUEST']._serialized_end=288
-  _globals['_RESOLVERESULT']._serialized_start=290
-  _globals['_RESOLVERESULT']._serialized_end=409
-  _globals['_BATCHRESOLVERESPONSE']._serialized_start=411
-  _globals['_BATCHRESOLVERESPONSE']._serialized_end=476
-  _globals['_STREAMRESOLVEREQUEST']._serialized_start=478
-  _globals['_STREAMRESOLVEREQUEST']._serialized_end=553
-  _globals['_STREAMRESOLVERESPONSE']._serialized_start=555
-  _globals['_STREAMRESOLVERESPONSE']._serialized_end=621
-  _globals['_RESOLUTIONSERVICE']._serialized_start=624
-  _globals['_RESOLUTIONSERVICE']._serialized_end=878
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=140
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=178
+  _globals['_RESOLVEREQUEST']._serialized_start=180
+  _globals['_RESOLVEREQUEST']._serialized_end=267
+  _globals['_RESOLVERESPONSE']._serialized_start=269
+  _globals['_RESOLVERESPONSE']._serialized_end=360
+  _globals['_BATCHRESOLVEREQUEST']._serialized_start=362
+  _globals['_BATCHRESOLVEREQUEST']._serialized_end=455
+  _globals['_RESOLVERESULT']._serialized_start=458
+  _globals['_RESOLVERESULT']._serialized_end=618
+  _globals['_BATCHRESOLVERESPONSE']._serialized_start=620
+  _globals['_BATCHRESOLVERESPONSE']._serialized_end=685
+  _globals['_STREAMRESOLVEREQUEST']._serialized_start=687
+  _globals['_STREAMRESOLVEREQUEST']._serialized_end=781
+  _globals['_STREAMRESOLVERESPONSE']._serialized_start=783
+  _globals['_STREAMRESOLVERESPONSE']._serialized_end=849
+  _globals['_RESOLUTIONSERVICE']._serialized_start=852
+  _globals['_RESOLUTIONSERVICE']._serialized_end=1173
 # @@protoc_insertion_point(module_scope)

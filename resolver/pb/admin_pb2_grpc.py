@@ -60,10 +60,45 @@ class AdminServiceStub:
                 request_serializer=idnode_dot_v1_dot_admin__pb2.ResumeEnterpriseRequest.SerializeToString,
                 response_deserializer=idnode_dot_v1_dot_admin__pb2.Enterprise.FromString,
                 _registered_method=True)
+        self.RemoveEnterprise = channel.unary_unary(
+                '/idnode.v1.AdminService/RemoveEnterprise',
+                request_serializer=idnode_dot_v1_dot_admin__pb2.RemoveEnterpriseRequest.SerializeToString,
+                response_deserializer=idnode_dot_v1_dot_admin__pb2.RemoveEnterpriseResponse.FromString,
+                _registered_method=True)
         self.GetNodeStats = channel.unary_unary(
                 '/idnode.v1.AdminService/GetNodeStats',
                 request_serializer=idnode_dot_v1_dot_admin__pb2.GetNodeStatsRequest.SerializeToString,
                 response_deserializer=idnode_dot_v1_dot_admin__pb2.NodeStats.FromString,
+                _registered_method=True)
+        self.UpdateEnterprise = channel.unary_unary(
+                '/idnode.v1.AdminService/UpdateEnterprise',
+                request_serializer=idnode_dot_v1_dot_admin__pb2.UpdateEnterpriseRequest.SerializeToString,
+                response_deserializer=idnode_dot_v1_dot_admin__pb2.Enterprise.FromString,
+                _registered_method=True)
+        self.CreateTemplate = channel.unary_unary(
+                '/idnode.v1.AdminService/CreateTemplate',
+                request_serializer=idnode_dot_v1_dot_admin__pb2.CreateTemplateRequest.SerializeToString,
+                response_deserializer=idnode_dot_v1_dot_admin__pb2.Template.FromString,
+                _registered_method=True)
+        self.ListTemplates = channel.unary_unary(
+                '/idnode.v1.AdminService/ListTemplates',
+                request_serializer=idnode_dot_v1_dot_admin__pb2.ListTemplatesRequest.SerializeToString,
+                response_deserializer=idnode_dot_v1_dot_admin__pb2.ListTemplatesResponse.FromString,
+                _registered_method=True)
+        self.DeprecateTemplate = channel.unary_unary(
+                '/idnode.v1.AdminService/DeprecateTemplate',
+                request_serializer=idnode_dot_v1_dot_admin__pb2.DeprecateTemplateRequest.SerializeToString,
+                response_deserializer=idnode_dot_v1_dot_admin__pb2.Template.FromString,
+                _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/idnode.v1.AdminService/ListAuditEntries',
+                request_serializer=idnode_dot_v1_dot_admin__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=idnode_dot_v1_dot_admin__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
+        self.VerifyAuditTrail = channel.unary_unary(
+                '/idnode.v1.AdminService/VerifyAuditTrail',
+                request_serializer=idnode_dot_v1_dot_admin__pb2.VerifyAuditTrailRequest.SerializeToString,
+                response_deserializer=idnode_dot_v1_dot_admin__pb2.VerifyAuditTrailResponse.FromString,
                 _registered_method=True)
 
 
@@ -103,8 +138,59 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveEnterprise(self, request, context):
+        """Removes a SUSPENDED enterprise that has no identifiers left (FAILED_PRECONDITION otherwise:
+        ENTERPRISE_ACTIVE, ENTERPRISE_NOT_EMPTY); its credential stops working and, on a node with an
+        upstream, its prefix is withdrawn from the upstream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetNodeStats(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEnterprise(self, request, context):
+        """Changes an enterprise's display_name, contact or require_template (the paths of update_mask).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTemplate(self, request, context):
+        """Publishes an industry data template version. ALREADY_EXISTS if name@version exists: versions
+        are immutable; a change is a new version. (GetTemplate is public: ResolutionService.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTemplates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeprecateTemplate(self, request, context):
+        """No new registrations against a deprecated version; records carrying it keep resolving.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEntries(self, request, context):
+        """The audit trail, oldest first, filtered and paginated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAuditTrail(self, request, context):
+        """Re-checks the whole hash chain of the audit trail.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -137,10 +223,45 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=idnode_dot_v1_dot_admin__pb2.ResumeEnterpriseRequest.FromString,
                     response_serializer=idnode_dot_v1_dot_admin__pb2.Enterprise.SerializeToString,
             ),
+            'RemoveEnterprise': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveEnterprise,
+                    request_deserializer=idnode_dot_v1_dot_admin__pb2.RemoveEnterpriseRequest.FromString,
+                    response_serializer=idnode_dot_v1_dot_admin__pb2.RemoveEnterpriseResponse.SerializeToString,
+            ),
             'GetNodeStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetNodeStats,
                     request_deserializer=idnode_dot_v1_dot_admin__pb2.GetNodeStatsRequest.FromString,
                     response_serializer=idnode_dot_v1_dot_admin__pb2.NodeStats.SerializeToString,
+            ),
+            'UpdateEnterprise': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEnterprise,
+                    request_deserializer=idnode_dot_v1_dot_admin__pb2.UpdateEnterpriseRequest.FromString,
+                    response_serializer=idnode_dot_v1_dot_admin__pb2.Enterprise.SerializeToString,
+            ),
+            'CreateTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTemplate,
+                    request_deserializer=idnode_dot_v1_dot_admin__pb2.CreateTemplateRequest.FromString,
+                    response_serializer=idnode_dot_v1_dot_admin__pb2.Template.SerializeToString,
+            ),
+            'ListTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTemplates,
+                    request_deserializer=idnode_dot_v1_dot_admin__pb2.ListTemplatesRequest.FromString,
+                    response_serializer=idnode_dot_v1_dot_admin__pb2.ListTemplatesResponse.SerializeToString,
+            ),
+            'DeprecateTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeprecateTemplate,
+                    request_deserializer=idnode_dot_v1_dot_admin__pb2.DeprecateTemplateRequest.FromString,
+                    response_serializer=idnode_dot_v1_dot_admin__pb2.Template.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=idnode_dot_v1_dot_admin__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=idnode_dot_v1_dot_admin__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'VerifyAuditTrail': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAuditTrail,
+                    request_deserializer=idnode_dot_v1_dot_admin__pb2.VerifyAuditTrailRequest.FromString,
+                    response_serializer=idnode_dot_v1_dot_admin__pb2.VerifyAuditTrailResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -290,6 +411,33 @@ class AdminService:
             _registered_method=True)
 
     @staticmethod
+    def RemoveEnterprise(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idnode.v1.AdminService/RemoveEnterprise',
+            idnode_dot_v1_dot_admin__pb2.RemoveEnterpriseRequest.SerializeToString,
+            idnode_dot_v1_dot_admin__pb2.RemoveEnterpriseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetNodeStats(request,
             target,
             options=(),
@@ -306,6 +454,168 @@ class AdminService:
             '/idnode.v1.AdminService/GetNodeStats',
             idnode_dot_v1_dot_admin__pb2.GetNodeStatsRequest.SerializeToString,
             idnode_dot_v1_dot_admin__pb2.NodeStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEnterprise(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idnode.v1.AdminService/UpdateEnterprise',
+            idnode_dot_v1_dot_admin__pb2.UpdateEnterpriseRequest.SerializeToString,
+            idnode_dot_v1_dot_admin__pb2.Enterprise.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idnode.v1.AdminService/CreateTemplate',
+            idnode_dot_v1_dot_admin__pb2.CreateTemplateRequest.SerializeToString,
+            idnode_dot_v1_dot_admin__pb2.Template.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idnode.v1.AdminService/ListTemplates',
+            idnode_dot_v1_dot_admin__pb2.ListTemplatesRequest.SerializeToString,
+            idnode_dot_v1_dot_admin__pb2.ListTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeprecateTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idnode.v1.AdminService/DeprecateTemplate',
+            idnode_dot_v1_dot_admin__pb2.DeprecateTemplateRequest.SerializeToString,
+            idnode_dot_v1_dot_admin__pb2.Template.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idnode.v1.AdminService/ListAuditEntries',
+            idnode_dot_v1_dot_admin__pb2.ListAuditEntriesRequest.SerializeToString,
+            idnode_dot_v1_dot_admin__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAuditTrail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idnode.v1.AdminService/VerifyAuditTrail',
+            idnode_dot_v1_dot_admin__pb2.VerifyAuditTrailRequest.SerializeToString,
+            idnode_dot_v1_dot_admin__pb2.VerifyAuditTrailResponse.FromString,
             options,
             channel_credentials,
             insecure,

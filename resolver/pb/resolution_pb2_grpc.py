@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from registry.pb import admin_pb2 as idnode_dot_v1_dot_admin__pb2
 from registry.pb import resolution_pb2 as idnode_dot_v1_dot_resolution__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -50,6 +51,11 @@ class ResolutionServiceStub:
                 request_serializer=idnode_dot_v1_dot_resolution__pb2.StreamResolveRequest.SerializeToString,
                 response_deserializer=idnode_dot_v1_dot_resolution__pb2.StreamResolveResponse.FromString,
                 _registered_method=True)
+        self.GetTemplate = channel.unary_unary(
+                '/idnode.v1.ResolutionService/GetTemplate',
+                request_serializer=idnode_dot_v1_dot_resolution__pb2.GetTemplateRequest.SerializeToString,
+                response_deserializer=idnode_dot_v1_dot_admin__pb2.Template.FromString,
+                _registered_method=True)
 
 
 class ResolutionServiceServicer:
@@ -78,6 +84,14 @@ class ResolutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTemplate(self, request, context):
+        """The definition of an industry data template (public: a scanner app renders a record's
+        values with the template's field names). NOT_FOUND if there is no such version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResolutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +109,11 @@ def add_ResolutionServiceServicer_to_server(servicer, server):
                     servicer.StreamResolve,
                     request_deserializer=idnode_dot_v1_dot_resolution__pb2.StreamResolveRequest.FromString,
                     response_serializer=idnode_dot_v1_dot_resolution__pb2.StreamResolveResponse.SerializeToString,
+            ),
+            'GetTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTemplate,
+                    request_deserializer=idnode_dot_v1_dot_resolution__pb2.GetTemplateRequest.FromString,
+                    response_serializer=idnode_dot_v1_dot_admin__pb2.Template.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +198,33 @@ class ResolutionService:
             '/idnode.v1.ResolutionService/StreamResolve',
             idnode_dot_v1_dot_resolution__pb2.StreamResolveRequest.SerializeToString,
             idnode_dot_v1_dot_resolution__pb2.StreamResolveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/idnode.v1.ResolutionService/GetTemplate',
+            idnode_dot_v1_dot_resolution__pb2.GetTemplateRequest.SerializeToString,
+            idnode_dot_v1_dot_admin__pb2.Template.FromString,
             options,
             channel_credentials,
             insecure,

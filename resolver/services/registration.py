@@ -26,7 +26,11 @@ class RegistrationServicer(registration_pb2_grpc.RegistrationServiceServicer):
     ) -> record_pb2.Record:
         principal = self.auth.principal(context)
         record = self.registry.create(
-            principal, request.record.identifier, codec.values_from_pb(request.record.values)
+            principal,
+            request.record.identifier,
+            codec.values_from_pb(request.record.values),
+            template=request.record.template,
+            origin=context.peer(),
         )
         return codec.record_to_pb(record)
 
@@ -47,6 +51,8 @@ class RegistrationServicer(registration_pb2_grpc.RegistrationServiceServicer):
             request.record.identifier,
             codec.values_from_pb(request.record.values),
             request.record.etag,
+            template=request.record.template,
+            origin=context.peer(),
         )
         return codec.record_to_pb(record)
 
@@ -55,7 +61,7 @@ class RegistrationServicer(registration_pb2_grpc.RegistrationServiceServicer):
         self, request: pb.DeleteIdentifierRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
         principal = self.auth.principal(context)
-        self.registry.delete(principal, request.identifier, request.etag)
+        self.registry.delete(principal, request.identifier, request.etag, origin=context.peer())
         return empty_pb2.Empty()
 
     @maps_errors
@@ -74,7 +80,10 @@ class RegistrationServicer(registration_pb2_grpc.RegistrationServiceServicer):
     ) -> pb.BatchCreateIdentifiersResponse:
         principal = self.auth.principal(context)
         items = [(r.record.identifier, codec.values_from_pb(r.record.values)) for r in request.requests]
-        outcomes = self.registry.batch_create(principal, items, request.request_id)
+        templates = [r.record.template for r in request.requests]
+        outcomes = self.registry.batch_create(
+            principal, items, request.request_id, templates=templates, origin=context.peer()
+        )
         response = pb.BatchCreateIdentifiersResponse()
         for outcome in outcomes:
             if outcome.error is None:

@@ -16,9 +16,11 @@ from google.protobuf.message import DecodeError
 
 from registry import limits
 from registry.errors import IdnodeError, InvalidArgument
+from registry.pb import admin_pb2
 from registry.pb import resolution_pb2 as pb
 from registry.service import Registry
 from resolver.errors import abort, item_status
+from resolver.services.convert import template_to_pb
 from resolver.services.wire import TAG1, TAG2, TAG3, field, only_field1
 
 SERVICE_NAME = "idnode.v1.ResolutionService"
@@ -86,6 +88,15 @@ class ResolutionHandlers:
         except Exception as exc:
             abort(context, exc)
 
+    def get_template(
+        self, request: pb.GetTemplateRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.Template:
+        """Public: a template's definition, for rendering a record's values by field name."""
+        try:
+            return template_to_pb(self.registry.templates.get(request.template))
+        except Exception as exc:
+            abort(context, exc)
+
     def generic_handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
             SERVICE_NAME,
@@ -96,6 +107,11 @@ class ResolutionHandlers:
                 ),
                 "StreamResolve": grpc.stream_stream_rpc_method_handler(
                     self.stream_resolve, request_deserializer=pb.StreamResolveRequest.FromString
+                ),
+                "GetTemplate": grpc.unary_unary_rpc_method_handler(
+                    self.get_template,
+                    request_deserializer=pb.GetTemplateRequest.FromString,
+                    response_serializer=admin_pb2.Template.SerializeToString,
                 ),
             },
         )

@@ -1,0 +1,155 @@
+"""Bulk import benchmark: end-to-end rows/s, peak RSS, disk bytes per identifier after compaction,
+and the raw rate of rocksdict's SstFileWriter on the same pre-encoded records, in the same run.
+
+    .venv/bin/python bench/bench_import.py 1000000            # CSV, one worker per core
+    .venv/bin/python bench/bench_import.py 10000000 --format jsonl --enterprises 50
+
+Generated input is cached in bench/results/ (git-ignored). The import runs in a child process so
+its peak RSS (and its workers') is measured alone. The raw SST figure writes the first
+min(N, 1,000,000) records exactly as the import stored them, already sorted and in memory, with one
+SstFileWriter in one process: the ceiling for a single writer with no parsing, checking or encoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import gen_data  # noqa: E402
+from rocksdict import SstFileWriter  # noqa: E402
+
+from registry.bulk import TextProgress, run_import  # noqa: E402
+from registry.model import Principal  # noqa: E402
+from registry.rocks import RocksStore, sst_options  # noqa: E402
+from registry.service import Registry, init_node  # noqa: E402
+from registry.store import Table  # noqa: E402
+
+RAW_SAMPLE = 1_000_000
+
+
+def _import_child(db: str, source: str, workers: int | None, out: multiprocessing.Queue) -> None:
+    summary = run_import(
+        db,
+        source,
+        workers=workers,
+        reject_path=db + ".rejects.csv",
+        progress=TextProgress(sys.stderr, interval=10),
+    )
+    out.put(
+        {
+            "summary": summary.to_dict(),
+            "main_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "worker_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        }
+    )
+
+
+def raw_sst_rate(db: Path, scratch: Path) -> tuple[float, int]:
+    """rows/s of one SstFileWriter writing the first RAW_SAMPLE stored records from memory."""
+    with RocksStore(db) as store:
+        pairs = store.scan(Table.RECORDS, b"", b"\xff" * 8, RAW_SAMPLE)
+    path = scratch / "raw.sst"
+    best = 0.0
+    for _ in range(3):
+        started = time.perf_counter()
+        writer = SstFileWriter(sst_options())
+        writer.open(str(path))
+        for key, value in pairs:
+            writer[key] = value
+        writer.finish()
+        best = max(best, len(pairs) / (time.perf_counter() - started))
+        path.unlink()
+    return best, len(pairs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("rows", type=int)
+    parser.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    parser.add_argument("--enterprises", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, help="default: one per core")
+    parser.add_argument("--scratch", type=Path, help="where the node is built [a temporary directory]")
+    args = parser.parse_args()
+
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    source = results / f"gen-{args.rows}-{args.enterprises}-{args.seed}.{args.format}"
+    if not source.exists():
+        started = time.perf_counter()
+        gen_data.write(str(source) + ".tmp", args.rows, args.enterprises, args.seed, args.format)
+        os.replace(str(source) + ".tmp", source)
+        print(f"generated {source.name} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+    scratch = Path(tempfile.mkdtemp(prefix="idnode-bench-", dir=args.scratch))
+    try:
+        db = scratch / "db"
+        with RocksStore(db) as store:
+            init_node(store, "88.118")
+            registry = Registry(store)
+            for code in range(1, args.enterprises + 1):
+                registry.create_enterprise(Principal.admin(), str(code), "bench", "", lambda p: "fp")
+
+        queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+        child = multiprocessing.get_context("spawn").Process(
+            target=_import_child, args=(str(db), str(source), args.workers, queue)
+        )
+        started = time.perf_counter()
+        child.start()
+        measured = queue.get()
+        child.join()
+        wall = time.perf_counter() - started
+        summary = measured["summary"]
+
+        with RocksStore(db) as store:
+            started = time.perf_counter()
+            store.compact(Table.RECORDS)
+            compact_s = time.perf_counter() - started
+            disk = store.disk_bytes()
+        raw_rate, raw_rows = raw_sst_rate(db, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    rate = summary["rows_per_second"]
+    report = {
+        "rows": args.rows,
+        "format": args.format,
+        "input_bytes": source.stat().st_size,
+        "cores": os.cpu_count(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        "workers": args.workers if args.workers is not None else os.cpu_count(),
+        "imported": summary["imported"],
+        "rejected": summary["rejected"],
+        "import_seconds": summary["seconds"],
+        "import_rows_per_second": rate,
+        "wall_seconds_incl_spawn": round(wall, 2),
+        "peak_rss_main_mib": round(measured["main_rss_mib"], 1),
+        "peak_rss_worker_mib": round(measured["worker_rss_mib"], 1),
+        "compaction_seconds": round(compact_s, 2),
+        "disk_bytes_per_identifier": round(disk / max(summary["imported"], 1), 1),
+        "raw_sst_rows_per_second": round(raw_rate, 1),
+        "raw_sst_sample_rows": raw_rows,
+        "ratio_to_raw_sst": round(rate / raw_rate, 3),
+    }
+    width = max(map(len, report))
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value:,}" if isinstance(value, int | float) else f"{key:<{width}}  {value}")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

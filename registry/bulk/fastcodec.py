@@ -1,0 +1,146 @@
+"""A faster encoder of ``idnode.v1.Record`` for bulk import: the same bytes as
+:func:`registry.codec.encode_record` (deterministic serialization), built with byte operations
+instead of protobuf message objects (about 5x faster for a typical record, which made encoding the
+largest single cost of an import). ``tests/test_bulk_fastcodec.py`` checks byte equality with the
+codec on generated records, including binary, empty, non-ASCII and extreme values.
+
+Wire facts used (proto3): implicit-presence scalars (``index``, ``type``, ``owner``, ``etag``,
+Timestamp ``seconds``/``nanos``) are omitted when zero/empty; ``text``/``binary`` (a oneof) and
+``ttl`` (``optional``) are always written because the codec always sets them; messages are
+written only when the codec sets them (a timestamp when its nanoseconds are non-zero); fields go
+in field-number order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from registry.model import Record, Value
+
+_MASK64 = (1 << 64) - 1
+_MEMO_MAX = 4096
+
+
+def _varint_slow(n: int) -> bytes:
+    n &= _MASK64
+    out = bytearray()
+    while n > 127:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_TABLE = [_varint_slow(i) for i in range(1 << 14)]
+_varint_memo: dict[int, bytes] = {}
+_timestamp_memo: dict[int, bytes] = {}
+
+
+def _varint(n: int) -> bytes:
+    if 0 <= n < 16384:
+        return _TABLE[n]
+    out = _varint_memo.get(n)
+    if out is None:
+        out = _varint_slow(n)
+        if len(_varint_memo) < _MEMO_MAX:  # TTLs and the like repeat; bounded all the same
+            _varint_memo[n] = out
+    return out
+
+
+def _timestamp(ns: int) -> bytes:
+    """A length-prefixed Timestamp message (memoised: an import stamps one time on every value)."""
+    out = _timestamp_memo.get(ns)
+    if out is None:
+        seconds, nanos = divmod(ns, 1_000_000_000)
+        body = (b"\x08" + _varint_slow(seconds) if seconds else b"") + (
+            b"\x10" + _varint_slow(nanos) if nanos else b""
+        )
+        out = _varint(len(body)) + body
+        if len(_timestamp_memo) < _MEMO_MAX:
+            _timestamp_memo[ns] = out
+    return out
+
+
+_type_memo: dict[str, bytes] = {}
+_tail_memo: dict[tuple[int, int], bytes] = {}
+
+
+def _type_field(value_type: str) -> bytes:
+    out = _type_memo.get(value_type)
+    if out is None:
+        t = value_type.encode()
+        out = b"\x12" + _varint(len(t)) + t if t else b""
+        if len(_type_memo) < _MEMO_MAX:
+            _type_memo[value_type] = out
+    return out
+
+
+def _tail(ttl: int, timestamp_ns: int) -> bytes:
+    """The ``ttl`` and ``timestamp`` fields of a value (memoised: they repeat across a file)."""
+    key = (ttl, timestamp_ns)
+    out = _tail_memo.get(key)
+    if out is None:
+        out = b"\x28" + _varint(ttl) + (b"\x32" + _timestamp(timestamp_ns) if timestamp_ns else b"")
+        if len(_tail_memo) < _MEMO_MAX:
+            _tail_memo[key] = out
+    return out
+
+
+def encode_record(record: Record) -> bytes:
+    """Byte-identical to ``registry.codec.encode_record(record)``."""
+    return encode_fields(
+        record.identifier,
+        record.values,
+        record.owner,
+        record.create_time_ns,
+        record.update_time_ns,
+        record.etag,
+    )
+
+
+def encode_fields(
+    identifier: str,
+    values: Sequence[Value],
+    owner: str,
+    create_time_ns: int,
+    update_time_ns: int,
+    etag: str,
+) -> bytes:
+    """``encode_record(Record(identifier, values, owner, create_time_ns, update_time_ns, etag))``
+    without building the Record."""
+    varint = _varint
+    table = _TABLE
+    type_memo = _type_memo
+    tail_memo = _tail_memo
+    ident = identifier.encode()
+    parts = [b"\x0a", varint(len(ident)), ident] if ident else []
+    for v in values:
+        index = v.index
+        head = b"\x08" + (table[index] if 0 < index < 16384 else varint(index)) if index else b""
+        typ = type_memo.get(v.type)
+        if typ is None:
+            typ = _type_field(v.type)
+        data = v.data
+        if isinstance(data, str):
+            data = data.encode()
+            tag = b"\x1a"
+        else:
+            tag = b"\x22"
+        tail = tail_memo.get((v.ttl, v.timestamp_ns))
+        if tail is None:
+            tail = _tail(v.ttl, v.timestamp_ns)
+        n = len(data)
+        body = b"".join((head, typ, tag, table[n] if n < 16384 else varint(n), data, tail))
+        n = len(body)
+        parts += (b"\x12", table[n] if n < 16384 else varint(n), body)
+    if owner:
+        raw = owner.encode()
+        parts += (b"\x1a", varint(len(raw)), raw)
+    if create_time_ns:
+        parts += (b"\x22", _timestamp(create_time_ns))
+    if update_time_ns:
+        parts += (b"\x2a", _timestamp(update_time_ns))
+    if etag:
+        raw = etag.encode()
+        parts += (b"\x32", varint(len(raw)), raw)
+    return b"".join(parts)

@@ -1,0 +1,581 @@
+"""The bulk file formats: CSV and JSON Lines, plain, gzip or zstd, read and written.
+
+CSV
+---
+UTF-8 (a leading byte-order mark is ignored), RFC 4180 quoting, one record per row. The header row
+names the columns: the first is ``identifier``, each further column holds one value and is named
+``[INDEX:]TYPE[ ttl=SECONDS][ base64]``:
+
+- ``TYPE`` is the value type (``URL``, ``EMAIL``, ``product.batch``...); types never contain white
+  space, so the space-separated options after it are unambiguous;
+- ``INDEX:`` gives the value's index; without it the index is the column's position among the value
+  columns (the first value column is index 1);
+- ``ttl=SECONDS`` sets the TTL of the column's values (default 86400);
+- ``base64`` says the cells are base64 and the values binary.
+
+An empty cell means "no value at this index" (so an empty text value cannot be written in CSV; use
+JSON Lines for that). Example::
+
+    identifier,URL,2:product.batch,3:product.name ttl=3600,9:HS_PUBKEY base64
+    88.118.8/SN-000001,https://example.com/p/1,B2024-07,螺栓 M8,AAEC
+    88.118.8/SN-000002,https://example.com/p/2,,Bolt M8,
+
+JSON Lines
+----------
+One JSON object per line, the API's record shape::
+
+    {"identifier": "88.118.8/SN-000001",
+     "values": [{"index": 1, "type": "URL", "data": "https://example.com/p/1", "ttl": 86400},
+                {"index": 9, "type": "HS_PUBKEY", "data": {"binary": "AAEC"}}]}
+
+``ttl`` defaults to 86400 and ``data`` to empty text. Exports add the node-maintained fields
+``owner``, ``create_time``, ``update_time``, ``etag`` and each value's ``timestamp`` (RFC 3339,
+nanoseconds); an administrator's import keeps them (a restore), other imports ignore them.
+
+Compression
+-----------
+Input is sniffed by its magic bytes (gzip ``1f 8b``, zstd ``28 b5 2f fd``), whatever its name;
+output is compressed when the file name ends in ``.gz`` or ``.zst``. ``-`` is stdin / stdout.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import enum
+import gzip
+import io
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import zstandard
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from registry import limits
+from registry.errors import InvalidArgument
+from registry.model import Record, Value
+
+MALFORMED = "MALFORMED_ROW"
+"""Reject reason of a row that cannot be decoded at all (bad UTF-8, JSON, CSV shape, base64)."""
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_BOM = b"\xef\xbb\xbf"
+
+
+class Format(enum.Enum):
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
+def guess_format(name: str) -> Format:
+    """The format a file name implies (``x.csv``, ``x.csv.gz``, ``x.jsonl.zst``, ``x.ndjson``...).
+
+    Raises ValueError when the name says nothing (stdin, or an unknown extension)."""
+    base = name.lower()
+    for ext in (".gz", ".gzip", ".zst", ".zstd"):
+        if base.endswith(ext):
+            base = base[: -len(ext)]
+    if base.endswith(".csv"):
+        return Format.CSV
+    if base.endswith((".jsonl", ".ndjson", ".json")):
+        return Format.JSONL
+    raise ValueError(f"cannot tell the format of {name!r}; say csv or jsonl")
+
+
+def malformed(description: str, field: str = "row") -> InvalidArgument:
+    return InvalidArgument.single(field, description, reason=MALFORMED)
+
+
+# ------------------------------------------------------------------------------------------ input
+class Source:
+    """A readable input: ``-`` (stdin), a path, or an open binary file, decompressed if it is gzip
+    or zstd. ``read(n)`` returns decompressed bytes; :meth:`position` / ``size`` report progress
+    through the underlying (possibly compressed) file when it is seekable, else (0, None)."""
+
+    def __init__(self, source: str | os.PathLike[str] | BinaryIO) -> None:
+        self._owned: BinaryIO | None = None
+        if isinstance(source, str | os.PathLike):
+            name = os.fspath(source)
+            if name == "-":
+                raw: BinaryIO = sys.stdin.buffer
+                self.name = "-"
+            else:
+                raw = open(name, "rb")  # noqa: SIM115 - closed by close()
+                self._owned = raw
+                self.name = name
+        else:
+            raw = source
+            self.name = getattr(source, "name", "<stream>")
+        self._raw = raw
+        self.size: int | None = None
+        try:
+            if raw.seekable():
+                self.size = os.fstat(raw.fileno()).st_size
+        except (OSError, ValueError, io.UnsupportedOperation):
+            self.size = None
+        buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
+        head = buffered.peek(4)[:4]  # type: ignore[attr-defined]
+        self.compression = "none"
+        stream: IO[bytes]
+        if head.startswith(_GZIP_MAGIC):
+            self.compression = "gzip"
+            stream = gzip.GzipFile(fileobj=buffered, mode="rb")
+        elif head.startswith(_ZSTD_MAGIC):
+            self.compression = "zstd"
+            stream = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+        else:
+            stream = buffered
+        self._buffered = buffered
+        self._stream = stream
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` decompressed bytes; fewer only at the end of the input."""
+        out = bytearray()
+        while len(out) < n:
+            piece = self._stream.read(n - len(out))
+            if not piece:
+                break
+            out += piece
+        return bytes(out)
+
+    def position(self) -> int:
+        """Bytes of the underlying file consumed so far (0 when unknown)."""
+        try:
+            return self._raw.tell() if self.size is not None else 0
+        except (OSError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        if self._stream is not self._buffered:
+            self._stream.close()
+        if self._owned is not None:
+            self._owned.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A run of whole rows. ``start`` is the decompressed byte offset of ``data`` in the input and
+    ``end`` the offset just past it (where a resumed import starts reading)."""
+
+    seq: int
+    start: int
+    end: int
+    data: bytes
+
+
+class ChunkReader:
+    """Cuts an input into chunks of about ``chunk_bytes`` that end on a row boundary.
+
+    For CSV a newline ends a row only outside quotes; since quote characters come in pairs inside a
+    quoted field (``""`` escapes one), a newline ends a row exactly when the number of ``"`` before
+    it is even. The CSV header, when present, is read first into :attr:`header`.
+    """
+
+    def __init__(self, source: Source, fmt: Format, chunk_bytes: int = 16 << 20) -> None:
+        self.source = source
+        self.fmt = fmt
+        self.chunk_bytes = chunk_bytes
+        self._buf = b""
+        self._offset = 0  # decompressed offset of _buf[0]
+        self._eof = False
+        self.header: bytes = b""
+        self.data_start = 0
+        if fmt is Format.CSV:
+            self.header = self._take_rows(1, header=True)
+            if self.header.startswith(_BOM):
+                self.header = self.header[len(_BOM) :]
+            self.data_start = self._offset
+        else:
+            self._fill(4)
+            if self._buf.startswith(_BOM):
+                self._buf = self._buf[len(_BOM) :]
+                self._offset += len(_BOM)
+            self.data_start = self._offset
+
+    def _fill(self, want: int) -> None:
+        while len(self._buf) < want and not self._eof:
+            piece = self.source.read(max(want - len(self._buf), 1 << 20))
+            if not piece:
+                self._eof = True
+            self._buf += piece
+
+    def _cut(self, data: bytes) -> int:
+        """Length of the longest prefix of ``data`` made of whole rows (0 if none)."""
+        if self.fmt is Format.JSONL:
+            return data.rfind(b"\n") + 1
+        pos = len(data)
+        while True:
+            nl = data.rfind(b"\n", 0, pos)
+            if nl < 0:
+                return 0
+            if data.count(b'"', 0, nl) % 2 == 0:
+                return nl + 1
+            pos = nl
+
+    def _take_rows(self, n: int, header: bool = False) -> bytes:
+        """The first row (header) of the input, without its line end."""
+        size = 1 << 16
+        while True:
+            self._fill(size)
+            data = self._buf
+            pos = 0
+            quotes = 0
+            while True:
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    break
+                quotes += data.count(b'"', pos, nl)
+                pos = nl + 1
+                if quotes % 2 == 0:
+                    self._buf = data[pos:]
+                    self._offset += pos
+                    return data[:nl].rstrip(b"\r")
+            if self._eof:
+                self._buf = b""
+                self._offset += len(data)
+                return data.rstrip(b"\r\n")
+            size *= 2
+
+    def skip_to(self, offset: int) -> None:
+        """Discard input up to decompressed ``offset`` (a chunk ``end`` of an earlier run)."""
+        while self._offset + len(self._buf) < offset and not self._eof:
+            self._offset += len(self._buf)
+            self._buf = b""
+            self._fill(min(offset - self._offset, 8 << 20))
+        drop = offset - self._offset
+        if drop > len(self._buf):
+            raise ValueError(f"the input ends at byte {self._offset + len(self._buf)}, before {offset}")
+        self._buf = self._buf[drop:]
+        self._offset = offset
+
+    def __iter__(self) -> Iterator[Chunk]:
+        seq = 0
+        while True:
+            self._fill(self.chunk_bytes)
+            if not self._buf:
+                return
+            cut = self._cut(self._buf[: self.chunk_bytes])
+            if cut == 0:  # a row longer than a chunk: take it whole
+                cut = self._cut(self._buf)
+            if cut == 0 and not self._eof:  # ... once it has been read to its end
+                self._fill(len(self._buf) * 2)
+                continue
+            if cut == 0 or (self._eof and len(self._buf) <= self.chunk_bytes):
+                cut = len(self._buf)  # the last row may lack its line end
+            data, self._buf = self._buf[:cut], self._buf[cut:]
+            start = self._offset
+            self._offset += cut
+            yield Chunk(seq, start, self._offset, data)
+            seq += 1
+
+
+def decode_text(data: bytes) -> tuple[str, bool]:
+    """``data`` as text, and whether it held invalid UTF-8 (then kept as surrogate escapes, which
+    :func:`bad_utf8` finds in the affected rows only)."""
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "surrogateescape"), True
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_ANY_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def bad_utf8(cells: Sequence[str] | str) -> bool:
+    if isinstance(cells, str):
+        return _SURROGATE.search(cells) is not None
+    return any(_SURROGATE.search(c) for c in cells)
+
+
+# ------------------------------------------------------------------------------------------ CSV
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A CSV value column."""
+
+    index: int
+    type: str
+    ttl: int = limits.DEFAULT_TTL_SECONDS
+    binary: bool = False
+
+    @property
+    def header(self) -> str:
+        text = f"{self.index}:{self.type}"
+        if self.ttl != limits.DEFAULT_TTL_SECONDS:
+            text += f" ttl={self.ttl}"
+        if self.binary:
+            text += " base64"
+        return text
+
+
+_INDEX = re.compile(r"(\d{1,10}):(.*)", re.S)
+
+
+def parse_header(header: bytes | str) -> list[Column]:
+    """The value columns named by a CSV header row; ValueError says what is wrong with it."""
+    text = header.decode("utf-8") if isinstance(header, bytes) else header
+    cells = next(csv.reader([text]), [])
+    if not cells or cells[0].strip().lower() != "identifier":
+        raise ValueError("the first CSV column must be named 'identifier'")
+    columns = []
+    for position, cell in enumerate(cells[1:], start=1):
+        words = cell.split()
+        if not words:
+            raise ValueError(f"CSV column {position + 1} has no name; name it [INDEX:]TYPE")
+        match = _INDEX.fullmatch(words[0])
+        index, value_type = (int(match[1]), match[2]) if match else (position, words[0])
+        ttl, binary = limits.DEFAULT_TTL_SECONDS, False
+        for option in words[1:]:
+            if option.lower() == "base64":
+                binary = True
+            elif option.lower().startswith("ttl=") and option[4:].isdigit():
+                ttl = int(option[4:])
+            else:
+                raise ValueError(f"CSV column {position + 1} ({cell!r}): unknown option {option!r}")
+        columns.append(Column(index, value_type, ttl, binary))
+    return columns
+
+
+def csv_rows(text: str) -> Iterator[list[str]]:
+    """The rows of a chunk of CSV text (blank lines dropped), lazily."""
+    return (row for row in csv.reader(io.StringIO(text, newline="")) if row)
+
+
+_new = object.__new__
+_set_index, _set_type, _set_data, _set_ttl, _set_timestamp = (
+    Value.__dict__[name].__set__ for name in ("index", "type", "data", "ttl", "timestamp_ns")
+)
+
+
+def _value(index: int, value_type: str, data: str | bytes, ttl: int, timestamp_ns: int) -> Value:
+    """``Value(index, value_type, data, ttl, timestamp_ns)`` at half the cost: the frozen
+    dataclass's __init__ only assigns the slots, which this does directly."""
+    value = _new(Value)
+    _set_index(value, index)
+    _set_type(value, value_type)
+    _set_data(value, data)
+    _set_ttl(value, ttl)
+    _set_timestamp(value, timestamp_ns)
+    return value
+
+
+def csv_values(cells: Sequence[str], columns: Sequence[Column], timestamp_ns: int = 0) -> tuple[Value, ...]:
+    """The values of one CSV row (without its identifier cell), stamped ``timestamp_ns``; empty
+    cells are no value."""
+    if len(cells) != len(columns):
+        raise malformed(f"has {len(cells) + 1} columns, the header names {len(columns) + 1}")
+    out = []
+    for column, cell in zip(columns, cells, strict=True):
+        if not cell:
+            continue
+        if column.binary:
+            try:
+                data: str | bytes = base64.b64decode(cell, validate=True)
+            except (binascii.Error, ValueError):
+                raise malformed("is not valid base64", f"values[{column.index}]") from None
+        else:
+            data = cell
+        out.append(_value(column.index, column.type, data, column.ttl, timestamp_ns))
+    return tuple(out)
+
+
+def csv_columns_for(records: Sequence[Record] | Iterator[Record]) -> list[Column]:
+    """The columns that hold every value of ``records`` (ordered by index, then type)."""
+    seen = {
+        Column(v.index, v.type, v.ttl, isinstance(v.data, bytes)) for record in records for v in record.values
+    }
+    return sorted(seen, key=lambda c: (c.index, c.type, c.ttl, c.binary))
+
+
+def csv_cells(record: Record, column_of: dict[Column, int], width: int) -> list[str]:
+    """One CSV row for ``record``; ValueError if a value cannot be written in CSV."""
+    cells = [""] * (width + 1)
+    cells[0] = record.identifier
+    for v in record.values:
+        binary = isinstance(v.data, bytes)
+        position = column_of[Column(v.index, v.type, v.ttl, binary)]
+        if binary:
+            cells[position + 1] = base64.b64encode(v.data).decode()  # type: ignore[arg-type]
+        elif v.data == "":
+            raise ValueError(f"{record.identifier} has an empty text value (index {v.index}); export JSONL")
+        else:
+            cells[position + 1] = v.data  # type: ignore[assignment]
+    return cells
+
+
+# ------------------------------------------------------------------------------------------ JSONL
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Node-maintained fields found in an input row (a restore); zero / empty when absent."""
+
+    create_time_ns: int = 0
+    update_time_ns: int = 0
+    etag: str = ""
+    timestamps: tuple[int, ...] = ()
+
+    @property
+    def present(self) -> bool:
+        return bool(self.create_time_ns or self.update_time_ns or self.etag or any(self.timestamps))
+
+
+NO_META = Meta()
+
+
+def _time_ns(text: Any, field: str) -> int:
+    if not isinstance(text, str):
+        raise InvalidArgument.single(field, "must be an RFC 3339 time string")
+    ts = Timestamp()
+    try:
+        ts.FromJsonString(text)
+    except ValueError:
+        raise InvalidArgument.single(field, "must be an RFC 3339 time such as 2024-01-31T08:00:00Z") from None
+    return ts.seconds * 1_000_000_000 + ts.nanos
+
+
+def rfc3339(ns: int) -> str:
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+
+
+def _lone_surrogate(doc: Any) -> bool:
+    """Whether any string in ``doc`` holds a surrogate (json.loads joins valid pairs, so only
+    unpaired ones remain)."""
+    if isinstance(doc, str):
+        return _ANY_SURROGATE.search(doc) is not None
+    if isinstance(doc, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in doc.items())
+    if isinstance(doc, list):
+        return any(_lone_surrogate(v) for v in doc)
+    return False
+
+
+def json_row(line: str) -> tuple[str, tuple[Value, ...], Meta]:
+    """Identifier text, values and metadata of one JSON Lines row; raises InvalidArgument
+    (reason MALFORMED_ROW when the line is not a JSON object of the record shape)."""
+    try:
+        doc = json.loads(line)
+    except ValueError as exc:
+        raise malformed(f"is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise malformed("must be a JSON object")
+    if "\\ud" in line.lower() and _lone_surrogate(doc):
+        raise malformed("holds a lone surrogate escape (\\udXXX): not valid Unicode text")
+    identifier = doc.get("identifier")
+    if not isinstance(identifier, str):
+        raise malformed("must have an 'identifier' string", "identifier")
+    raw_values = doc.get("values", [])
+    if not isinstance(raw_values, list):
+        raise malformed("must be a list", "values")
+    values = []
+    stamps = []
+    for i, item in enumerate(raw_values):
+        at = f"values[{i}]"
+        if not isinstance(item, dict):
+            raise malformed("must be an object", at)
+        index, value_type = item.get("index", 0), item.get("type", "")
+        ttl = item.get("ttl", limits.DEFAULT_TTL_SECONDS)
+        for name, got, want in (("index", index, int), ("ttl", ttl, int), ("type", value_type, str)):
+            if not isinstance(got, want) or isinstance(got, bool):
+                raise InvalidArgument.single(
+                    f"{at}.{name}", f"must be a{'n integer' if want is int else ' string'}"
+                )
+        data = item.get("data", "")
+        if isinstance(data, dict):
+            encoded = data.get("binary")
+            if not isinstance(encoded, str) or len(data) != 1:
+                raise malformed('must be text or {"binary": "<base64>"}', f"{at}.data")
+            try:
+                data = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise malformed("is not valid base64", f"{at}.data.binary") from None
+        elif not isinstance(data, str):
+            raise malformed('must be text or {"binary": "<base64>"}', f"{at}.data")
+        values.append(Value(index, value_type, data, ttl))
+        stamp = item.get("timestamp")
+        stamps.append(_time_ns(stamp, f"{at}.timestamp") if stamp is not None else 0)
+    meta = NO_META
+    if any(k in doc for k in ("create_time", "update_time", "etag")) or any(stamps):
+        etag = doc.get("etag", "")
+        if not isinstance(etag, str):
+            raise InvalidArgument.single("etag", "must be a string")
+        meta = Meta(
+            _time_ns(doc["create_time"], "create_time") if "create_time" in doc else 0,
+            _time_ns(doc["update_time"], "update_time") if "update_time" in doc else 0,
+            etag,
+            tuple(stamps),
+        )
+    return identifier, tuple(values), meta
+
+
+def json_line(record: Record, metadata: bool = True) -> str:
+    """One JSON Lines row for ``record`` (with the node-maintained fields when ``metadata``)."""
+    values = []
+    for v in record.values:
+        item: dict[str, Any] = {"index": v.index, "type": v.type}
+        item["data"] = {"binary": base64.b64encode(v.data).decode()} if isinstance(v.data, bytes) else v.data
+        item["ttl"] = v.ttl
+        if metadata and v.timestamp_ns:
+            item["timestamp"] = rfc3339(v.timestamp_ns)
+        values.append(item)
+    doc: dict[str, Any] = {"identifier": record.identifier, "values": values}
+    if metadata:
+        doc["owner"] = record.owner
+        if record.create_time_ns:
+            doc["create_time"] = rfc3339(record.create_time_ns)
+        if record.update_time_ns:
+            doc["update_time"] = rfc3339(record.update_time_ns)
+        doc["etag"] = record.etag
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+# ------------------------------------------------------------------------------------------ output
+def open_output(dest: str | os.PathLike[str]) -> BinaryIO:
+    """A binary writer for ``dest`` (``-`` is stdout), compressing by its extension."""
+    name = os.fspath(dest)
+    if name == "-":
+        return sys.stdout.buffer
+    raw: BinaryIO = open(name, "wb")  # noqa: SIM115 - the caller closes it
+    lower = name.lower()
+    if lower.endswith((".gz", ".gzip")):
+        return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6)  # type: ignore[return-value]
+    if lower.endswith((".zst", ".zstd")):
+        return _ZstdWriter(raw)  # type: ignore[return-value]
+    return raw
+
+
+class _ZstdWriter(io.RawIOBase):
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._writer = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=True)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        return self._writer.write(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._writer.flush(zstandard.FLUSH_FRAME)
+            self._writer.close()
+        super().close()
+
+
+def source_identity(source: str | os.PathLike[str] | BinaryIO) -> str:
+    """What identifies an input across runs, for resuming: path, size and mtime of a file."""
+    if isinstance(source, str | os.PathLike):
+        name = os.fspath(source)
+        if name == "-":
+            return "-"
+        st = os.stat(name)
+        return f"{Path(name).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return str(getattr(source, "name", "<stream>"))

@@ -1,0 +1,507 @@
+"""The bulk import engine: :func:`run_import`.
+
+Pipeline: the calling process cuts the input into chunks of whole rows (:class:`ChunkReader`);
+worker processes (one per core) check and encode each chunk's rows and, for big chunks, write
+them as a sorted SST file; the calling process then commits the chunks strictly in input order.
+A commit looks the chunk's keys up in the node (earlier chunks are committed by then, so duplicates
+within the file are found the same way as records already in the node), settles conflicts by the
+policy, and writes, in one atomic step, the records (WriteBatch) or the pending SST file name, the
+counter changes and the checkpoint; then ingests the SST file. See :mod:`registry.bulk.journal` for
+how a killed import resumes.
+
+Memory is bounded by the number of chunks in flight (workers + 2) times the chunk size, whatever
+the input's size.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from registry import codec
+from registry.bulk.chunks import (
+    ALREADY_EXISTS,
+    EXISTS_MESSAGE,
+    ChunkResult,
+    Conflict,
+    Reject,
+    Settings,
+    build_chunk,
+    init_worker,
+    work,
+)
+from registry.bulk.formats import (
+    Chunk,
+    ChunkReader,
+    Format,
+    Source,
+    guess_format,
+    parse_header,
+    source_identity,
+)
+from registry.bulk.journal import Checkpoint, checkpoint_key
+from registry.bulk.progress import Progress, SilentProgress
+from registry.bulk.rows import RowChecker, RowRules
+from registry.errors import AlreadyExists, FailedPrecondition, PermissionDenied
+from registry.identifier import fold
+from registry.model import Principal, Role
+from registry.pb import record_pb2
+from registry.rocks import RocksStore
+from registry.service import COUNT_TOTAL, Registry, count_key
+from registry.store import Add, ConditionFailed, Expect, Put, Table, Txn
+
+REJECT_HEADER = "row,identifier,reason,message\n"
+
+
+class BulkImportError(FailedPrecondition):
+    """The import as a whole cannot run (unreadable header, a checkpoint of another import...)."""
+
+    default_reason = "IMPORT_FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """Totals of an import, cumulative over all runs of it (a resumed import counts the rows of the
+    interrupted runs too); ``seconds`` and ``rows_per_second`` are for this run only.
+    ``rows == imported + rejected + skipped`` always holds."""
+
+    rows: int
+    imported: int
+    rejected: int
+    skipped: int
+    replaced: int
+    """Imported rows that overwrote an identifier already in the node or earlier in the input."""
+    enterprises_created: tuple[str, ...]
+    seconds: float
+    rows_per_second: float
+    reject_path: str
+    resumed: bool = False
+    already_done: bool = False
+    """The same import had already finished; nothing was done."""
+
+    def to_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["enterprises_created"] = list(self.enterprises_created)
+        return out
+
+
+def default_reject_path(source: str | os.PathLike[str] | BinaryIO) -> Path:
+    name = os.fspath(source) if isinstance(source, str | os.PathLike) else "-"
+    return Path("idnode-import.rejects.csv") if name == "-" else Path(name + ".rejects.csv")
+
+
+def run_import(
+    target: Registry | str | os.PathLike[str],
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    fmt: Format | str | None = None,
+    on_conflict: Conflict | str = Conflict.FAIL,
+    reject_path: str | os.PathLike[str] | None = None,
+    principal: Principal | None = None,
+    create_enterprises: bool = False,
+    issue_fingerprint: Callable[[str], str] | None = None,
+    restore: bool = True,
+    workers: int | None = None,
+    chunk_bytes: int = 8 << 20,
+    sst_min_rows: int = 2000,
+    progress: Progress | None = None,
+    restart: bool = False,
+    compact: bool = False,
+    clock: Callable[[], int] = time.time_ns,
+) -> ImportSummary:
+    """Import every row of ``source`` into a node; return the totals.
+
+    ``target`` is a running node's :class:`Registry` (writes go through its store and its record
+    cache is invalidated for every written key, so readers never see stale records) or the path of a
+    stopped node's RocksDB directory (``DATA_DIR/db``), opened exclusively for the import.
+
+    ``source`` is a path, ``-`` (stdin) or a binary file; gzip and zstd are detected. ``fmt``
+    (``csv``/``jsonl``) defaults to what the file name says. Each row is checked exactly as the API
+    checks a create by ``principal`` (default: the administrator); a bad row is written to the
+    reject file (``row,identifier,reason,message``; default ``SOURCE.rejects.csv``) and never
+    half-applied. ``on_conflict`` settles rows whose identifier exists in the node or earlier in the
+    input (:class:`Conflict`). ``create_enterprises`` (administrator only) creates the missing
+    enterprise of a row under the node prefix, calling ``issue_fingerprint(prefix)`` for its
+    credential. ``restore`` keeps the times and etags of JSON Lines rows exported by
+    ``idnode export`` (administrator only).
+
+    Resumable: the checkpoint is keyed by the reject file's path. Running the same import again after
+    a kill continues where the last committed chunk ended and ends in the same node state, counts
+    and reject file as an uninterrupted run; running it again after it finished does nothing
+    (``already_done``). A different import with the same reject file while one is unfinished raises
+    :class:`BulkImportError` unless ``restart``.
+
+    ``workers`` processes check rows (default: one per core; 0: in this process). ``compact``
+    compacts the records table at the end.
+    """
+    if isinstance(target, Registry):
+        return _Importer(target, exclusive=False, clock=clock).run(
+            source, fmt, Conflict(on_conflict), reject_path, principal, create_enterprises,
+            issue_fingerprint, restore, workers, chunk_bytes, sst_min_rows, progress, restart, compact,
+        )  # fmt: skip
+    # The existence checks need the filter and index blocks of every file in the block cache
+    # (~12 MiB per 10^7 keys); a cache too small for them turns each check into disk reads.
+    store = RocksStore(target, block_cache_bytes=256 << 20)
+    try:
+        registry = Registry(store, clock=clock)
+        return _Importer(registry, exclusive=True, clock=clock).run(
+            source, fmt, Conflict(on_conflict), reject_path, principal, create_enterprises,
+            issue_fingerprint, restore, workers, chunk_bytes, sst_min_rows, progress, restart, compact,
+        )  # fmt: skip
+    finally:
+        store.close()
+
+
+class _Importer:
+    def __init__(self, registry: Registry, *, exclusive: bool, clock: Callable[[], int]) -> None:
+        self.registry = registry
+        self.store = registry.store
+        self.exclusive = exclusive
+        self.clock = clock
+
+    def run(
+        self,
+        source: str | os.PathLike[str] | BinaryIO,
+        fmt: Format | str | None,
+        conflict: Conflict,
+        reject_path: str | os.PathLike[str] | None,
+        principal: Principal | None,
+        create_enterprises: bool,
+        issue_fingerprint: Callable[[str], str] | None,
+        restore: bool,
+        workers: int | None,
+        chunk_bytes: int,
+        sst_min_rows: int,
+        progress: Progress | None,
+        restart: bool,
+        compact: bool,
+    ) -> ImportSummary:
+        started = time.monotonic()
+        principal = principal or Principal.admin()
+        if create_enterprises and principal.role is not Role.ADMIN:
+            raise PermissionDenied("only the administrator may create enterprises", reason="ADMIN_ONLY")
+        if create_enterprises and issue_fingerprint is None:
+            raise ValueError("create_enterprises needs issue_fingerprint")
+        self.principal = principal
+        self.issue_fingerprint = issue_fingerprint
+        if fmt is None:
+            name = (
+                os.fspath(source) if isinstance(source, str | os.PathLike) else getattr(source, "name", "-")
+            )
+            try:
+                fmt = guess_format(str(name))
+            except ValueError as exc:
+                raise BulkImportError(str(exc)) from None
+        fmt = Format(fmt)
+        reject = Path(reject_path) if reject_path is not None else default_reject_path(source)
+        self.reject_path = reject
+        self.ckpt_key = checkpoint_key(reject)
+        self.progress = progress or SilentProgress()
+
+        src = Source(source)
+        try:
+            reader = ChunkReader(src, fmt, chunk_bytes)
+            columns: tuple = ()
+            if fmt is Format.CSV:
+                try:
+                    columns = tuple(parse_header(reader.header))
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise BulkImportError(f"bad CSV header: {exc}") from None
+            fingerprint = hashlib.sha256(
+                json.dumps(
+                    [source_identity(source), fmt.value, conflict.value, principal.role.value,
+                     principal.prefix, create_enterprises, restore, reader.header.decode("utf-8", "replace")]
+                ).encode()
+            ).hexdigest()  # fmt: skip
+            ck, resumed = self._open_checkpoint(fingerprint, restart)
+            if ck.state == "done":
+                return self._summary(ck, started, 0, resumed=True, already_done=True)
+            self.sst_dir = self._sst_dir()
+            if resumed:
+                self._finish_pending(ck)
+                if ck.offset:
+                    reader.skip_to(ck.offset)
+                with open(reject, "r+b") as f:
+                    f.truncate(ck.reject_bytes)
+            else:
+                reject.parent.mkdir(parents=True, exist_ok=True)
+                reject.write_text(REJECT_HEADER)
+                ck.reject_bytes = len(REJECT_HEADER)
+            rows_at_start = ck.rows
+            enterprises = {k: v for k, v in self.store.scan(Table.ENTERPRISES, b"", b"\xff" * 8, 1 << 62)}
+            rules = RowRules(
+                self.registry.node_prefix,
+                enterprises,
+                principal,
+                ck.now_ns,
+                ck.nonce,
+                create_enterprises,
+                restore,
+            )
+            self.settings = Settings(
+                rules,
+                fmt,
+                columns,
+                conflict,
+                str(self.sst_dir) if self.sst_dir else None,
+                max(sst_min_rows, 1),
+            )
+            self.checker = RowChecker(rules)
+            self.conflict = conflict
+            self.ck = ck
+            self.rejects = open(reject, "ab")  # noqa: SIM115 - closed below
+            self.progress.update(ck.rows, ck.rejected, src.position(), src.size)
+            try:
+                self._pipeline(reader, src, workers)
+            finally:
+                self.rejects.close()
+            ck = self.ck
+            ck.state = "done"
+            ck.seconds += time.monotonic() - started
+            self.store.commit(Txn(writes=(Put(Table.META, self.ckpt_key, ck.encode()),)))
+            if self.sst_dir is not None:
+                _remove_tree(self.sst_dir)
+            if compact and isinstance(self.store, RocksStore):
+                self.store.compact(Table.RECORDS)
+            self.progress.update(ck.rows, ck.rejected, src.size or 0, src.size)
+            self.progress.close()
+            return self._summary(ck, started, ck.rows - rows_at_start, resumed=resumed)
+        finally:
+            src.close()
+
+    # -- checkpoint ----------------------------------------------------------------------------
+    def _open_checkpoint(self, fingerprint: str, restart: bool) -> tuple[Checkpoint, bool]:
+        raw = self.store.get(Table.META, self.ckpt_key)
+        fresh = Checkpoint(fingerprint, now_ns=self.clock(), nonce=secrets.randbits(63))
+        if raw is None or restart:
+            return fresh, False
+        ck = Checkpoint.decode(raw)
+        if ck.fingerprint == fingerprint:
+            return ck, True
+        if ck.state == "done":
+            return fresh, False
+        raise BulkImportError(
+            f"an unfinished import of another input or with other options uses the reject file "
+            f"{self.reject_path}; run that import again to finish it, or restart"
+        )
+
+    def _sst_dir(self) -> Path | None:
+        store = self.store
+        if not isinstance(store, RocksStore):
+            return None
+        path = Path(str(store.path) + ".bulk") / self.ckpt_key.decode().split(":")[1]
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _finish_pending(self, ck: Checkpoint) -> None:
+        """Ingest the SST files the last run committed but may not have ingested; drop strays."""
+        there = [p for p in ck.pending if os.path.exists(p)]
+        if there and isinstance(self.store, RocksStore):
+            self.store.ingest(Table.RECORDS, there)
+        ck.pending = []
+        if self.sst_dir is not None:
+            for leftover in self.sst_dir.glob("*.sst"):
+                leftover.unlink()
+
+    # -- the pipeline --------------------------------------------------------------------------
+    def _pipeline(self, reader: ChunkReader, src: Source, workers: int | None) -> None:
+        n = (os.cpu_count() or 1) if workers is None else workers
+        if n <= 0:
+            init_worker(self.settings)
+            for chunk in reader:
+                self._commit(chunk, work(chunk))
+                self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
+            return
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(n, initializer=init_worker, initargs=(self.settings,)) as pool:
+            window: collections.deque = collections.deque()
+            for chunk in reader:
+                window.append((chunk, pool.apply_async(work, (chunk,))))
+                while len(window) > n + 1:
+                    done_chunk, pending = window.popleft()
+                    self._commit(done_chunk, pending.get())
+                    self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
+            while window:
+                done_chunk, pending = window.popleft()
+                self._commit(done_chunk, pending.get())
+                self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
+
+    def _ensure_enterprises(self, prefixes: list[str]) -> None:
+        registry = self.registry
+        created = []
+        for prefix in prefixes:
+            if registry.enterprise(prefix) is not None:
+                continue
+            code = prefix[len(registry.node_prefix) + 1 :]
+            assert self.issue_fingerprint is not None
+            try:
+                registry.create_enterprise(self.principal, code, "", "", self.issue_fingerprint)
+            except AlreadyExists:
+                continue
+            created.append(prefix)
+        if created:
+            self.ck.enterprises_created.extend(created)
+            self.store.commit(Txn(writes=(Put(Table.META, self.ckpt_key, self.ck.encode()),)))
+
+    def _commit(self, chunk: Chunk, res: ChunkResult) -> None:
+        """Settle conflicts of one chunk against the node and commit it with the checkpoint."""
+        if res.missing:
+            self._ensure_enterprises(res.missing)
+        while True:
+            try:
+                self._try_commit(chunk, res)
+                return
+            except ConditionFailed:
+                # Another writer (a running node's API) got in between: forget this attempt's
+                # rejects and look again.
+                self.rejects.truncate(self.ck.reject_bytes)
+                self.rejects.seek(0, os.SEEK_END)
+
+    def _try_commit(self, chunk: Chunk, res: ChunkResult) -> None:
+        store = self.store
+        ck = self.ck
+        base = ck.rows
+        keys = res.keys
+        olds = store.get_many(Table.RECORDS, keys) if keys else []
+        conflicts = [i for i, old in enumerate(olds) if old is not None]
+        rejects = [replace(r, row=base + r.row) for r in res.rejects]
+        skipped = res.skipped
+        values = res.values
+        sst = res.sst
+        kept: range | list[int] = range(len(keys))
+        if conflicts and self.conflict is not Conflict.REPLACE:
+            if values is None:  # rare: rebuild the chunk here, with its values, instead of the SST
+                values = build_chunk(chunk, self.settings, self.checker, want_values=True).values
+                assert values is not None
+                if sst:
+                    os.unlink(sst)
+                    sst = res.sst = None
+                res.values = values
+            for i in conflicts:
+                if self.conflict is Conflict.FAIL:
+                    ident = codec.decode_record(values[i]).identifier
+                    rejects.append(Reject(base + res.rows[i], ident, ALREADY_EXISTS, EXISTS_MESSAGE))
+                else:
+                    skipped += 1
+            dropped = set(conflicts)
+            kept = [i for i in range(len(keys)) if i not in dropped]
+            rejects.sort(key=lambda r: r.row)
+        deltas: dict[bytes, int] = collections.Counter()
+        replaced = res.superseded
+        owners = res.owners
+        new = 0
+        for i in kept:
+            old = olds[i]
+            if old is None:
+                deltas[count_key(owners[i])] += 1
+                new += 1
+            else:
+                replaced += 1
+                old_owner = record_pb2.Record.FromString(old).owner
+                if fold(old_owner) != fold(owners[i]):
+                    deltas[count_key(old_owner)] -= 1
+                    deltas[count_key(owners[i])] += 1
+        deltas[COUNT_TOTAL] += new
+        reject_bytes = ck.reject_bytes
+        if rejects:
+            reject_bytes += self._write_rejects(rejects)
+        updated = replace(
+            ck,
+            offset=res.end,
+            rows=ck.rows + res.row_count,
+            imported=ck.imported + len(kept) + res.superseded,
+            rejected=ck.rejected + len(rejects),
+            skipped=ck.skipped + skipped,
+            replaced=ck.replaced + replaced,
+            reject_bytes=reject_bytes,
+            pending=[sst] if sst else [],
+            enterprises_created=list(ck.enterprises_created),
+        )
+        expects = () if self.exclusive else tuple(Expect(Table.RECORDS, keys[i], olds[i]) for i in kept)
+        adds = tuple(Add(name, delta) for name, delta in deltas.items() if delta)
+        checkpoint = Put(Table.META, self.ckpt_key, updated.encode())
+        _failpoint("before-commit", res.seq)
+        if sst:
+            txn = Txn(expects, (checkpoint,), adds)
+            if _failpoint_armed("before-ingest", res.seq):  # the state a crash inside ingest() leaves
+                store.ingest(Table.RECORDS, [], txn)  # type: ignore[attr-defined]
+                _failpoint("before-ingest", res.seq)
+            store.ingest(Table.RECORDS, [sst], txn)  # type: ignore[attr-defined]
+        else:
+            assert values is not None
+            puts = [Put(Table.RECORDS, keys[i], values[i]) for i in kept]
+            store.commit(Txn(expects, (*puts, checkpoint), adds))
+        updated.pending = []
+        self.ck = updated
+        cache = self.registry.cache
+        for i in kept:
+            cache.invalidate(keys[i])
+
+    def _write_rejects(self, rejects: list[Reject]) -> int:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        for r in rejects:
+            writer.writerow((r.row, r.identifier, r.reason, r.message))
+        data = buf.getvalue().encode("utf-8", "backslashreplace")
+        self.rejects.write(data)
+        self.rejects.flush()
+        os.fsync(self.rejects.fileno())
+        return len(data)
+
+    def _summary(
+        self, ck: Checkpoint, started: float, rows_this_run: int, *, resumed: bool, already_done: bool = False
+    ) -> ImportSummary:
+        seconds = time.monotonic() - started
+        return ImportSummary(
+            rows=ck.rows,
+            imported=ck.imported,
+            rejected=ck.rejected,
+            skipped=ck.skipped,
+            replaced=ck.replaced,
+            enterprises_created=tuple(ck.enterprises_created),
+            seconds=round(seconds, 3),
+            rows_per_second=round(rows_this_run / seconds, 1) if seconds > 0 else 0.0,
+            reject_path=str(self.reject_path),
+            resumed=resumed,
+            already_done=already_done,
+        )
+
+
+_FAILPOINT = os.environ.get("IDNODE_BULK_FAILPOINT", "")
+"""Crash-testing hook: ``NAME:SEQ`` makes the import SIGKILL itself at point NAME of chunk SEQ
+(``before-commit``: rejects written, nothing committed; ``before-ingest``: the chunk's batch
+committed, its SST file not ingested). Empty in normal use."""
+
+
+def _failpoint_armed(name: str, seq: int) -> bool:
+    return bool(_FAILPOINT) and f"{name}:{seq}" == _FAILPOINT
+
+
+def _failpoint(name: str, seq: int) -> None:
+    if _failpoint_armed(name, seq):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _remove_tree(path: Path) -> None:
+    for child in path.glob("*"):
+        child.unlink()
+    path.rmdir()
+    with contextlib.suppress(OSError):  # other imports' directories may remain
+        path.parent.rmdir()
+
+
+__all__ = ["BulkImportError", "Conflict", "ImportSummary", "run_import"]

@@ -1,0 +1,53 @@
+"""``idnode import`` / ``idnode export`` click commands on a real data directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from resolver.cli_bulk import export_command, import_command
+from resolver.datadir import DataDir
+from tests.bulk_support import assert_counts_match, content
+
+
+def test_import_then_export_through_the_commands(tmp_path: Path) -> None:
+    layout = DataDir(tmp_path / "node")
+    layout.init("88.118")
+    source = tmp_path / "in.csv"
+    source.write_text("identifier,URL,2:product.batch\n88.118.5/A,https://a,B1\n88.118.6/B,https://b,\nbad,x,\n")
+    runner = CliRunner()
+    args = ["--data-dir", str(layout.root), str(source), "--create-enterprises", "--json", "--quiet"]
+    result = runner.invoke(import_command, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["rows"], summary["imported"], summary["rejected"]) == (3, 2, 1)
+    assert sorted(summary["enterprises_created"]) == ["88.118.5", "88.118.6"]
+    assert layout.enterprise_credentials("88.118.5").exists()  # a credential was issued
+    assert_counts_match(layout.db)
+
+    again = runner.invoke(import_command, args[:-2])
+    assert again.exit_code == 0 and "already finished" in again.output
+
+    out = tmp_path / "out.jsonl.zst"
+    exported = runner.invoke(export_command, ["--data-dir", str(layout.root), str(out), "--quiet"])
+    assert exported.exit_code == 0, exported.output
+    other = DataDir(tmp_path / "other")
+    other.init("88.118")
+    back = runner.invoke(
+        import_command, ["--data-dir", str(other.root), str(out), "--create-enterprises", "--quiet"]
+    )
+    assert back.exit_code == 0, back.output
+    assert "imported 2" in back.output
+    assert content(other.db) == content(layout.db)
+
+
+def test_import_reports_a_bad_header_as_an_error(tmp_path: Path) -> None:
+    layout = DataDir(tmp_path / "node")
+    layout.init("88.118")
+    source = tmp_path / "in.csv"
+    source.write_text("id,URL\n88.118.5/A,u\n")
+    result = CliRunner().invoke(import_command, ["--data-dir", str(layout.root), str(source), "--quiet"])
+    assert result.exit_code == 1
+    assert "bad CSV header" in result.output

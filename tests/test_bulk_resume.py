@@ -1,0 +1,133 @@
+"""Resuming after a real ``kill -9`` of the import process: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from registry.bulk import run_import
+from tests.bulk_support import ROOT, assert_counts_match, content, counters, gen_data, make_node
+
+ROWS = 12_000
+
+SCRIPT = """
+import json, sys
+from registry.bulk import TextProgress, run_import
+if __name__ == "__main__":
+    db, src, rejects, policy = sys.argv[1:5]
+    summary = run_import(db, src, reject_path=rejects, on_conflict=policy, workers=2, chunk_bytes=32 << 10,
+                         sst_min_rows=50, progress=TextProgress(sys.stderr, interval=0))
+    print(json.dumps(summary.to_dict()))
+"""
+
+
+def _source(tmp_path: Path) -> Path:
+    """Generated rows plus bad rows and duplicates (within a chunk and across chunks)."""
+    path = tmp_path / "gen.csv"
+    gen_data().write(str(path), ROWS, 2, 11)
+    lines = path.read_text().replace("88.118.1/", "88.118.8/").replace("88.118.2/", "88.118.9/").splitlines()
+    header, rows = lines[0], lines[1:]
+    out = [header]
+    for i, row in enumerate(rows):
+        out.append(row)
+        if i % 97 == 0:
+            out.append("not-an-identifier" + row[row.index(",") :])
+        if i % 1500 == 10:
+            out.append(rows[i - 3])  # an earlier row again (same chunk)
+        if i % 2500 == 20:
+            out.append(rows[i // 2].upper().replace("HTTPS", "https"))  # far earlier, other spelling
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def _run_until_killed(db: Path, src: Path, rejects: Path, policy: str, kill_after_rows: int) -> bool:
+    """Start the import in a child process and SIGKILL it (and its workers) once it reports
+    ``kill_after_rows`` rows; False if it finished first."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), policy],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            if line.startswith("import:") and int(line.split()[1]) >= kill_after_rows:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return True
+        proc.wait()
+        return False
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.parametrize("policy", ["fail", "replace"])
+def test_kill_minus_9_then_rerun_equals_an_uninterrupted_import(tmp_path: Path, policy: str) -> None:
+    src = _source(tmp_path)
+    reference = make_node(tmp_path / "reference")
+    expected = run_import(
+        reference, src, reject_path=tmp_path / "ref.rejects.csv", on_conflict=policy, workers=0
+    )
+    assert expected.rejected > 0 and expected.rows > ROWS
+
+    db = make_node(tmp_path / "db")
+    rejects = tmp_path / "rejects.csv"
+    kills = 0
+    for fraction in (0.25, 0.6):
+        kills += _run_until_killed(db, src, rejects, policy, int(expected.rows * fraction))
+    assert kills >= 1, "the import finished before it could be killed"
+    final = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), policy],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    summary = json.loads(final.stdout)
+    assert summary["resumed"] is True
+    for name in ("rows", "imported", "rejected", "skipped", "replaced"):
+        assert summary[name] == getattr(expected, name), name
+    assert content(db) == content(reference)
+    assert counters(db) == counters(reference)
+    assert_counts_match(db)
+    assert rejects.read_text() == (tmp_path / "ref.rejects.csv").read_text()
+    assert not list(Path(str(db) + ".bulk").glob("*/*.sst"))
+
+
+@pytest.mark.parametrize("point", ["before-commit", "before-ingest"])
+def test_kill_at_the_worst_moments(tmp_path: Path, point: str) -> None:
+    """SIGKILL exactly after the rejects are written but before the commit, and after the commit
+    but before its SST file is ingested; the rerun must neither lose nor double anything."""
+    src = _source(tmp_path)
+    reference = make_node(tmp_path / "reference")
+    expected = run_import(reference, src, reject_path=tmp_path / "ref.rejects.csv", workers=0)
+    db = make_node(tmp_path / "db")
+    rejects = tmp_path / "rejects.csv"
+    args = [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), "fail"]
+    env = {**os.environ, "IDNODE_BULK_FAILPOINT": f"{point}:5"}
+    killed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL
+    if point == "before-ingest":  # the committed-but-not-ingested file is still there
+        assert list(Path(str(db) + ".bulk").glob("*/*.sst"))
+    final = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=True)
+    summary = json.loads(final.stdout)
+    assert summary["resumed"] is True
+    assert (summary["rows"], summary["imported"], summary["rejected"]) == (
+        expected.rows,
+        expected.imported,
+        expected.rejected,
+    )
+    assert content(db) == content(reference)
+    assert_counts_match(db)
+    assert rejects.read_text() == (tmp_path / "ref.rejects.csv").read_text()
