@@ -29,6 +29,8 @@ from registry.service import Cache
 
 log = logging.getLogger("idnode.fanout")
 
+JOIN_TIMEOUT_SECONDS = 5.0
+"""How long a connecting reader may take to introduce itself."""
 CATCH_UP_BUSY_SECONDS = 0.1
 """How often a reader catches up while its overlay holds changes."""
 CATCH_UP_IDLE_SECONDS = 5.0
@@ -58,6 +60,10 @@ class ReplicaFanout:
         while not self._closed:
             try:
                 conn = self._listener.accept()
+                if not conn.poll(JOIN_TIMEOUT_SECONDS):  # a silent peer must not block later joins
+                    conn.close()
+                    log.warning("a replica connection sent nothing in %.0f s; dropped", JOIN_TIMEOUT_SECONDS)
+                    continue
                 pid = conn.recv()
             except (OSError, EOFError):
                 if self._closed:

@@ -36,6 +36,7 @@ from resolver.server import NodeServer, ServerConfig, with_port
 log = logging.getLogger("idnode.workers")
 
 READY_TIMEOUT_SECONDS = 60.0
+RESTART_BACKOFF_SECONDS = 1.0
 
 
 def _stop_on_signals() -> threading.Event:
@@ -179,7 +180,12 @@ class WorkerPool:
             for index, proc in list(self.readers.items()):
                 if not proc.is_alive() and not stop.is_set():
                     log.warning("reader %d exited (status %s); restarting it", index, proc.exitcode)
-                    self._start_reader(index)
+                    try:
+                        self._start_reader(index)
+                    except RuntimeError:
+                        # Keep the old (dead) process as the entry: the next round retries.
+                        log.exception("restarting reader %d failed; retrying", index)
+                        stop.wait(RESTART_BACKOFF_SECONDS)
         return 0
 
     def stop(self) -> None:
