@@ -62,7 +62,7 @@ class Dataset:
             return [m[idx[r] : idx[r + 1]] for r in rows]
 
 
-def build(root: Path, n: int, seed: int = 1, log=print) -> Dataset:  # noqa: ANN001
+def build(root: Path, n: int, seed: int = 1, log=print) -> Dataset:
     """Build (or reuse) the dataset of ``n`` identifiers under ``root``."""
     root = Path(root)
     manifest = root / "manifest.json"

@@ -71,7 +71,11 @@ def build_server(
     return server, bound
 
 
-def _child(port: int, unary_bytes: int, batch_bytes: int, reuse_port: bool, ready: object) -> None:
+def _child(
+    port: int, unary_bytes: int, batch_bytes: int, reuse_port: bool, cpus: list[int] | None, ready: object
+) -> None:
+    if cpus:
+        os.sched_setaffinity(0, cpus)  # before grpc starts its threads, so that they all inherit it
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -85,8 +89,11 @@ def _child(port: int, unary_bytes: int, batch_bytes: int, reuse_port: bool, read
 class EchoPool:
     """``processes`` echo server processes on one port (SO_REUSEPORT when more than one)."""
 
-    def __init__(self, processes: int, unary_bytes: int, batch_bytes: int, port: int = 0) -> None:
+    def __init__(
+        self, processes: int, unary_bytes: int, batch_bytes: int, port: int = 0, cpus: list[int] | None = None
+    ) -> None:
         self.processes = processes
+        self.cpus = cpus
         self.unary_bytes = unary_bytes
         self.batch_bytes = batch_bytes
         self.port = port
@@ -98,7 +105,9 @@ class EchoPool:
         for _ in range(self.processes):
             parent, child = ctx.Pipe(duplex=False)
             proc = ctx.Process(
-                target=_child, args=(self.port, self.unary_bytes, self.batch_bytes, reuse, child), daemon=True
+                target=_child,
+                args=(self.port, self.unary_bytes, self.batch_bytes, reuse, self.cpus, child),
+                daemon=True,
             )
             proc.start()
             child.close()
@@ -125,7 +134,9 @@ class EchoPool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--unary-bytes", type=int, default=300)

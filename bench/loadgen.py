@@ -50,10 +50,7 @@ def _hpack_literal(name_index: int | None, name: bytes, value: bytes) -> bytes:
         out.append(n)
         return bytes(out)
 
-    if name_index is not None:
-        head = length(name_index, 4)
-    else:
-        head = b"\x00" + length(len(name), 7) + name
+    head = length(name_index, 4) if name_index is not None else b"\x00" + length(len(name), 7) + name
     return head + length(len(value), 7) + value
 
 
@@ -304,7 +301,7 @@ def grpc_calls(
             q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
             sent: list[int] = []
 
-            def gen():  # noqa: ANN202
+            def gen():
                 while True:
                     item = q.get()
                     if item is None:
@@ -416,7 +413,9 @@ def grpc_calls(
 # processes
 
 
-def _child(fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any], cpus: list[int] | None, conn: Any) -> None:
+def _child(
+    fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any], cpus: list[int] | None, conn: Any
+) -> None:
     import os
 
     if cpus:

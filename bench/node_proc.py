@@ -19,11 +19,16 @@ from resolver.server import NodeServer, ServerConfig
 
 
 def main() -> None:
-    data_dir, workers, cache_bytes, metrics_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    data_dir, workers, cache_bytes, metrics_port = (
+        sys.argv[1],
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        int(sys.argv[4]),
+    )
     names = {f.name for f in dataclasses.fields(ServerConfig)}
     kwargs: dict[str, object] = {
         "data_dir": Path(data_dir),
-        "public_address": "127.0.0.1:0" if workers == 1 else "127.0.0.1:0",
+        "public_address": "127.0.0.1:0",
         "management_address": "127.0.0.1:0",
         "cache_bytes": cache_bytes,
         "fsync": False,

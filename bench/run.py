@@ -21,6 +21,7 @@ server is pinned to CPU 0 and the load generator to CPU 1; with more, nothing is
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -108,7 +109,7 @@ class CpuSampler:
     def between(self, t0: float, t1: float) -> float:
         def at(t: float) -> float:
             s = self.samples
-            for (ta, ca), (tb, cb) in zip(s, s[1:], strict=False):
+            for (ta, ca), (tb, cb) in itertools.pairwise(s):
                 if ta <= t <= tb:
                     return ca + (cb - ca) * ((t - ta) / (tb - ta) if tb > ta else 0)
             return s[0][1] if t < s[0][0] else s[-1][1]
@@ -256,7 +257,13 @@ def store_baseline(ds: dataset.Dataset, keys: list[bytes], seconds: float) -> di
             cf.get(k)
         for name, fn, per in (
             ("rocksdict get", lambda i: cf.get(folded[i % len(folded)]), 1),
-            ("rocksdict get_many(1000)", lambda i: cf.get(folded[(i * 1000) % (len(folded) - 1000) : (i * 1000) % (len(folded) - 1000) + 1000]), 1000),
+            (
+                "rocksdict get_many(1000)",
+                lambda i: cf.get(
+                    folded[(i * 1000) % (len(folded) - 1000) : (i * 1000) % (len(folded) - 1000) + 1000]
+                ),
+                1000,
+            ),
         ):
             n = 0
             lat = array("q")
@@ -374,30 +381,63 @@ class Suite:
         return row
 
     # -- workloads against a gRPC server (node or echo) ------------------------------------
-    def unary(self, name: str, config: str, port: int, pids: list[int], msgs: list[bytes], depth: int,
-              procs: int, client_cpus: list[int] | None, metrics: list[int] | None = None) -> dict[str, Any]:  # fmt: skip
+    def unary(
+        self,
+        name: str,
+        config: str,
+        port: int,
+        pids: list[int],
+        msgs: list[bytes],
+        depth: int,
+        procs: int,
+        client_cpus: list[int] | None,
+        metrics: list[int] | None = None,
+    ) -> dict[str, Any]:
         conns = 1 if depth == 1 else 8
         kw = [
             {
-                "port": port, "path": UNARY_PATH, "messages": msgs, "seconds": self.seconds,
-                "connections": conns, "depth": max(1, depth // procs), "start_at": i * 10007,
+                "port": port,
+                "path": UNARY_PATH,
+                "messages": msgs,
+                "seconds": self.seconds,
+                "connections": conns,
+                "depth": max(1, depth // procs),
+                "start_at": i * 10007,
                 "warmup": self.warmup,
             }
             for i in range(procs)
-        ]  # fmt: skip
+        ]
         return self.measure(name, config, pids, loadgen.h2_unary, kw, client_cpus, metrics)
 
-    def grpc(self, name: str, config: str, port: int, pids: list[int], kind: str, msgs: list[bytes],
-             ids_per_call: int, depth: int, procs: int, client_cpus: list[int] | None,
-             metrics: list[int] | None = None, mix: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    def grpc(
+        self,
+        name: str,
+        config: str,
+        port: int,
+        pids: list[int],
+        kind: str,
+        msgs: list[bytes],
+        ids_per_call: int,
+        depth: int,
+        procs: int,
+        client_cpus: list[int] | None,
+        metrics: list[int] | None = None,
+        mix: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         kw = [
             {
-                "port": port, "kind": kind, "messages": msgs, "seconds": self.seconds, "depth": depth,
-                "ids_per_call": ids_per_call, "start_at": i * 101, "warmup": self.warmup,
+                "port": port,
+                "kind": kind,
+                "messages": msgs,
+                "seconds": self.seconds,
+                "depth": depth,
+                "ids_per_call": ids_per_call,
+                "start_at": i * 101,
+                "warmup": self.warmup,
                 "mix": {**mix, "proc": i} if mix else None,
             }
             for i in range(procs)
-        ]  # fmt: skip
+        ]
         return self.measure(name, config, pids, loadgen.grpc_calls, kw, client_cpus, metrics)
 
 
@@ -460,8 +500,13 @@ def enterprise_credential(ds: dataset.Dataset) -> tuple[Path, str]:
     with RocksStore(dd.db) as store:
         reg = Registry(store)
         if reg.enterprise(prefix) is None:
-            reg.create_enterprise(Principal.admin(), "900", "Bench", "bench@example.com",
-                                  lambda p: pki.fingerprint(pair.cert_pem))  # fmt: skip
+            reg.create_enterprise(
+                Principal.admin(),
+                "900",
+                "Bench",
+                "bench@example.com",
+                lambda p: pki.fingerprint(pair.cert_pem),
+            )
         else:
             raise RuntimeError(f"enterprise {prefix} exists without a saved credential")
     creds.save(pair, ca.cert_pem)
@@ -471,7 +516,9 @@ def enterprise_credential(ds: dataset.Dataset) -> tuple[Path, str]:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     t_start = time.perf_counter()
     load0 = os.getloadavg()
-    log(f"load average before the run: {load0[0]:.2f} (other processes share these CPUs: figures are noisier)")
+    log(
+        f"load average before the run: {load0[0]:.2f} (other processes share these CPUs: figures are noisier)"
+    )
     suite = Suite(args)
     n = int(float(args.ids))
     root = Path(args.data_root) / f"ids-{n}-seed{args.seed}"
@@ -517,11 +564,28 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     pipe.mset({k: v for k, v in zip(keys[i : i + 1000], vals, strict=True) if v is not None})
                 pipe.execute()
             rkeys = [k.upper() for k in samples[d0][0]]
-            for label, mget, procs in (("GET c=1", 1, 1), ("GET c=8 (8 procs)", 1, 8), ("MGET 1000", 1000, 2)):
-                kw = [{"port": redis.port, "keys": rkeys[i * 997 :] + rkeys[: i * 997], "seconds": args.seconds,
-                       "mget": mget} for i in range(procs)]  # fmt: skip
-                row = suite.measure(f"baseline: redis {label}", "redis-server, 1 core", redis.pids,
-                                    redis_calls, kw, CLIENT_CPUS)  # fmt: skip
+            for label, mget, procs in (
+                ("GET c=1", 1, 1),
+                ("GET c=8 (8 procs)", 1, 8),
+                ("MGET 1000", 1000, 2),
+            ):
+                kw = [
+                    {
+                        "port": redis.port,
+                        "keys": rkeys[i * 997 :] + rkeys[: i * 997],
+                        "seconds": args.seconds,
+                        "mget": mget,
+                    }
+                    for i in range(procs)
+                ]
+                row = suite.measure(
+                    f"baseline: redis {label}",
+                    "redis-server, 1 core",
+                    redis.pids,
+                    redis_calls,
+                    kw,
+                    CLIENT_CPUS,
+                )
                 baselines[f"redis {label}"] = row
         finally:
             redis.stop()
@@ -530,21 +594,21 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for w in workers_list:
         cfg = f"echo x{w}"
         log(f"baseline: bare grpcio echo, {w} process(es)")
-        pool = EchoPool(w, record_bytes + 3, 1000 * (record_bytes + 40))
         pinned = w == 1 and NCPU > 1
+        pool = EchoPool(w, record_bytes + 3, 1000 * (record_bytes + 40), cpus=SERVER_CPUS if pinned else None)
         port = pool.start()
         try:
-            if pinned:
-                for pid in pool.pids:
-                    os.sched_setaffinity(pid, SERVER_CPUS)
             cc = CLIENT_CPUS if pinned else None
             baselines[f"echo c1 x{w}"] = suite.unary(
-                "baseline: echo unary c=1", cfg, port, pool.pids, unary_msgs[d0], 1, 1, cc)  # fmt: skip
+                "baseline: echo unary c=1", cfg, port, pool.pids, unary_msgs[d0], 1, 1, cc
+            )
             baselines[f"echo c64 x{w}"] = suite.unary(
-                "baseline: echo unary c=64", cfg, port, pool.pids, unary_msgs[d0], 64, 1, cc)  # fmt: skip
+                "baseline: echo unary c=64", cfg, port, pool.pids, unary_msgs[d0], 64, 1, cc
+            )
             if w == workers_list[0]:
                 baselines[f"echo batch1000 x{w}"] = suite.grpc(
-                    "baseline: echo batch(1000)", cfg, port, pool.pids, "batch", batch1000[d0], 1000, 4, 2, cc)  # fmt: skip
+                    "baseline: echo batch(1000)", cfg, port, pool.pids, "batch", batch1000[d0], 1000, 4, 2, cc
+                )
         finally:
             pool.stop()
 
@@ -578,29 +642,75 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     rel(r, f"echo c64 x{w}")
                     if w != workers_list[0] and not args.all_workloads_every_workers:
                         continue
-                    r = suite.grpc("BatchResolve(100)", c, node.port, node.pids, "batch", batch100[d], 100, 8, 2,
-                                   cc, mp)  # fmt: skip
+                    r = suite.grpc(
+                        "BatchResolve(100)", c, node.port, node.pids, "batch", batch100[d], 100, 8, 2, cc, mp
+                    )
                     rel(r, "rocksdict get")
-                    r = suite.grpc("BatchResolve(1000)", c, node.port, node.pids, "batch", batch1000[d], 1000, 4,
-                                   2, cc, mp)  # fmt: skip
+                    r = suite.grpc(
+                        "BatchResolve(1000)",
+                        c,
+                        node.port,
+                        node.pids,
+                        "batch",
+                        batch1000[d],
+                        1000,
+                        4,
+                        2,
+                        cc,
+                        mp,
+                    )
                     rel(r, "rocksdict get_many(1000)")
                     b1000 = r
-                    r = suite.grpc("StreamResolve(1000/msg)", c, node.port, node.pids, "stream", batch1000[d],
-                                   1000, 4, 2, cc, mp)  # fmt: skip
+                    r = suite.grpc(
+                        "StreamResolve(1000/msg)",
+                        c,
+                        node.port,
+                        node.pids,
+                        "stream",
+                        batch1000[d],
+                        1000,
+                        4,
+                        2,
+                        cc,
+                        mp,
+                    )
                     r["baseline"] = {"name": f"BatchResolve(1000) {c}", "ids_per_s": b1000["ids_per_s"]}
                     r["ratio"] = r["ids_per_s"] / b1000["ids_per_s"]
                     if d == d0:
-                        mix = {"port": node.management_port, "cred": str(cred_dir), "prefix": ent_prefix,
-                               "run": f"{run_tag}-{cache}-{w}"}  # fmt: skip
-                        r = suite.grpc("mix 95% Resolve/5% Create", c, node.port, node.pids, "mix",
-                                       unary_msgs[d], 1, 16, 2, cc, mp, mix=mix)  # fmt: skip
+                        mix = {
+                            "port": node.management_port,
+                            "cred": str(cred_dir),
+                            "prefix": ent_prefix,
+                            "run": f"{run_tag}-{cache}-{w}",
+                        }
+                        r = suite.grpc(
+                            "mix 95% Resolve/5% Create",
+                            c,
+                            node.port,
+                            node.pids,
+                            "mix",
+                            unary_msgs[d],
+                            1,
+                            16,
+                            2,
+                            cc,
+                            mp,
+                            mix=mix,
+                        )
                         rel(r, f"echo c64 x{w}")
             finally:
                 node.stop()
     log(f"suite finished in {time.perf_counter() - t_start:.0f}s")
-    suite.rows.append({"name": "_meta", "dataset_build_seconds": ds.build_seconds, "dataset_reused": ds.reused,
-                       "suite_seconds": time.perf_counter() - t_start, "loadavg_start": load0,
-                       "loadavg_end": os.getloadavg()})  # fmt: skip
+    suite.rows.append(
+        {
+            "name": "_meta",
+            "dataset_build_seconds": ds.build_seconds,
+            "dataset_reused": ds.reused,
+            "suite_seconds": time.perf_counter() - t_start,
+            "loadavg_start": load0,
+            "loadavg_end": os.getloadavg(),
+        }
+    )
     return suite.rows
 
 
@@ -617,22 +727,42 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for cache in ("hot", "off"):
         r = find("Resolve c=64", f"x1 cache {cache} zipf")
         if r and r.get("ratio") is not None:
-            out.append({"target": f"Resolve c=64 >= 0.9 x echo (x1, cache {cache})", "value": r["ratio"],
-                        "met": r["ratio"] >= TARGETS["resolve_c64_vs_echo"]})  # fmt: skip
+            out.append(
+                {
+                    "target": f"Resolve c=64 >= 0.9 x echo (x1, cache {cache})",
+                    "value": r["ratio"],
+                    "met": r["ratio"] >= TARGETS["resolve_c64_vs_echo"],
+                }
+            )
         r2 = find("Resolve c=64", f"x2 cache {cache} zipf")
         if r and r2:
             v = r2["ids_per_s"] / r["ids_per_s"]
-            out.append({"target": f"2 workers >= 1.6 x 1 worker, Resolve c=64 (cache {cache})", "value": v,
-                        "met": v >= TARGETS["multiprocess_scaling"]})  # fmt: skip
+            out.append(
+                {
+                    "target": f"2 workers >= 1.6 x 1 worker, Resolve c=64 (cache {cache})",
+                    "value": v,
+                    "met": v >= TARGETS["multiprocess_scaling"],
+                }
+            )
         r = find("BatchResolve(1000)", f"x1 cache {cache} zipf")
         if r:
             goal = TARGETS[f"batch1000_{cache}_ids_per_s"]
-            out.append({"target": f"BatchResolve(1000) >= {goal:,} ids/s (cache {cache})", "value": r["ids_per_s"],
-                        "met": r["ids_per_s"] >= goal})  # fmt: skip
+            out.append(
+                {
+                    "target": f"BatchResolve(1000) >= {goal:,} ids/s (cache {cache})",
+                    "value": r["ids_per_s"],
+                    "met": r["ids_per_s"] >= goal,
+                }
+            )
         r = find("StreamResolve(1000/msg)", f"x1 cache {cache} zipf")
         if r and r.get("ratio") is not None:
-            out.append({"target": f"StreamResolve >= 0.5 x BatchResolve per id (cache {cache})", "value": r["ratio"],
-                        "met": r["ratio"] >= TARGETS["stream_vs_batch"]})  # fmt: skip
+            out.append(
+                {
+                    "target": f"StreamResolve >= 0.5 x BatchResolve per id (cache {cache})",
+                    "value": r["ratio"],
+                    "met": r["ratio"] >= TARGETS["stream_vs_batch"],
+                }
+            )
     return out
 
 
@@ -643,8 +773,22 @@ def fmt(v: Any, spec: str = ",.0f") -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("workload", "config", "ids/s", "p50 us", "p99 us", "p99.9 us", "srv us/id", "srv cores",
-            "cli cores", "hit %", "RSS MB", "baseline", "base ids/s", "ratio")  # fmt: skip
+    head = (
+        "workload",
+        "config",
+        "ids/s",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "srv us/id",
+        "srv cores",
+        "cli cores",
+        "hit %",
+        "RSS MB",
+        "baseline",
+        "base ids/s",
+        "ratio",
+    )
     lines = []
     for r in rows:
         if r["name"] == "_meta":
@@ -652,14 +796,22 @@ def table(rows: list[dict[str, Any]]) -> str:
         b = r.get("baseline") or {}
         lines.append(
             (
-                r["name"], r.get("config", ""), fmt(r["ids_per_s"]), fmt(r.get("p50_us")), fmt(r.get("p99_us")),
-                fmt(r.get("p999_us")), fmt(r.get("server_cpu_us_per_id"), ".2f"), fmt(r.get("server_cpu_cores"), ".2f"),
+                r["name"],
+                r.get("config", ""),
+                fmt(r["ids_per_s"]),
+                fmt(r.get("p50_us")),
+                fmt(r.get("p99_us")),
+                fmt(r.get("p999_us")),
+                fmt(r.get("server_cpu_us_per_id"), ".2f"),
+                fmt(r.get("server_cpu_cores"), ".2f"),
                 fmt(r.get("client_cpu_cores"), ".2f"),
                 fmt(r.get("cache_hit_rate") * 100 if r.get("cache_hit_rate") is not None else None, ".1f"),
-                fmt(r.get("server_rss_mb"), ".0f"), b.get("name", ""), fmt(b.get("ids_per_s")),
+                fmt(r.get("server_rss_mb"), ".0f"),
+                b.get("name", ""),
+                fmt(b.get("ids_per_s")),
                 fmt(r.get("ratio"), ".2f"),
             )
-        )  # fmt: skip
+        )
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
     out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |"]
     out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -683,8 +835,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root", default=os.environ.get("IDNODE_BENCH_DATA", "/tmp/idnode-bench"))
     p.add_argument("--out", default="bench/results/resolution.json")
     p.add_argument("--no-redis", action="store_true")
-    p.add_argument("--all-workloads-every-workers", action="store_true",
-                   help="run batch/stream/mix for every worker count (default: the first only)")  # fmt: skip
+    p.add_argument(
+        "--all-workloads-every-workers",
+        action="store_true",
+        help="run batch/stream/mix for every worker count (default: the first only)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.ids = "1e5" if args.ids == "1e6" else args.ids
@@ -697,8 +852,10 @@ def main(argv: list[str] | None = None) -> None:
         r.setdefault("ratio", None)
     checks = targets(rows)
     print()
-    print(f"# idnode resolution benchmark: {int(float(args.ids)):,} ids, {NCPU} CPUs "
-          f"({_cpu_model()}), python {platform.python_version()}")  # fmt: skip
+    print(
+        f"# idnode resolution benchmark: {int(float(args.ids)):,} ids, {NCPU} CPUs "
+        f"({_cpu_model()}), python {platform.python_version()}"
+    )
     print(table(rows))
     print()
     for c in checks:

@@ -68,7 +68,13 @@ def decode_route(raw: bytes) -> Route:
 def check_address(address: str, field_name: str = "node_address") -> str:
     """``host:port`` with a numeric port, or InvalidArgument naming ``field_name``."""
     host, colon, port = address.rpartition(":")
-    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536 or len(address) > ADDRESS_MAX_CHARS:
+    if (
+        not colon
+        or not host
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+        or len(address) > ADDRESS_MAX_CHARS
+    ):
         raise InvalidArgument.single(field_name, "must be host:port, e.g. 10.0.0.5:8470")
     return address
 
@@ -97,9 +103,7 @@ class Routes:
         for raw in self.store.get_many(Table.ROUTES, keys):
             if raw is not None:
                 return decode_route(raw)
-        raise NotFound(
-            f"no node serves prefix {prefix}", reason="NO_ROUTE", metadata={"prefix": prefix}
-        )
+        raise NotFound(f"no node serves prefix {prefix}", reason="NO_ROUTE", metadata={"prefix": prefix})
 
     def _put(self, prefix: str, make: Callable[[Route | None], Route]) -> Route:
         key = fold(prefix)
@@ -202,7 +206,9 @@ class Routes:
                     metadata={"prefix": prefix, "node": node},
                 )
             try:
-                self.store.commit(Txn(expects=(Expect(Table.ROUTES, key, raw),), writes=(Delete(Table.ROUTES, key),)))
+                self.store.commit(
+                    Txn(expects=(Expect(Table.ROUTES, key, raw),), writes=(Delete(Table.ROUTES, key),))
+                )
             except ConditionFailed:
                 continue
             return
@@ -274,7 +280,10 @@ class Outbox:
         operation stays queued)."""
         try:
             self.store.commit(
-                Txn(expects=(Expect(Table.OUTBOX, entry.key, entry.raw),), writes=(Delete(Table.OUTBOX, entry.key),))
+                Txn(
+                    expects=(Expect(Table.OUTBOX, entry.key, entry.raw),),
+                    writes=(Delete(Table.OUTBOX, entry.key),),
+                )
             )
         except ConditionFailed:
             return False

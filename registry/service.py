@@ -740,7 +740,9 @@ class Registry:
                     reason="ENTERPRISE_NOT_EMPTY",
                     metadata=meta,
                 )
-            hooked = tuple(w for h in self.enterprise_hooks for w in h.enterprise_writes(current.prefix, False))
+            hooked = tuple(
+                w for h in self.enterprise_hooks for w in h.enterprise_writes(current.prefix, False)
+            )
             draft = Draft(
                 Operation.ENTERPRISE_REMOVE,
                 principal,

@@ -217,6 +217,24 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     help="Worker processes sharing the public port (1: a single process).",
 )
 @click.option(
+    "--role",
+    type=click.Choice(["secondary", "root"]),
+    default=None,
+    help="secondary: allocates enterprises [default]; root: holds prefix routes only.",
+)
+@click.option("--upstream", default=None, help="Secondary: the root's management listener, host:port.")
+@click.option(
+    "--upstream-credentials",
+    default=None,
+    help="Secondary: directory of the node credential the root issued (idnode route add --issue-credential).",
+)
+@click.option(
+    "--advertise",
+    "advertise_address",
+    default=None,
+    help="This node's public address for routes (default: the public listener).",
+)
+@click.option(
     "--demo/--no-demo",
     default=True,
     show_default=True,
@@ -240,6 +258,10 @@ def serve(
     workers: int,
     node_prefix: str,
     demo: bool,
+    role: str | None,
+    upstream: str | None,
+    upstream_credentials: str | None,
+    advertise_address: str | None,
 ) -> None:
     """Run the node until SIGTERM or Ctrl-C (initialising the data directory if it is new)."""
     doc = _load_config(config_path)
@@ -259,6 +281,10 @@ def serve(
         "http_address": http_address,
         "https_address": https_address,
         "log_format": log_format,
+        "role": role,
+        "upstream": upstream,
+        "upstream_credentials": upstream_credentials,
+        "advertise_address": advertise_address,
     }
     doc.update({k: v for k, v in overrides.items() if v is not None})
     config = ServerConfig(**{**doc, "data_dir": Path(doc["data_dir"])})
@@ -267,7 +293,7 @@ def serve(
     seeded: list[str] = []
     if not data_dir.initialised():
         data_dir.init(node_prefix)
-        if demo:
+        if demo and config.role != "root":  # a root allocates no enterprises
             from registry.rocks import RocksStore
             from registry.service import Registry
             from resolver.demo import seed
@@ -439,6 +465,96 @@ def enterprise_set_password(settings: Settings, prefix: str, rest_url: str, pass
     click.echo(f"password set; Handle REST user: {username}")
 
 
+@enterprise.command("remove")
+@click.argument("prefix")
+@pass_settings
+def enterprise_remove(settings: Settings, prefix: str) -> None:
+    """Remove a suspended enterprise that has no identifiers (withdrawn from the upstream too)."""
+    with settings.management_client() as c:
+        c.remove_enterprise(prefix)
+    click.echo(f"removed enterprise {prefix}")
+
+
+# ------------------------------------------------------------------------------- routes
+@cli.group()
+def route() -> None:
+    """Prefix routes of a root node (administrator; `lookup` is public)."""
+
+
+@route.command("add")
+@click.argument("prefix")
+@click.option("--node", "node_address", required=True, help="The serving node's public listener, host:port.")
+@click.option("--node-id", default="", help="The serving node's id [PREFIX].")
+@click.option(
+    "--issue-credential",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also issue the node's credential (for its --upstream-credentials) into this directory.",
+)
+@pass_settings
+def route_add(
+    settings: Settings, prefix: str, node_address: str, node_id: str, issue_credential: Path | None
+) -> None:
+    """Route PREFIX (typically a secondary node's node prefix) to a node."""
+    with settings.management_client() as c:
+        response = c.add_node_route(prefix, node_address, node_id, issue_credential is not None)
+    click.echo(f"route {response.route.prefix} -> {response.route.node_address}")
+    if issue_credential is not None:
+        from resolver import pki
+        from resolver.datadir import CredentialFiles
+
+        cred = response.credential
+        target = CredentialFiles(issue_credential)
+        target.save(
+            pki.KeyPair(cred.certificate_pem.encode(), cred.private_key_pem.encode()),
+            cred.ca_certificate_pem.encode(),
+        )
+        click.echo(f"node credential for {prefix} written to {target.directory} (key mode 0600)")
+
+
+@route.command("remove")
+@click.argument("prefix")
+@pass_settings
+def route_remove(settings: Settings, prefix: str) -> None:
+    """Remove the route of exactly PREFIX."""
+    with settings.management_client() as c:
+        c.remove_route(prefix)
+    click.echo(f"removed route {prefix}")
+
+
+@route.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def route_list(settings: Settings, as_json: bool) -> None:
+    """Every route of the root."""
+    with settings.management_client() as c:
+        rows, token = [], ""
+        while True:
+            page = c.list_routes(1000, token)
+            rows.extend(page.routes)
+            token = page.next_page_token
+            if not token:
+                break
+    if as_json:
+        docs = [json_format.MessageToDict(r, preserving_proto_field_name=True) for r in rows]
+        click.echo(json.dumps(docs, indent=2))
+        return
+    _table(
+        ["PREFIX", "NODE", "NODE ID", "BY", "REGISTERED"],
+        [[r.prefix, r.node_address, r.node_id, r.registered_by, _ts(r.register_time)] for r in rows],
+    )
+
+
+@route.command("lookup")
+@click.argument("prefix")
+@pass_settings
+def route_lookup(settings: Settings, prefix: str) -> None:
+    """The node serving PREFIX (longest-prefix match), asked of --server (public)."""
+    with settings.public_client() as c:
+        r = c.lookup_route(prefix)
+    click.echo(f"{r.prefix} -> {r.node_address} (node {r.node_id}, registered by {r.registered_by})")
+
+
 @enterprise.command("resume")
 @click.argument("prefix")
 @pass_settings
@@ -533,6 +649,11 @@ def update(
     "--index", "indexes", multiple=True, type=click.IntRange(min=1), help="Only this index (repeatable)."
 )
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--recursive",
+    is_flag=True,
+    help="For an identifier another node serves, have the node fetch the record (default: a referral).",
+)
 @pass_settings
 def resolve(
     settings: Settings,
@@ -540,17 +661,34 @@ def resolve(
     types: tuple[str, ...],
     indexes: tuple[int, ...],
     as_json: bool,
+    recursive: bool,
 ) -> None:
     """Resolve one or more identifiers (public listener, no credential needed)."""
+    referrals: list[tuple[str, Any]] = []
     with settings.public_client() as c:
         if len(identifiers) == 1:
-            records = [c.resolve(identifiers[0], types, indexes)]
+            response = c.resolve_response(identifiers[0], types, indexes, recursive=recursive)
+            if response.HasField("referral"):
+                referrals.append((identifiers[0], response.referral))
+            records = [response.record] if response.HasField("record") else []
             missing: list[str] = []
         else:
-            results = c.batch_resolve(identifiers, types, indexes)
+            results = c.batch_resolve(identifiers, types, indexes, recursive=recursive)
             records = [r.record for r in results if r.HasField("record")]
+            referrals = [(r.identifier, r.referral) for r in results if r.HasField("referral")]
             missing = [f"{r.identifier}: {r.error.message}" for r in results if r.HasField("error")]
-    _print_records(records, as_json)
+    if records or not referrals:
+        _print_records(records, as_json)
+    for identifier, ref in referrals:
+        if as_json:
+            referral = json_format.MessageToDict(ref, preserving_proto_field_name=True)
+            doc = {"identifier": identifier, "referral": referral}
+            click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        else:
+            click.echo(
+                f"{identifier}: referral to node {ref.node_id} at {ref.node_address} (serves {ref.prefix}); "
+                "ask it, or resolve with --recursive"
+            )
     for line in missing:
         click.echo(f"error: {line}", err=True)
     if missing:

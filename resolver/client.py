@@ -133,7 +133,8 @@ class IdnodeClient:
         channel_options: Sequence[tuple[str, object]] = (),
     ) -> None:
         """``channel_options``: extra gRPC channel arguments (e.g. reconnect backoff)."""
-        options: list[tuple[str, object]] = [*channel_options,
+        options: list[tuple[str, object]] = [
+            *channel_options,
             ("grpc.max_receive_message_length", 128 << 20),
             ("grpc.enable_retries", 1 if retries else 0),
         ]
@@ -205,8 +206,13 @@ class IdnodeClient:
         types: Sequence[str] = (),
         indexes: Sequence[int] = (),
         timeout: float | None = None,
+        recursive: bool = False,
     ) -> list[resolution_pb2.ResolveResult]:
-        req = resolution_pb2.BatchResolveRequest(identifiers=identifiers, types=types, indexes=indexes)
+        """One result per identifier: ``record``, ``error``, or ``referral`` (another node serves
+        it and ``recursive`` is False)."""
+        req = resolution_pb2.BatchResolveRequest(
+            identifiers=identifiers, types=types, indexes=indexes, recursive=recursive
+        )
         return list(self._call(self.resolution.BatchResolve, req, timeout).results)  # type: ignore[attr-defined]
 
     def stream_resolve(
@@ -333,7 +339,9 @@ class IdnodeClient:
         req = hierarchy_pb2.LookupRouteRequest(prefix=prefix)
         return self._call(self.hierarchy.LookupRoute, req, timeout)  # type: ignore[return-value]
 
-    def register_prefix(self, prefix: str, node_address: str, timeout: float | None = None) -> hierarchy_pb2.Route:
+    def register_prefix(
+        self, prefix: str, node_address: str, timeout: float | None = None
+    ) -> hierarchy_pb2.Route:
         req = hierarchy_pb2.RegisterPrefixRequest(prefix=prefix, node_address=node_address)
         return self._call(self.hierarchy.RegisterPrefix, req, timeout)  # type: ignore[return-value]
 
@@ -444,7 +452,10 @@ class IdnodeClient:
         means reconnect with the last sequence). ``timeout``: a deadline for the whole stream
         (default none)."""
         req = changes_pb2.WatchChangesRequest(prefix=prefix, after_sequence=after_sequence, from_now=from_now)
-        call = self.changes.WatchChanges(req, timeout=timeout)
+        return self._changes(self.changes.WatchChanges(req, timeout=timeout))
+
+    @staticmethod
+    def _changes(call: grpc.Call) -> Iterator[changes_pb2.Change]:
         try:
             for response in call:
                 yield from response.changes

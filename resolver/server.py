@@ -28,6 +28,8 @@ from registry.store import Store
 from resolver.auth import Authenticator
 from resolver.datadir import DataDir
 from resolver.handle_rest import HandleRestServer
+from resolver.hierarchy import SERVICE_NAME as HIERARCHY_SERVICE
+from resolver.hierarchy import Hierarchy
 from resolver.interceptors import build_interceptors
 from resolver.metrics import Metrics
 from resolver.pb import admin_pb2_grpc, changes_pb2_grpc, registration_pb2_grpc
@@ -44,6 +46,7 @@ SERVICE_NAMES = (
     "idnode.v1.RegistrationService",
     "idnode.v1.AdminService",
     "idnode.v1.ChangeFeedService",
+    HIERARCHY_SERVICE,
 )
 
 
@@ -91,6 +94,19 @@ class ServerConfig:
     """Replicas every write waits for (``WAIT``) before it is acknowledged."""
     coherence_lease_ms: int = 3000
     """Front-end cache lease: the longest a stuck front end can delay a write (plus 1 s)."""
+    role: str = "secondary"
+    """``secondary`` (allocates enterprises) or ``root`` (holds prefix -> node routes only):
+    README "The hierarchy"."""
+    upstream: str = ""
+    """Secondary: host:port of the root's management listener; empty: a stand-alone node."""
+    upstream_credentials: str = ""
+    """Secondary: directory of the node credential the root issued (cert.pem, key.pem, ca.pem)."""
+    advertise_address: str = ""
+    """This node's public address as the upstream should route to it; empty: the public listener."""
+    route_cache_seconds: float = 30.0
+    """How long routes learnt from the upstream are reused."""
+    foreign_cache_bytes: int = 64 << 20
+    """Records fetched from other nodes (recursive resolution), kept for their TTL."""
 
 
 class NodeServer:
@@ -139,6 +155,17 @@ class NodeServer:
                 self.store, self.registry, self.cache, config.coherence_lease_ms
             )  # type: ignore[arg-type]
         self.auth = Authenticator(self.registry)
+        self.hierarchy = Hierarchy(
+            self.registry,
+            self.auth,
+            self.data_dir.ca,
+            role=config.role,
+            upstream=config.upstream,
+            upstream_credentials=config.upstream_credentials,
+            writer=management,
+            route_ttl=config.route_cache_seconds,
+            foreign_cache_bytes=config.foreign_cache_bytes,
+        )
         self.public_port = 0
         self.management_port = 0
         self.metrics_port = 0
@@ -168,7 +195,10 @@ class NodeServer:
 
     def _register_services(self) -> None:
         server = self.grpc_server
-        server.add_generic_rpc_handlers((ResolutionHandlers(self.registry).generic_handler(),))
+        server.add_generic_rpc_handlers(
+            (ResolutionHandlers(self.registry, self.hierarchy.router).generic_handler(),)
+        )
+        self.hierarchy.register(server)
         registration_pb2_grpc.add_RegistrationServiceServicer_to_server(
             RegistrationServicer(self.registry, self.auth), server
         )
@@ -209,6 +239,7 @@ class NodeServer:
                 c.management_address, self._server_credentials(True)
             )
         self.grpc_server.start()
+        self.hierarchy.start(c.advertise_address or with_port(c.public_address, self.public_port))
         if c.http_address or c.https_address:
             self.rest = HandleRestServer.for_node(
                 c, self.registry, self.data_dir, writer=self.management, reuse_port=self.reuse_port
@@ -234,6 +265,7 @@ class NodeServer:
         if self.rest is not None:
             self.rest.stop()
         self.grpc_server.stop(self.config.grace_seconds if grace is None else grace).wait()
+        self.hierarchy.stop()
         if self.coherence is not None:
             self.coherence.close()
         self.store.close()

@@ -38,9 +38,11 @@ def test_live_changes_arrive_in_commit_order_with_the_record(
     admin_client: IdnodeClient, make_enterprise: MakeEnterprise
 ) -> None:
     prefix, acme = make_enterprise("8")
-    stream = admin_client.watch_changes(from_now=True, timeout=STREAM_DEADLINE)
+    stream = admin_client.watch_changes(0, timeout=STREAM_DEADLINE)
+    (enterprise,) = _take(stream, 1)
+    assert enterprise.operation == "ENTERPRISE_CREATE" and enterprise.enterprise == prefix
+    # The stream has caught up and waits: everything below is committed after it started.
     first = acme.create(f"{prefix}/P-0", _url(0))
-    # The stream is live: what follows is committed while it waits.
     (created,) = _take(stream, 1)
     assert created.operation == "CREATE" and created.identifier == f"{prefix}/P-0"
     assert created.record.etag == first.etag and created.record.values[0].text.endswith("/p/0")

@@ -33,6 +33,7 @@ IDNODE_SERVICES = {
     "idnode.v1.RegistrationService",
     "idnode.v1.AdminService",
     "idnode.v1.ChangeFeedService",
+    "idnode.v1.HierarchyService",
 }
 
 
@@ -99,6 +100,7 @@ def test_reflection_describes_the_idnode_services(anon_client: IdnodeClient) -> 
     assert methods["idnode.v1.ChangeFeedService"] == {"WatchChanges"}
     assert "BatchCreateIdentifiers" in methods["idnode.v1.RegistrationService"]
     assert "GetNodeStats" in methods["idnode.v1.AdminService"]
+    assert {"RegisterPrefix", "WithdrawPrefix", "LookupRoute"} <= methods["idnode.v1.HierarchyService"]
 
 
 # ------------------------------------------------------------------------------ listeners and limits

@@ -4,6 +4,7 @@ definitions, versioning, and registration against templates in the core and over
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterator
 from decimal import Decimal
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -39,12 +41,16 @@ from registry.templates import (
     template_to_dict,
     template_violations,
 )
+from resolver.cli import cli
 from resolver.client import IdnodeClient, value
-from tests.node_fixtures import MakeEnterprise, assert_invalid, fields, rpc_error
+from resolver.datadir import DataDir
+from resolver.server import NodeServer
+from tests.node_fixtures import MakeEnterprise, assert_invalid, fields, management_target, rpc_error
 
 ADMIN = Principal.admin("f" * 64)
 
 # ---------------------------------------------------------------- parsers, property-based
+
 
 @given(
     st.sampled_from([7, 11, 12, 13]).flatmap(lambda n: st.text(alphabet="0123456789", min_size=n, max_size=n))
@@ -426,3 +432,42 @@ def test_grpc_templates_end_to_end(
     assert admin_client.deprecate_template("gs1.product@1").state == admin_pb2.Template.DEPRECATED
     assert [t.version for t in admin_client.list_templates().templates] == ["1"]
     assert list(admin_client.list_templates(active_only=True).templates) == []
+
+
+def test_cli_template_commands_and_enterprise_policy(
+    node: NodeServer, node_dir: DataDir, admin_client: IdnodeClient, tmp_path: Path
+) -> None:
+    definition = tmp_path / "product.toml"
+    definition.write_text(
+        'name = "gs1.product"\nversion = 1\ndisplay_name = "Product"\n\n'
+        '[[fields]]\ntype = "product.gtin"\nindex = 2\ndata_type = "gtin"\nrequired = true\n'
+        'display_name = "GTIN"\n'
+    )
+    base = [
+        "--data-dir", str(node_dir.root),
+        "--management", management_target(node),
+        "--server", f"127.0.0.1:{node.public_port}",
+    ]  # fmt: skip
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, [*base, *args], catch_exceptions=False)
+        return result.exit_code, result.output
+
+    assert run("template", "add", str(definition)) == (0, "published gs1.product@1 (1 fields)\n")
+    code, out = run("template", "add", str(definition))
+    assert code != 0 and "ALREADY_EXISTS" in out
+    code, out = run("template", "show", "gs1.product@1")
+    assert code == 0 and "product.gtin  gtin  required" in out
+    code, out = run("template", "list")
+    assert code == 0 and out.startswith("gs1.product@1  active  1 fields")
+    admin_client.create_enterprise("8")
+    code, out = run("enterprise", "update", "88.118.8", "--require-template")
+    assert code == 0 and "require_template=yes" in out
+    assert run("template", "deprecate", "gs1.product@1") == (0, "gs1.product@1: deprecated\n")
+    code, out = run("watch", "--limit", "3", "--json")
+    assert code == 0
+    assert [json.loads(line)["operation"] for line in out.splitlines()] == [
+        "TEMPLATE_CREATE",
+        "ENTERPRISE_CREATE",
+        "ENTERPRISE_UPDATE",
+    ]

@@ -28,6 +28,7 @@ from registry.bulk.formats import (
     malformed,
 )
 from registry.bulk.rows import RowChecker, RowRules, reject_message
+from registry.codec import decode_record
 from registry.errors import IdnodeError
 from registry.rocks import sst_options
 
@@ -169,8 +170,6 @@ def _first(item: tuple[bytes, int, str, bytes]) -> bytes:
 
 
 def _identifier(data: bytes) -> str:
-    from registry.codec import decode_record
-
     return decode_record(data).identifier
 
 

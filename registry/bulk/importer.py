@@ -130,7 +130,8 @@ def run_import(
     (``csv``/``jsonl``) defaults to what the file name says. Each row is checked exactly as the API
     checks a create by ``principal`` (default: the administrator); a bad row is written to the
     reject file (``row,identifier,reason,message``; default ``SOURCE.rejects.csv``) and never
-    half-applied. ``on_conflict`` settles rows whose identifier exists in the node or earlier in the
+    half-applied. ``row`` counts data rows from 1 (not the CSV header, not blank lines; a quoted CSV
+    field may span lines). ``on_conflict`` settles rows whose identifier exists in the node or earlier in the
     input (:class:`Conflict`). ``create_enterprises`` (administrator only) creates the missing
     enterprise of a row under the node prefix, calling ``issue_fingerprint(prefix)`` for its
     credential. ``restore`` keeps the times and etags of JSON Lines rows exported by

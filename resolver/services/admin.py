@@ -91,6 +91,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
 
     @maps_errors
+    def RemoveEnterprise(
+        self, request: pb.RemoveEnterpriseRequest, context: grpc.ServicerContext
+    ) -> pb.RemoveEnterpriseResponse:
+        self.registry.remove_enterprise(self.auth.principal(context), request.prefix, origin=context.peer())
+        return pb.RemoveEnterpriseResponse()
+
+    @maps_errors
     def GetNodeStats(self, request: pb.GetNodeStatsRequest, context: grpc.ServicerContext) -> pb.NodeStats:
         stats = self.registry.stats(self.auth.principal(context))
         uptime = Duration()

@@ -10,6 +10,7 @@ never a failed call.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -23,12 +24,19 @@ from resolver.errors import abort, item_status
 from resolver.services.convert import template_to_pb
 from resolver.services.wire import TAG1, TAG2, TAG3, field, only_field1
 
+if TYPE_CHECKING:
+    from resolver.hierarchy import Router
+
 SERVICE_NAME = "idnode.v1.ResolutionService"
+TAG4 = b"\x22"  # field 4, wire type 2 (ResolveResult.referral)
 
 
 class ResolutionHandlers:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, router: Router | None = None) -> None:
+        """``router``: answers identifiers other nodes serve (:mod:`resolver.hierarchy`); only
+        requests that miss locally (or are not plain) ever reach it."""
         self.registry = registry
+        self.router = router
 
     def resolve(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
         """``raw`` is the serialized ResolveRequest: an unfiltered request is answered from its
@@ -40,17 +48,34 @@ class ResolutionHandlers:
                 return field(TAG1, data)
         try:
             request = pb.ResolveRequest.FromString(raw)
-            if identifier is not None:  # looked up above and not there
+            router = self.router
+            if router is not None and router.handles(request.identifier):
+                found, referral = router.answer(
+                    request.identifier, request.types, request.indexes, request.recursive, context
+                )
+                if referral is not None:
+                    return field(TAG2, referral.SerializeToString())
+                data = found or b""
+            elif identifier is not None:  # looked up above and not there
                 raise self.registry.missing(request.identifier)
-            data = self.registry.resolve(request.identifier, request.types, request.indexes)
+            else:
+                data = self.registry.resolve(request.identifier, request.types, request.indexes)
         except DecodeError:
             abort(context, InvalidArgument.single("request", "is not a valid ResolveRequest"))
         except Exception as exc:
             abort(context, exc)
         return field(TAG1, data)
 
-    def results(self, identifiers: Sequence[str], types: Sequence[str], indexes: Sequence[int]) -> bytes:
-        """The encoded ``repeated ResolveResult results = 1`` for ``identifiers``, in order."""
+    def results(
+        self,
+        identifiers: Sequence[str],
+        types: Sequence[str],
+        indexes: Sequence[int],
+        recursive: bool = False,
+        context: grpc.ServicerContext | None = None,
+    ) -> bytes:
+        """The encoded ``repeated ResolveResult results = 1`` for ``identifiers``, in order; an
+        identifier another node serves gets a referral, or with ``recursive`` its record."""
         if len(identifiers) > limits.BATCH_RESOLVE_MAX:
             raise InvalidArgument.single(
                 "identifiers", f"at most {limits.BATCH_RESOLVE_MAX} identifiers per call"
@@ -63,9 +88,19 @@ class ResolutionHandlers:
             data = None if filtered else lookup(text_bytes.upper())
             if data is None:
                 try:
-                    if not filtered:
+                    router = self.router
+                    if router is not None and router.handles(text):
+                        data, referral = router.answer(
+                            text, types, indexes, recursive, context, f"identifiers[{i}]"
+                        )
+                        if referral is not None:
+                            item = field(TAG1, text_bytes) + field(TAG4, referral.SerializeToString())
+                            parts.append(field(TAG1, item))
+                            continue
+                    elif not filtered:
                         raise self.registry.missing(text, f"identifiers[{i}]")
-                    data = self.registry.resolve(text, types, indexes, field=f"identifiers[{i}]")
+                    else:
+                        data = self.registry.resolve(text, types, indexes, field=f"identifiers[{i}]")
                 except IdnodeError as exc:
                     item = field(TAG1, text_bytes) + field(TAG3, item_status(exc).SerializeToString())
                     parts.append(field(TAG1, item))
@@ -75,7 +110,9 @@ class ResolutionHandlers:
 
     def batch_resolve(self, request: pb.BatchResolveRequest, context: grpc.ServicerContext) -> bytes:
         try:
-            return self.results(request.identifiers, request.types, request.indexes)
+            return self.results(
+                request.identifiers, request.types, request.indexes, request.recursive, context
+            )
         except Exception as exc:
             abort(context, exc)
 
@@ -84,7 +121,9 @@ class ResolutionHandlers:
     ) -> Iterator[bytes]:
         try:
             for request in requests:
-                yield self.results(request.identifiers, request.types, request.indexes)
+                yield self.results(
+                    request.identifiers, request.types, request.indexes, request.recursive, context
+                )
         except Exception as exc:
             abort(context, exc)
 

@@ -19,9 +19,14 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+_SMALL_VARINTS = tuple(varint(n) for n in range(1 << 14))
+"""Pre-encoded varints of 0..16383 (every length below 16 KiB: one tuple index instead of a call)."""
+
+
 def field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: ``tag`` is the pre-computed key byte, e.g. b"\\n" for field 1."""
-    return tag + varint(len(payload)) + payload
+    n = len(payload)
+    return tag + (_SMALL_VARINTS[n] if n < 16384 else varint(n)) + payload
 
 
 TAG1 = b"\x0a"  # field 1, wire type 2
