@@ -70,8 +70,10 @@ class ReplicaStore:
         return self.secondary.get(table, key)
 
     def get_many(self, table: Table, keys: Sequence[bytes]) -> list[bytes | None]:
-        self.catch_up()
-        return self.secondary.get_many(table, keys)
+        if table is not Table.RECORDS:
+            self.catch_up()
+            return self.secondary.get_many(table, keys)
+        return [self.get(table, key) for key in keys]  # overlay first, like get: no catch-up
 
     def scan(self, table: Table, lower: bytes, upper: bytes, limit: int) -> list[tuple[bytes, bytes]]:
         self.catch_up()

@@ -66,6 +66,7 @@ class Cache(Protocol):
     """What the core needs of a record cache (see :class:`cache.RecordCache`)."""
 
     def get(self, key: bytes) -> bytes | None: ...
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
     def epoch(self) -> int: ...
     def fill(self, key: bytes, value: bytes | None, epoch: int) -> None: ...
     def invalidate(self, key: bytes) -> None: ...
@@ -97,6 +98,9 @@ class NoCache:
 
     def get(self, key: bytes) -> bytes | None:
         return None
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return [None] * len(keys)
 
     def epoch(self) -> int:
         return 0
@@ -217,6 +221,19 @@ class Registry:
         value = self.store.get(Table.RECORDS, key)
         cache.fill(key, value, epoch)
         return value
+
+    def lookup_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """:meth:`lookup` for many keys, in order: one cache pass, one store read for the misses."""
+        cache = self.cache
+        found = cache.get_many(keys)
+        missing = [i for i, value in enumerate(found) if value is None]
+        if missing:
+            epoch = cache.epoch()
+            values = self.store.get_many(Table.RECORDS, [keys[i] for i in missing])
+            for i, value in zip(missing, values, strict=True):
+                cache.fill(keys[i], value, epoch)
+                found[i] = value
+        return [value or None for value in found]  # NEGATIVE (b"") -> None
 
     def resolve(
         self, text: str, types: Sequence[str] = (), indexes: Sequence[int] = (), field: str = "identifier"

@@ -71,6 +71,24 @@ def test_miss_hit_and_negative_hit_counters(policy: str) -> None:
     assert isinstance(s, CacheStats)
 
 
+def test_get_many_answers_and_counts_like_get(policy: str) -> None:
+    now = [100.0]
+    caches = [make(1 << 20, policy, clock=lambda: now[0]) for _ in range(2)]
+    keys = [b"HIT", b"GONE", b"MISS", b"HIT", b"OLD", b"OLDNEG"]
+    for c in caches:
+        c.fill(b"OLD", b"old", c.epoch())
+        c.fill(b"OLDNEG", None, c.epoch())
+    now[0] += 10_000  # OLD (ttl 3600) and OLDNEG (60 s) have expired
+    for c in caches:
+        c.fill(b"HIT", b"record", c.epoch())
+        c.fill(b"GONE", None, c.epoch())
+    one_by_one = [caches[0].get(k) for k in keys]
+    assert caches[1].get_many(keys) == one_by_one == [b"record", NEGATIVE, None, b"record", None, None]
+    a, b = caches[0].stats(), caches[1].stats()
+    assert (a.hits, a.negative_hits, a.misses, a.expired) == (b.hits, b.negative_hits, b.misses, b.expired)
+    assert (b.hits, b.negative_hits, b.misses, b.expired) == (2, 1, 3, 2)
+
+
 def test_default_policy_is_sieve() -> None:
     assert RecordCache(1 << 20).stats().policy == "sieve"
 

@@ -22,7 +22,7 @@ from registry.pb import resolution_pb2 as pb
 from registry.service import Registry
 from resolver.errors import abort, item_status
 from resolver.services.convert import template_to_pb
-from resolver.services.wire import TAG1, TAG2, TAG3, field, only_field1
+from resolver.services.wire import SMALL_LIMIT, SMALL_VARINTS, TAG1, TAG2, TAG3, field, only_field1, varint
 
 if TYPE_CHECKING:
     from resolver.hierarchy import Router
@@ -80,33 +80,68 @@ class ResolutionHandlers:
             raise InvalidArgument.single(
                 "identifiers", f"at most {limits.BATCH_RESOLVE_MAX} identifiers per call"
             )
-        lookup = self.registry.lookup
-        filtered = bool(types or indexes)
-        parts = []
-        for i, text in enumerate(identifiers):
-            text_bytes = text.encode()
-            data = None if filtered else lookup(text_bytes.upper())
+        raws = [text.encode() for text in identifiers]
+        if types or indexes:
+            found: list[bytes | None] = [None] * len(raws)
+        else:
+            found = self.registry.lookup_many([raw.upper() for raw in raws])
+        parts: list[bytes] = []
+        extend = parts.extend
+        for i, data in enumerate(found):
+            raw = raws[i]
             if data is None:
-                try:
-                    router = self.router
-                    if router is not None and router.handles(text):
-                        data, referral = router.answer(
-                            text, types, indexes, recursive, context, f"identifiers[{i}]"
-                        )
-                        if referral is not None:
-                            item = field(TAG1, text_bytes) + field(TAG4, referral.SerializeToString())
-                            parts.append(field(TAG1, item))
-                            continue
-                    elif not filtered:
-                        raise self.registry.missing(text, f"identifiers[{i}]")
-                    else:
-                        data = self.registry.resolve(text, types, indexes, field=f"identifiers[{i}]")
-                except IdnodeError as exc:
-                    item = field(TAG1, text_bytes) + field(TAG3, item_status(exc).SerializeToString())
-                    parts.append(field(TAG1, item))
-                    continue
-            parts.append(field(TAG1, field(TAG1, text_bytes) + field(TAG2, data)))
+                parts.append(self._slow_result(i, identifiers[i], raw, types, indexes, recursive, context))
+                continue
+            # ResolveResult{identifier=raw, record=data} as field 1 of the response, framed flat
+            # (one join at the end, no intermediate bytes per item): measured 0.29 vs 0.48 us/id.
+            n_raw, n_data = len(raw), len(data)
+            v_raw = SMALL_VARINTS[n_raw] if n_raw < SMALL_LIMIT else varint(n_raw)
+            v_data = SMALL_VARINTS[n_data] if n_data < SMALL_LIMIT else varint(n_data)
+            inner = 2 + len(v_raw) + n_raw + len(v_data) + n_data
+            extend(
+                (
+                    TAG1,
+                    SMALL_VARINTS[inner] if inner < SMALL_LIMIT else varint(inner),
+                    TAG1,
+                    v_raw,
+                    raw,
+                    TAG2,
+                    v_data,
+                    data,
+                )
+            )
         return b"".join(parts)
+
+    def _slow_result(
+        self,
+        i: int,
+        text: str,
+        text_bytes: bytes,
+        types: Sequence[str],
+        indexes: Sequence[int],
+        recursive: bool,
+        context: grpc.ServicerContext | None,
+    ) -> bytes:
+        """One framed ResolveResult for an identifier the fast path did not find: a filtered
+        answer, a referral or recursive answer, or an error status."""
+        filtered = bool(types or indexes)
+        try:
+            router = self.router
+            data: bytes | None = None
+            if router is not None and router.handles(text):
+                data, referral = router.answer(text, types, indexes, recursive, context, f"identifiers[{i}]")
+                if referral is not None:
+                    item = field(TAG1, text_bytes) + field(TAG4, referral.SerializeToString())
+                    return field(TAG1, item)
+            elif not filtered:
+                raise self.registry.missing(text, f"identifiers[{i}]")
+            else:
+                data = self.registry.resolve(text, types, indexes, field=f"identifiers[{i}]")
+        except IdnodeError as exc:
+            item = field(TAG1, text_bytes) + field(TAG3, item_status(exc).SerializeToString())
+            return field(TAG1, item)
+        assert data is not None
+        return field(TAG1, field(TAG1, text_bytes) + field(TAG2, data))
 
     def batch_resolve(self, request: pb.BatchResolveRequest, context: grpc.ServicerContext) -> bytes:
         try:

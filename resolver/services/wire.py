@@ -19,14 +19,15 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
-_SMALL_VARINTS = tuple(varint(n) for n in range(1 << 14))
+SMALL_LIMIT = 1 << 14
+SMALL_VARINTS = tuple(varint(n) for n in range(SMALL_LIMIT))
 """Pre-encoded varints of 0..16383 (every length below 16 KiB: one tuple index instead of a call)."""
 
 
 def field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: ``tag`` is the pre-computed key byte, e.g. b"\\n" for field 1."""
     n = len(payload)
-    return tag + (_SMALL_VARINTS[n] if n < 16384 else varint(n)) + payload
+    return tag + (SMALL_VARINTS[n] if n < SMALL_LIMIT else varint(n)) + payload
 
 
 TAG1 = b"\x0a"  # field 1, wire type 2
