@@ -317,3 +317,13 @@ def test_resolve_unusual_encodings(ent, anon_client: IdnodeClient) -> None:
     empty = raw_rpc_error(lambda: resolve(b"", timeout=10))
     assert empty.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert anon_client.resolve(ident) == created
+
+
+def test_a_failing_store_answers_unavailable_not_unknown(node, anon_client: IdnodeClient) -> None:
+    """A store error on the hot path leaves as UNAVAILABLE (retryable), for unary and batch calls."""
+    node.store.close()  # every store read now raises StoreUnavailable
+    err = rpc_error(lambda: anon_client.resolve("88.118.8/never-cached"))
+    assert err.code is grpc.StatusCode.UNAVAILABLE
+    assert err.reason == "STORE_UNAVAILABLE"
+    err = rpc_error(lambda: anon_client.batch_resolve(["88.118.8/never-cached-either"]))
+    assert err.code is grpc.StatusCode.UNAVAILABLE

@@ -41,12 +41,12 @@ class ResolutionHandlers:
     def resolve(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
         """``raw`` is the serialized ResolveRequest: an unfiltered request is answered from its
         bytes; anything else (filters, a miss, a malformed request) is parsed in full."""
-        identifier = only_field1(raw)
-        if identifier is not None:
-            data = self.registry.lookup(identifier.upper())
-            if data is not None:
-                return field(TAG1, data)
         try:
+            identifier = only_field1(raw)
+            if identifier is not None:
+                data = self.registry.lookup(identifier.upper())
+                if data is not None:
+                    return field(TAG1, data)
             request = pb.ResolveRequest.FromString(raw)
             router = self.router
             if router is not None and router.handles(request.identifier):
