@@ -21,7 +21,8 @@ def type_problem(value_type: str) -> str | None:
         return "must not be empty"
     if len(value_type) > limits.TYPE_MAX_CHARS:
         return f"must be at most {limits.TYPE_MAX_CHARS} characters"
-    if not value_type.isprintable() or any(ch.isspace() for ch in value_type):
+    # isprintable() admits the ASCII space only; split() finds it (and any other white space).
+    if not value_type.isprintable() or value_type.split() != [value_type]:
         return "must be printable characters without white space"
     return None
 
@@ -42,7 +43,11 @@ def value_violations(values: Sequence[Value]) -> list[FieldViolation]:
         problem = type_problem(v.type)
         if problem:
             out.append(FieldViolation(f"{at}.type", problem))
-        size = len(v.data) if isinstance(v.data, bytes) else len(v.data.encode("utf-8"))
+        try:
+            size = len(v.data) if isinstance(v.data, bytes) else len(v.data.encode("utf-8"))
+        except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\udc80" escape
+            out.append(FieldViolation(f"{at}.data", "text must be valid Unicode (no lone surrogates)"))
+            size = 0
         if size > limits.VALUE_DATA_MAX_BYTES:
             out.append(FieldViolation(f"{at}.data", f"must be at most {limits.VALUE_DATA_MAX_BYTES} bytes"))
         if not 0 <= v.ttl <= UINT32_MAX:

@@ -26,7 +26,7 @@ from registry.errors import IdnodeError
 from registry.pb import record_pb2
 from registry.store import StoreUnavailable
 from resolver.cli_audit import audit, enterprise_update, template, watch
-from resolver.client import IdnodeClient, IdnodeRpcError, value
+from resolver.client import IdnodeClient, IdnodeRpcError, all_pages, value
 from resolver.datadir import DataDir
 from resolver.logs import configure_logging
 from resolver.server import NodeServer, ServerConfig, with_port
@@ -395,13 +395,7 @@ def _state(e: Any) -> str:
 def enterprise_list(settings: Settings, as_json: bool) -> None:
     """List enterprises."""
     with settings.management_client() as c:
-        rows, token = [], ""
-        while True:
-            page = c.list_enterprises(1000, token)
-            rows.extend(page.enterprises)
-            token = page.next_page_token
-            if not token:
-                break
+        rows = list(all_pages(lambda token: c.list_enterprises(1000, token), "enterprises"))
     if as_json:
         click.echo(json.dumps([_enterprise_dict(e) for e in rows], ensure_ascii=False, indent=2))
         return
@@ -528,13 +522,7 @@ def route_remove(settings: Settings, prefix: str) -> None:
 def route_list(settings: Settings, as_json: bool) -> None:
     """Every route of the root."""
     with settings.management_client() as c:
-        rows, token = [], ""
-        while True:
-            page = c.list_routes(1000, token)
-            rows.extend(page.routes)
-            token = page.next_page_token
-            if not token:
-                break
+        rows = list(all_pages(lambda token: c.list_routes(1000, token), "routes"))
     if as_json:
         docs = [json_format.MessageToDict(r, preserving_proto_field_name=True) for r in rows]
         click.echo(json.dumps(docs, indent=2))

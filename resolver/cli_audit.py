@@ -16,6 +16,7 @@ from google.protobuf import json_format
 
 from registry.errors import FailedPrecondition, InvalidArgument
 from registry.templates import template_from_dict
+from resolver.client import all_pages
 from resolver.services.convert import template_to_pb
 
 
@@ -60,19 +61,16 @@ def template_add(settings: Any, path: Path) -> None:
 @click.pass_obj
 def template_list(settings: Any, name: str, active_only: bool, as_json: bool) -> None:
     """List published templates."""
-    token = ""
     with settings.management_client() as c:
-        while True:
-            page = c.list_templates(1000, token, name=name, active_only=active_only)
-            for t in page.templates:
-                if as_json:
-                    click.echo(json.dumps(json_format.MessageToDict(t, preserving_proto_field_name=True)))
-                else:
-                    state = "deprecated" if t.state == t.DEPRECATED else "active"
-                    click.echo(f"{t.name}@{t.version}  {state}  {len(t.fields)} fields  {t.display_name}")
-            token = page.next_page_token
-            if not token:
-                return
+        pages = all_pages(
+            lambda token: c.list_templates(1000, token, name=name, active_only=active_only), "templates"
+        )
+        for t in pages:
+            if as_json:
+                click.echo(json.dumps(json_format.MessageToDict(t, preserving_proto_field_name=True)))
+            else:
+                state = "deprecated" if t.state == t.DEPRECATED else "active"
+                click.echo(f"{t.name}@{t.version}  {state}  {len(t.fields)} fields  {t.display_name}")
 
 
 @template.command("show")
@@ -164,34 +162,32 @@ def audit(
     since_ns = _when(since, "--since") if since else 0
     until_ns = _when(until, "--until") if until else 0
     shown = 0
-    token = ""
     with settings.management_client() as c:
-        while True:
-            page = c.list_audit(
+        entries = all_pages(
+            lambda token: c.list_audit(
                 enterprise=enterprise,
                 identifier=identifier,
                 since_ns=since_ns,
                 until_ns=until_ns,
                 page_size=1000,
                 page_token=token,
-            )
-            for e in page.entries:
-                if limit is not None and shown >= limit:
-                    return
-                shown += 1
-                if as_json:
-                    click.echo(json.dumps(json_format.MessageToDict(e, preserving_proto_field_name=True)))
-                    continue
-                who = e.actor_role + (f" {e.actor_prefix}" if e.actor_prefix else "")
-                what = e.identifier or e.enterprise or ",".join(f"{k}={v}" for k, v in e.detail.items())
-                etags = f"{e.etag_before or '-'} -> {e.etag_after or '-'}"
-                click.echo(
-                    f"{e.sequence:>8}  {_ts(e.time)}  {e.operation:<18} {what}  by {who} "
-                    f"[{e.actor_fingerprint[:12]}] from {e.origin or '-'}  {etags}"
-                )
-            token = page.next_page_token
-            if not token:
+            ),
+            "entries",
+        )
+        for e in entries:
+            if limit is not None and shown >= limit:
                 return
+            shown += 1
+            if as_json:
+                click.echo(json.dumps(json_format.MessageToDict(e, preserving_proto_field_name=True)))
+                continue
+            who = e.actor_role + (f" {e.actor_prefix}" if e.actor_prefix else "")
+            what = e.identifier or e.enterprise or ",".join(f"{k}={v}" for k, v in e.detail.items())
+            etags = f"{e.etag_before or '-'} -> {e.etag_after or '-'}"
+            click.echo(
+                f"{e.sequence:>8}  {_ts(e.time)}  {e.operation:<18} {what}  by {who} "
+                f"[{e.actor_fingerprint[:12]}] from {e.origin or '-'}  {etags}"
+            )
 
 
 @audit.command("verify")

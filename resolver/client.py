@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -103,6 +104,18 @@ class IdnodeRpcError(Exception):
                     detail.Unpack(bad)
                     violations = [(v.field, v.description) for v in bad.field_violations]
         return cls(err.code(), err.details() or "", reason, tuple(violations))  # type: ignore[attr-defined]
+
+
+def all_pages(fetch: Callable[[str], Any], items: str) -> Iterator[Any]:
+    """Every item of a paginated listing (AIP-158): ``fetch(page_token)`` returns one page whose
+    field ``items`` holds that page's items; pages are fetched lazily until the token is empty."""
+    token = ""
+    while True:
+        page = fetch(token)
+        yield from getattr(page, items)
+        token = page.next_page_token
+        if not token:
+            return
 
 
 def value(index: int, type_: str, data: str | bytes, ttl: int | None = None) -> record_pb2.Value:
@@ -271,13 +284,7 @@ class IdnodeClient:
         return self._call(self.registration.ListIdentifiers, req, timeout)  # type: ignore[return-value]
 
     def list_all(self, parent: str, page_size: int = 1000) -> Iterator[record_pb2.Record]:
-        token = ""
-        while True:
-            page = self.list(parent, page_size, token)
-            yield from page.records
-            token = page.next_page_token
-            if not token:
-                return
+        return all_pages(lambda token: self.list(parent, page_size, token), "records")
 
     def batch_create(
         self,

@@ -16,7 +16,9 @@ def test_import_then_export_through_the_commands(tmp_path: Path) -> None:
     layout = DataDir(tmp_path / "node")
     layout.init("88.118")
     source = tmp_path / "in.csv"
-    source.write_text("identifier,URL,2:product.batch\n88.118.5/A,https://a,B1\n88.118.6/B,https://b,\nbad,x,\n")
+    source.write_text(
+        "identifier,URL,2:product.batch\n88.118.5/A,https://a,B1\n88.118.6/B,https://b,\nbad,x,\n"
+    )
     runner = CliRunner()
     args = ["--data-dir", str(layout.root), str(source), "--create-enterprises", "--json", "--quiet"]
     result = runner.invoke(import_command, args)

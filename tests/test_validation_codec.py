@@ -321,3 +321,10 @@ def test_filter_property(record: Record, types: list[str], indexes: list[int]) -
     )
     assert out.values == expected
     assert out.identifier == record.identifier
+
+
+def test_lone_surrogate_in_text_data_is_a_field_violation_not_a_crash() -> None:
+    violations = value_violations([Value(1, "URL", "ok"), Value(2, "note", "bad \udc80 text")])
+    assert [(v.field, v.description) for v in violations] == [
+        ("values[1].data", "text must be valid Unicode (no lone surrogates)")
+    ]
