@@ -160,29 +160,36 @@ class RocksStore:
     # -- writes ------------------------------------------------------------------------------
     def commit(self, txn: Txn) -> None:
         with self._lock:
-            if self._closed:
-                raise StoreUnavailable("store is closed")
-            if self.secondary:
-                raise StoreUnavailable("this is a read-only secondary of the store")
-            for i, expect in enumerate(txn.expects):
-                if self._cf[expect.table].get(expect.key) != expect.value:
-                    raise ConditionFailed(i, expect)
-            batch = WriteBatch(raw_mode=True)
-            for w in txn.writes:
-                if isinstance(w, Put):
-                    batch.put(w.key, w.value, self._handle[w.table])
-                elif isinstance(w, Delete):
-                    batch.delete(w.key, self._handle[w.table])
-            totals: dict[bytes, int] = {}
-            for add in txn.adds:
-                totals[add.counter] = totals.get(add.counter, 0) + add.delta
-            for name, delta in totals.items():
-                if delta:
-                    batch.put(name, _COUNTER.pack(self.counter(name) + delta), self._counters_handle)
-            if not batch.is_empty():
-                self._db.write(batch, self._write_opts)
-            # Under the commit lock: exactly this commit's sequence, not a later commit's.
-            self._committed.sequence = self._db.latest_sequence_number()
+            self._check_writable()
+            self._apply_locked(txn)
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("store is closed")
+        if self.secondary:
+            raise StoreUnavailable("this is a read-only secondary of the store")
+
+    def _apply_locked(self, txn: Txn) -> None:
+        """Check ``txn``'s conditions and write it as one durable WriteBatch. Holds ``_lock``."""
+        for i, expect in enumerate(txn.expects):
+            if self._cf[expect.table].get(expect.key) != expect.value:
+                raise ConditionFailed(i, expect)
+        batch = WriteBatch(raw_mode=True)
+        for w in txn.writes:
+            if isinstance(w, Put):
+                batch.put(w.key, w.value, self._handle[w.table])
+            elif isinstance(w, Delete):
+                batch.delete(w.key, self._handle[w.table])
+        totals: dict[bytes, int] = {}
+        for add in txn.adds:
+            totals[add.counter] = totals.get(add.counter, 0) + add.delta
+        for name, delta in totals.items():
+            if delta:
+                batch.put(name, _COUNTER.pack(self.counter(name) + delta), self._counters_handle)
+        if not batch.is_empty():
+            self._db.write(batch, self._write_opts)
+        # Under the commit lock: exactly this commit's sequence, not a later commit's.
+        self._committed.sequence = self._db.latest_sequence_number()
 
     # -- bulk loading (registry.bulk) --------------------------------------------------------
     def ingest(self, table: Table, sst_paths: Sequence[str], txn: Txn | None = None) -> None:
@@ -198,26 +205,9 @@ class RocksStore:
         pending paths in ``txn`` can finish the ingestion after a restart.
         """
         with self._lock:
-            if self._closed:
-                raise StoreUnavailable("store is closed")
+            self._check_writable()
             if txn is not None:
-                for i, expect in enumerate(txn.expects):
-                    if self._cf[expect.table].get(expect.key) != expect.value:
-                        raise ConditionFailed(i, expect)
-                batch = WriteBatch(raw_mode=True)
-                for w in txn.writes:
-                    if isinstance(w, Put):
-                        batch.put(w.key, w.value, self._handle[w.table])
-                    elif isinstance(w, Delete):
-                        batch.delete(w.key, self._handle[w.table])
-                totals: dict[bytes, int] = {}
-                for add in txn.adds:
-                    totals[add.counter] = totals.get(add.counter, 0) + add.delta
-                for name, delta in totals.items():
-                    if delta:
-                        batch.put(name, _COUNTER.pack(self.counter(name) + delta), self._counters_handle)
-                if not batch.is_empty():
-                    self._db.write(batch, self._write_opts)
+                self._apply_locked(txn)
             if sst_paths:
                 opts = IngestExternalFileOptions()
                 opts.set_move_files(True)
