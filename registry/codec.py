@@ -16,7 +16,8 @@ from registry.model import Enterprise, EnterpriseState, Record, Value
 from registry.pb import admin_pb2, record_pb2
 
 
-def _ts(ns: int) -> Timestamp:
+def timestamp(ns: int) -> Timestamp:
+    """A protobuf Timestamp for ``ns`` nanoseconds since the epoch."""
     return Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
 
 
@@ -31,7 +32,7 @@ def value_to_pb(value: Value) -> record_pb2.Value:
     else:
         pb.text = value.data
     if value.timestamp_ns:
-        pb.timestamp.CopyFrom(_ts(value.timestamp_ns))
+        pb.timestamp.CopyFrom(timestamp(value.timestamp_ns))
     return pb
 
 
@@ -53,9 +54,9 @@ def record_to_pb(record: Record) -> record_pb2.Record:
     )
     pb.values.extend(value_to_pb(v) for v in record.values)
     if record.create_time_ns:
-        pb.create_time.CopyFrom(_ts(record.create_time_ns))
+        pb.create_time.CopyFrom(timestamp(record.create_time_ns))
     if record.update_time_ns:
-        pb.update_time.CopyFrom(_ts(record.update_time_ns))
+        pb.update_time.CopyFrom(timestamp(record.update_time_ns))
     return pb
 
 
@@ -109,9 +110,9 @@ def enterprise_to_pb(enterprise: Enterprise, identifier_count: int = 0) -> admin
     )
     pb.credential_fingerprints.extend(enterprise.fingerprints)
     if enterprise.create_time_ns:
-        pb.create_time.CopyFrom(_ts(enterprise.create_time_ns))
+        pb.create_time.CopyFrom(timestamp(enterprise.create_time_ns))
     if enterprise.update_time_ns:
-        pb.update_time.CopyFrom(_ts(enterprise.update_time_ns))
+        pb.update_time.CopyFrom(timestamp(enterprise.update_time_ns))
     return pb
 
 

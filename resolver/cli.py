@@ -7,7 +7,6 @@ the machine running the node the commands need no flags.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import signal
@@ -26,6 +25,7 @@ from registry.errors import IdnodeError
 from registry.pb import record_pb2
 from registry.store import StoreUnavailable
 from resolver.cli_audit import audit, enterprise_update, template, watch
+from resolver.cli_output import utc
 from resolver.client import IdnodeClient, IdnodeRpcError, all_pages, value
 from resolver.datadir import DataDir
 from resolver.logs import configure_logging
@@ -377,12 +377,6 @@ def enterprise_add(settings: Settings, code: str, display_name: str, contact: st
     click.echo(f"created enterprise {prefix}; credential written to {target.directory} (key mode 0600)")
 
 
-def _ts(ts: Any) -> str:
-    if not ts.seconds and not ts.nanos:
-        return "-"
-    return dt.datetime.fromtimestamp(ts.seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _state(e: Any) -> str:
     from registry.pb import admin_pb2
 
@@ -529,7 +523,7 @@ def route_list(settings: Settings, as_json: bool) -> None:
         return
     _table(
         ["PREFIX", "NODE", "NODE ID", "BY", "REGISTERED"],
-        [[r.prefix, r.node_address, r.node_id, r.registered_by, _ts(r.register_time)] for r in rows],
+        [[r.prefix, r.node_address, r.node_id, r.registered_by, utc(r.register_time)] for r in rows],
     )
 
 
@@ -701,7 +695,7 @@ def list_(settings: Settings, prefix: str, limit: int | None, as_json: bool) -> 
     else:
         _table(
             ["IDENTIFIER", "VALUES", "UPDATED", "ETAG"],
-            [[r.identifier, str(len(r.values)), _ts(r.update_time), r.etag] for r in records],
+            [[r.identifier, str(len(r.values)), utc(r.update_time), r.etag] for r in records],
         )
 
 
@@ -749,7 +743,7 @@ def _print_records(records: Iterable[record_pb2.Record], as_json: bool) -> None:
         if n:
             click.echo()
         click.echo(
-            f"{r.identifier}  (owner {r.owner or '-'}, updated {_ts(r.update_time)}, etag {r.etag or '-'})"
+            f"{r.identifier}  (owner {r.owner or '-'}, updated {utc(r.update_time)}, etag {r.etag or '-'})"
         )
         _table(
             ["INDEX", "TYPE", "TTL", "DATA"],

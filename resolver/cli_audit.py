@@ -16,6 +16,7 @@ from google.protobuf import json_format
 
 from registry.errors import FailedPrecondition, InvalidArgument
 from registry.templates import template_from_dict
+from resolver.cli_output import utc
 from resolver.client import all_pages
 from resolver.services.convert import template_to_pb
 
@@ -29,10 +30,6 @@ def _when(text: str, option: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
-
-
-def _ts(ts: Any) -> str:
-    return ts.ToDatetime(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # ------------------------------------------------------------------------------- templates
@@ -185,7 +182,7 @@ def audit(
             what = e.identifier or e.enterprise or ",".join(f"{k}={v}" for k, v in e.detail.items())
             etags = f"{e.etag_before or '-'} -> {e.etag_after or '-'}"
             click.echo(
-                f"{e.sequence:>8}  {_ts(e.time)}  {e.operation:<18} {what}  by {who} "
+                f"{e.sequence:>8}  {utc(e.time)}  {e.operation:<18} {what}  by {who} "
                 f"[{e.actor_fingerprint[:12]}] from {e.origin or '-'}  {etags}"
             )
 
@@ -223,7 +220,7 @@ def watch(settings: Any, prefix: str, after: int, from_now: bool, limit: int | N
             else:
                 subject = change.identifier or change.enterprise or change.detail.get("template", "")
                 click.echo(
-                    f"{change.sequence:>8}  {_ts(change.commit_time)}  {change.operation:<18} {subject}"
+                    f"{change.sequence:>8}  {utc(change.commit_time)}  {change.operation:<18} {subject}"
                 )
             seen += 1
             if limit is not None and seen >= limit:

@@ -3,18 +3,13 @@ keeps templates as JSON and audit entries as canonical JSON)."""
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from registry.audit import AuditEntry, Change
+from registry.codec import timestamp
 from registry.pb import admin_pb2, changes_pb2, record_pb2
 from registry.templates import DataType, Template, TemplateField, TemplateState
 
 _DATA_TYPE_TO_PB = {t: admin_pb2.TemplateField.DataType.Value(t.name) for t in DataType}
 _DATA_TYPE_FROM_PB = {v: k for k, v in _DATA_TYPE_TO_PB.items()}
-
-
-def _ts(ns: int) -> Timestamp:
-    return Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
 
 
 def template_to_pb(t: Template) -> admin_pb2.Template:
@@ -41,9 +36,9 @@ def template_to_pb(t: Template) -> admin_pb2.Template:
             description=f.description,
         )
     if t.create_time_ns:
-        pb.create_time.CopyFrom(_ts(t.create_time_ns))
+        pb.create_time.CopyFrom(timestamp(t.create_time_ns))
     if t.update_time_ns:
-        pb.update_time.CopyFrom(_ts(t.update_time_ns))
+        pb.update_time.CopyFrom(timestamp(t.update_time_ns))
     return pb
 
 
@@ -78,7 +73,7 @@ def template_from_pb(pb: admin_pb2.Template) -> Template:
 def audit_entry_to_pb(e: AuditEntry) -> admin_pb2.AuditEntry:
     return admin_pb2.AuditEntry(
         sequence=e.sequence,
-        time=_ts(e.time_ns),
+        time=timestamp(e.time_ns),
         operation=e.operation,
         actor_role=e.actor_role,
         actor_prefix=e.actor_prefix,
@@ -97,7 +92,7 @@ def audit_entry_to_pb(e: AuditEntry) -> admin_pb2.AuditEntry:
 def change_to_pb(c: Change) -> changes_pb2.Change:
     pb = changes_pb2.Change(
         sequence=c.sequence,
-        commit_time=_ts(c.time_ns),
+        commit_time=timestamp(c.time_ns),
         operation=c.operation,
         identifier=c.identifier,
         enterprise=c.enterprise,
