@@ -211,6 +211,7 @@ def main() -> None:
                 for _ in range(2)
             ]
             procs += fes
+            measure([f.port for f in fes], messages, 2.0)  # warm-up, not counted: fresh processes
             log(f"cache {cache_mb} MiB: one front end")
             rows.append(
                 {

@@ -285,6 +285,12 @@ class Registry:
             self._enterprise_generation += 1
             self._enterprises.pop(fold(prefix), None)
 
+    def forget_all_enterprises(self) -> None:
+        """Drop every cached enterprise (another process may have changed any of them)."""
+        with self._enterprise_lock:
+            self._enterprise_generation += 1
+            self._enterprises.clear()
+
     def owner_of(self, ident: Identifier) -> Enterprise | None:
         """The enterprise with the longest prefix that ``ident`` falls under (longest-prefix match)."""
         segments = ident.prefix.split(".")

@@ -345,13 +345,12 @@ def attach(store: RedisClusterStore, registry: Any, cache: Any, **kw: Any) -> Cl
     """Wire a :class:`ClusterCoherence` into a front end: gate ``registry.cache`` by it, hook the
     store's commits, join. Returns it (``close()`` it before closing the store)."""
 
-    def forget_all() -> None:
-        # The Registry's enterprise cache has no bulk reset; forget each cached prefix.
-        for key in list(getattr(registry, "_enterprises", {})):
-            registry.forget_enterprise(key.decode())
-
     coherence = ClusterCoherence(
-        store, cache, forget_enterprise=registry.forget_enterprise, forget_all_enterprises=forget_all, **kw
+        store,
+        cache,
+        forget_enterprise=registry.forget_enterprise,
+        forget_all_enterprises=registry.forget_all_enterprises,
+        **kw,
     )
     registry.cache = CoherentCache(cache, coherence.serving)
     store.commit_hooks.append(coherence.on_commit)

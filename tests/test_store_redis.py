@@ -3,12 +3,14 @@ what is specific to it (sharding, multi-shard commit recovery)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from registry.redis_cluster import RedisClusterStore
-from registry.store import Add, Expect, Put, Table, Txn
+from registry.store import Add, ConditionFailed, Expect, Put, Table, Txn
 from tests.conformance.suite import StoreConformance
 from tests.redis_cluster import RedisClusterProcesses
 
@@ -103,8 +105,6 @@ def test_commit_killed_after_its_commit_point_is_rolled_forward(
         # Nothing applied yet; the keys are locked by a COMMITTED journal.
         assert other.get_many(Table.RECORDS, keys) == [None] * 20
         # A conflicting commit meets the lock, finishes the dead commit, then fails its own Expect.
-        from registry.store import ConditionFailed
-
         with pytest.raises(ConditionFailed):
             other.commit(
                 Txn(
@@ -134,8 +134,6 @@ def test_recovery_sweep_finishes_a_committed_journal(
         monkeypatch.setattr(rstore, "_roll_forward", crash)
         with pytest.raises(_Crash):
             rstore.commit(Txn(writes=tuple(Put(Table.RECORDS, k, b"v") for k in keys), adds=(Add(b"n", 10),)))
-        import time
-
         time.sleep(0.4)  # past the lease: the sweep only takes journals whose lease ran out
         assert other.recover() == 1
         assert other.get_many(Table.RECORDS, keys) == [b"v"] * 10
@@ -186,10 +184,6 @@ def test_overlapping_multi_shard_commits_from_two_front_ends(
 ) -> None:
     """Two front ends race batches that overlap on some keys: for each key exactly one batch wins
     (Expect absent), every batch is all-or-nothing, and the counter matches the keys present."""
-    import threading
-
-    from registry.store import ConditionFailed
-
     other = open_store(redis_cluster, rstore.namespace, lease_ms=2000, recovery=False)
     try:
         results: dict[int, bool] = {}
