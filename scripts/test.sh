@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The Redis Cluster tests start real redis-server processes (tests/redis_cluster.py).
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server
+  else
+    echo "redis-server is missing and the Redis Cluster tests need it:" \
+      "sudo apt-get install -y redis-server" >&2
+    exit 1
+  fi
+fi
 echo "== generated protobuf code matches proto/"
 PYTHON=.venv/bin/python bash scripts/gen_proto.sh >/dev/null
 if ! git diff --quiet -- registry/pb resolver/pb 2>/dev/null; then
