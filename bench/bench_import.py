@@ -3,6 +3,7 @@ and the raw rate of rocksdict's SstFileWriter on the same pre-encoded records, i
 
     .venv/bin/python bench/bench_import.py 1000000            # CSV, one worker per core
     .venv/bin/python bench/bench_import.py 10000000 --format jsonl --enterprises 50
+    .venv/bin/python bench/bench_import.py 1000000 --via-node-rows 0   # offline import only
 
 Generated input is cached in bench/results/ (git-ignored). The import runs in a child process so
 its peak RSS (and its workers') is measured alone. The raw SST figure writes the first
@@ -74,6 +75,43 @@ def raw_sst_rate(db: Path, scratch: Path) -> tuple[float, int]:
     return best, len(pairs)
 
 
+def via_node_rate(rows: int, enterprises: int, scratch: Path) -> float:
+    """rows/s of ``run_remote_import`` (``idnode import --via``) of the first ``rows`` generated CSV
+    rows into a fresh node serving in a process of its own (bench/node_proc.py, one worker)."""
+    import subprocess
+
+    from resolver.bulk_remote import run_remote_import
+    from resolver.client import IdnodeClient
+    from resolver.datadir import DataDir
+
+    source = ROOT / "bench" / "results" / f"gen-{rows}-{enterprises}-1.csv"
+    if not source.exists():
+        gen_data.write(str(source) + ".tmp", rows, enterprises, 1, "csv")
+        os.replace(str(source) + ".tmp", source)
+    layout = DataDir(scratch / "via-node")
+    layout.init("88.118")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.node_proc", str(layout.root), "1", str(64 << 20), "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        with IdnodeClient(f"localhost:{info['management_port']}", credentials=layout.admin.directory) as c:
+            for code in range(1, enterprises + 1):
+                c.create_enterprise(str(code))
+            summary = run_remote_import(c, source, reject_path=scratch / "via-node.rejects.csv")
+        assert summary.imported == rows, summary
+        return summary.rows_per_second
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -84,6 +122,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, help="default: one per core")
     parser.add_argument("--scratch", type=Path, help="where the node is built [a temporary directory]")
+    parser.add_argument(
+        "--via-node-rows",
+        type=int,
+        default=50_000,
+        help="also import this many rows through a running node (idnode import --via); 0: skip",
+    )
     args = parser.parse_args()
 
     results = ROOT / "bench" / "results"
@@ -121,6 +165,7 @@ def main() -> None:
             compact_s = time.perf_counter() - started
             disk = store.disk_bytes()
         raw_rate, raw_rows = raw_sst_rate(db, scratch)
+        via_rate = via_node_rate(args.via_node_rows, args.enterprises, scratch) if args.via_node_rows else 0.0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -144,6 +189,8 @@ def main() -> None:
         "raw_sst_rows_per_second": round(raw_rate, 1),
         "raw_sst_sample_rows": raw_rows,
         "ratio_to_raw_sst": round(rate / raw_rate, 3),
+        "via_node_rows": args.via_node_rows,
+        "via_node_rows_per_second": via_rate,
     }
     width = max(map(len, report))
     for key, value in report.items():

@@ -28,6 +28,26 @@ from registry.errors import InvalidArgument
 _SEG = f"[A-Za-z0-9]{{1,{limits.SEGMENT_MAX_CHARS}}}"
 _SEGMENT = re.compile(_SEG)
 _PREFIX = re.compile(rf"{_SEG}(?:\.{_SEG})*")
+_HEAD = re.compile(rf"{_SEG}(?:\.{_SEG})*/")
+"""A well-formed prefix and the first ``/`` (segments hold no ``/``, so it is the first)."""
+
+
+def prefix_length(text: str) -> int:
+    """The length of the prefix of ``text`` when ``text`` is a well-formed identifier, else 0.
+
+    This is the grammar (module docstring) in one test; :func:`parse` applies it first and only
+    works out *why* an identifier is bad when it fails. The prefix and ``/`` are printable ASCII,
+    so ``text.isprintable()`` is exactly the suffix's printability rule.
+    """
+    if not 0 < len(text) <= limits.IDENTIFIER_MAX_CHARS:
+        return 0
+    head = _HEAD.match(text)
+    if head is None:
+        return 0
+    end = head.end()  # just past the "/"
+    if end > limits.PREFIX_MAX_CHARS + 1 or end == len(text) or text[end] == " " or text[-1] == " ":
+        return 0
+    return end - 1 if text.isprintable() else 0
 
 
 def fold(text: str) -> bytes:
@@ -101,6 +121,10 @@ def parse(text: str, field: str = "identifier") -> Identifier:
     """Parse ``text`` as an identifier or raise :class:`InvalidArgument` naming ``field``."""
     if not isinstance(text, str) or not text:
         raise InvalidArgument.single(field, "must not be empty")
+    end = prefix_length(text)
+    if end:
+        return Identifier(text[:end], text[end + 1 :])
+    # Not well-formed: find the first rule it breaks, for the message.
     if len(text) > limits.IDENTIFIER_MAX_CHARS:
         raise InvalidArgument.single(field, f"must be at most {limits.IDENTIFIER_MAX_CHARS} characters")
     prefix, slash, suffix = text.partition("/")
@@ -112,7 +136,7 @@ def parse(text: str, field: str = "identifier") -> Identifier:
     problem = suffix_problem(suffix)
     if problem:
         raise InvalidArgument.single(field, problem)
-    return Identifier(prefix, suffix)
+    raise AssertionError(f"prefix_length and the problem functions disagree on {text!r}")
 
 
 def parse_prefix(text: str, field: str = "prefix") -> str:

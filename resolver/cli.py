@@ -25,6 +25,7 @@ from registry.errors import IdnodeError
 from registry.pb import record_pb2
 from registry.store import StoreUnavailable
 from resolver.cli_audit import audit, enterprise_update, template, watch
+from resolver.cli_bulk import export_command, import_command
 from resolver.cli_output import utc
 from resolver.client import IdnodeClient, IdnodeRpcError, all_pages, value
 from resolver.datadir import DataDir
@@ -760,6 +761,8 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
 cli.add_command(template)
 cli.add_command(audit)
 cli.add_command(watch)
+cli.add_command(import_command)
+cli.add_command(export_command)
 enterprise.add_command(enterprise_update)
 
 

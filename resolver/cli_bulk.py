@@ -1,8 +1,8 @@
 """``idnode import`` and ``idnode export`` (click commands; resolver.cli adds them to its group).
 
-Both work offline on a stopped node's data directory (RocksDB allows one process at a time; a
-running node makes them fail with a clear message). The engine, :mod:`registry.bulk`, also takes a
-running node's Registry for in-process use.
+Both work offline on a stopped node's data directory, the main group's ``--data-dir`` (RocksDB
+allows one process at a time; a running node makes them fail with a clear message). The engine,
+:mod:`registry.bulk`, also takes a running node's Registry for in-process use.
 """
 
 from __future__ import annotations
@@ -10,23 +10,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from registry.bulk import Conflict, Format, TextProgress, run_export, run_import
+from registry.bulk import Conflict, Format, ImportSummary, TextProgress, run_export, run_import
 from registry.errors import IdnodeError
 from registry.model import Principal, Role
 from registry.store import StoreUnavailable
 from resolver import pki
-from resolver.datadir import DataDir
+from resolver.bulk_remote import run_remote_import
+from resolver.client import IdnodeClient, IdnodeRpcError
 
-_DATA_DIR = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("./data"),
-    show_default=True,
-    help="The node's data directory (the node must be stopped).",
-)
+if TYPE_CHECKING:
+    from resolver.cli import Settings
 
 
 def _fail(exc: BaseException) -> click.ClickException:
@@ -38,7 +35,7 @@ def _fail(exc: BaseException) -> click.ClickException:
 
 
 @click.command("import")
-@_DATA_DIR
+@click.pass_obj
 @click.argument("source", type=str)
 @click.option(
     "--format", "fmt", type=click.Choice([f.value for f in Format]), help="Default: from the file name."
@@ -56,22 +53,37 @@ def _fail(exc: BaseException) -> click.ClickException:
 @click.option(
     "--as-enterprise", metavar="PREFIX", help="Import with this enterprise's rights, not the admin's."
 )
+@click.option(
+    "--template",
+    "template_ref",
+    metavar="NAME@VERSION",
+    default="",
+    help="Check every row against this published template and store it with the records.",
+)
 @click.option("--workers", type=click.IntRange(min=0), help="Worker processes [one per core; 0: none].")
 @click.option("--restart", is_flag=True, help="Discard an unfinished import's checkpoint and start afresh.")
 @click.option("--compact", is_flag=True, help="Compact the records table afterwards.")
+@click.option(
+    "--via",
+    metavar="HOST:PORT",
+    help="Import through this running node's management listener (the node keeps serving) with the "
+    "group's --credentials, instead of offline into --data-dir.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def import_command(
-    data_dir: Path,
+    settings: Settings,
     source: str,
     fmt: str | None,
     on_conflict: str,
     reject_file: Path | None,
     create_enterprises: bool,
     as_enterprise: str | None,
+    template_ref: str,
     workers: int | None,
     restart: bool,
     compact: bool,
+    via: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -80,7 +92,7 @@ def import_command(
     Bad rows go to the reject file; the import never stops for them. Killed, it resumes when run
     again with the same arguments. See registry/bulk/formats.py for the file formats.
     """
-    layout = DataDir(data_dir)
+    layout = settings.data_dir
     principal = Principal.enterprise(as_enterprise) if as_enterprise else Principal.admin()
 
     def issue(prefix: str) -> str:
@@ -89,6 +101,13 @@ def import_command(
         layout.enterprise_credentials(prefix).save(pair, ca.cert_pem)
         return pki.fingerprint(pair.cert_pem)
 
+    if via:
+        summary = _import_via(
+            settings, via, source, fmt, on_conflict, reject_file, template_ref, restart, quiet,
+            create_enterprises or as_enterprise or workers is not None or compact,
+        )  # fmt: skip
+        _report(summary, as_json)
+        return
     try:
         summary = run_import(
             layout.db,
@@ -103,9 +122,49 @@ def import_command(
             progress=None if quiet else TextProgress(sys.stderr),
             restart=restart,
             compact=compact,
+            template=template_ref,
         )
     except (IdnodeError, StoreUnavailable, OSError, ValueError) as exc:
         raise _fail(exc) from None
+    _report(summary, as_json)
+
+
+def _import_via(
+    settings: Settings,
+    via: str,
+    source: str,
+    fmt: str | None,
+    on_conflict: str,
+    reject_file: Path | None,
+    template_ref: str,
+    restart: bool,
+    quiet: bool,
+    offline_only: object,
+) -> ImportSummary:
+    if offline_only:
+        raise click.UsageError(
+            "--create-enterprises, --as-enterprise, --workers and --compact are for offline imports; "
+            "through a node the credential decides who imports"
+        )
+    if on_conflict == "replace":
+        raise click.UsageError("--on-conflict replace is for offline imports (the API never overwrites)")
+    try:
+        with IdnodeClient(via, credentials=settings.credentials_dir()) as client:
+            return run_remote_import(
+                client,
+                source,
+                fmt=fmt,
+                skip_existing=on_conflict == "skip",
+                reject_path=reject_file,
+                template=template_ref,
+                progress=None if quiet else TextProgress(sys.stderr),
+                restart=restart,
+            )
+    except (IdnodeError, IdnodeRpcError, OSError, ValueError) as exc:
+        raise _fail(exc) from None
+
+
+def _report(summary: ImportSummary, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary.to_dict()))
         return
@@ -123,7 +182,7 @@ def import_command(
 
 
 @click.command("export")
-@_DATA_DIR
+@click.pass_obj
 @click.argument("dest", type=str)
 @click.option(
     "--format", "fmt", type=click.Choice([f.value for f in Format]), help="Default: from the file name."
@@ -133,7 +192,7 @@ def import_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def export_command(
-    data_dir: Path,
+    settings: Settings,
     dest: str,
     fmt: str | None,
     parent: str | None,
@@ -145,7 +204,7 @@ def export_command(
     `idnode import` reads: exporting and importing into an empty node gives the same records."""
     try:
         summary = run_export(
-            DataDir(data_dir).db,
+            settings.data_dir.db,
             dest,
             fmt=fmt,
             parent=parent,

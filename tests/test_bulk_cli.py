@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from resolver.cli_bulk import export_command, import_command
+from resolver.cli import cli
 from resolver.datadir import DataDir
 from tests.bulk_support import assert_counts_match, content
 
@@ -20,8 +20,16 @@ def test_import_then_export_through_the_commands(tmp_path: Path) -> None:
         "identifier,URL,2:product.batch\n88.118.5/A,https://a,B1\n88.118.6/B,https://b,\nbad,x,\n"
     )
     runner = CliRunner()
-    args = ["--data-dir", str(layout.root), str(source), "--create-enterprises", "--json", "--quiet"]
-    result = runner.invoke(import_command, args)
+    args = [
+        "--data-dir",
+        str(layout.root),
+        "import",
+        str(source),
+        "--create-enterprises",
+        "--json",
+        "--quiet",
+    ]
+    result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert (summary["rows"], summary["imported"], summary["rejected"]) == (3, 2, 1)
@@ -29,16 +37,16 @@ def test_import_then_export_through_the_commands(tmp_path: Path) -> None:
     assert layout.enterprise_credentials("88.118.5").exists()  # a credential was issued
     assert_counts_match(layout.db)
 
-    again = runner.invoke(import_command, args[:-2])
+    again = runner.invoke(cli, args[:-2])
     assert again.exit_code == 0 and "already finished" in again.output
 
     out = tmp_path / "out.jsonl.zst"
-    exported = runner.invoke(export_command, ["--data-dir", str(layout.root), str(out), "--quiet"])
+    exported = runner.invoke(cli, ["--data-dir", str(layout.root), "export", str(out), "--quiet"])
     assert exported.exit_code == 0, exported.output
     other = DataDir(tmp_path / "other")
     other.init("88.118")
     back = runner.invoke(
-        import_command, ["--data-dir", str(other.root), str(out), "--create-enterprises", "--quiet"]
+        cli, ["--data-dir", str(other.root), "import", str(out), "--create-enterprises", "--quiet"]
     )
     assert back.exit_code == 0, back.output
     assert "imported 2" in back.output
@@ -50,6 +58,6 @@ def test_import_reports_a_bad_header_as_an_error(tmp_path: Path) -> None:
     layout.init("88.118")
     source = tmp_path / "in.csv"
     source.write_text("id,URL\n88.118.5/A,u\n")
-    result = CliRunner().invoke(import_command, ["--data-dir", str(layout.root), str(source), "--quiet"])
+    result = CliRunner().invoke(cli, ["--data-dir", str(layout.root), "import", str(source), "--quiet"])
     assert result.exit_code == 1
     assert "bad CSV header" in result.output

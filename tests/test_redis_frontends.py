@@ -129,3 +129,30 @@ def test_a_front_end_that_stops_confirming_is_evicted_before_the_write_is_acknow
     acme_a.update("88.118.9/S-1", [value(1, "URL", "new")], etag=record.etag)
     assert coherence_a.evictions == 1
     assert public_b.resolve("88.118.9/S-1").values[0].text == "new"
+
+
+def test_bulk_import_through_a_front_end_lands_in_the_cluster(
+    front_ends: list[NodeServer], cluster_dir: DataDir, tmp_path: Path, clients: list[IdnodeClient]
+) -> None:
+    """`idnode import --via` works against a cluster front end: pipelined BatchCreate calls, every
+    row readable through the *other* front end right away, counts right, a rerun is a no-op."""
+    from resolver.bulk_remote import run_remote_import
+
+    a, b = front_ends
+    admin_a = IdnodeClient(management_target(a), credentials=cluster_dir.admin.directory)
+    admin_b = IdnodeClient(management_target(b), credentials=cluster_dir.admin.directory)
+    public_b = IdnodeClient(public_target(b))
+    clients += [admin_a, admin_b, public_b]
+    admin_a.create_enterprise("9", "Acme", "ops@acme.example")
+    rows = [f"88.118.9/B{i:04d},https://acme.example/{i},L{i % 5}\n" for i in range(700)]
+    rows[3] = "88.118.9/B0001,https://dup,\n"  # already imported by row 1
+    src = tmp_path / "in.csv"
+    src.write_text("identifier,URL,2:product.batch\n" + "".join(rows))
+
+    summary = run_remote_import(admin_a, src, batch_rows=200, chunk_bytes=6000)
+    assert (summary.rows, summary.imported, summary.rejected) == (700, 699, 1)
+    for i in (0, 350, 699):
+        record = public_b.resolve(f"88.118.9/b{i:04d}")
+        assert [v.text for v in record.values] == [f"https://acme.example/{i}", f"L{i % 5}"]
+    assert admin_b.stats().identifier_count_by_enterprise["88.118.9"] == 699
+    assert run_remote_import(admin_a, src).already_done

@@ -5,10 +5,11 @@ Public API::
     run_import(target, source, *, fmt=None, on_conflict="fail", reject_path=None, principal=None,
                create_enterprises=False, issue_fingerprint=None, restore=True, workers=None,
                chunk_bytes=16 MiB, sst_min_rows=2000, progress=None, restart=False,
-               compact=False) -> ImportSummary
+               compact=False, template="") -> ImportSummary
     run_export(target, dest, *, fmt=None, parent=None, metadata=True, progress=None) -> ExportSummary
 
 ``target`` is a running node's :class:`registry.service.Registry` or a stopped node's RocksDB path.
+Importing through a node over gRPC (the node keeps serving): :mod:`resolver.bulk_remote`.
 File formats: :mod:`registry.bulk.formats`. Resuming: :mod:`registry.bulk.journal`.
 """
 

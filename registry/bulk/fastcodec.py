@@ -95,6 +95,7 @@ def encode_record(record: Record) -> bytes:
         record.create_time_ns,
         record.update_time_ns,
         record.etag,
+        record.template,
     )
 
 
@@ -105,9 +106,10 @@ def encode_fields(
     create_time_ns: int,
     update_time_ns: int,
     etag: str,
+    template: str = "",
 ) -> bytes:
-    """``encode_record(Record(identifier, values, owner, create_time_ns, update_time_ns, etag))``
-    without building the Record."""
+    """``encode_record(Record(identifier, values, owner, create_time_ns, update_time_ns, etag,
+    template))`` without building the Record."""
     varint = _varint
     table = _TABLE
     type_memo = _type_memo
@@ -143,4 +145,7 @@ def encode_fields(
     if etag:
         raw = etag.encode()
         parts += (b"\x32", varint(len(raw)), raw)
+    if template:
+        raw = template.encode()
+        parts += (b"\x3a", varint(len(raw)), raw)
     return b"".join(parts)

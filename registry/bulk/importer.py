@@ -4,9 +4,10 @@ Pipeline: the calling process cuts the input into chunks of whole rows (:class:`
 worker processes (one per core) check and encode each chunk's rows and, for big chunks, write
 them as a sorted SST file; the calling process then commits the chunks strictly in input order.
 A commit looks the chunk's keys up in the node (earlier chunks are committed by then, so duplicates
-within the file are found the same way as records already in the node), settles conflicts by the
-policy, and writes, in one atomic step, the records (WriteBatch) or the pending SST file name, the
-counter changes and the checkpoint; then ingests the SST file. See :mod:`registry.bulk.journal` for
+within the file are found the same way as records already in the node; offline, only keys that may
+exist are read, see :meth:`_Importer._lookup`), settles conflicts by the policy, and writes, in one
+atomic step, the records (WriteBatch) or the pending SST file name, the counter changes, one
+IMPORT_BATCH audit entry and the checkpoint; then ingests the SST file. See :mod:`registry.bulk.journal` for
 how a killed import resumes.
 
 Memory is bounded by the number of chunks in flight (workers + 2) times the chunk size, whatever
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from registry import codec
+from registry.audit import Draft, Operation
 from registry.bulk.chunks import (
     ALREADY_EXISTS,
     EXISTS_MESSAGE,
@@ -54,7 +56,7 @@ from registry.bulk.journal import Checkpoint, checkpoint_key
 from registry.bulk.progress import Progress, SilentProgress
 from registry.bulk.rows import RowChecker, RowRules
 from registry.errors import AlreadyExists, FailedPrecondition, PermissionDenied
-from registry.identifier import fold
+from registry.identifier import fold, prefix_range
 from registry.model import Principal, Role
 from registry.pb import record_pb2
 from registry.rocks import RocksStore
@@ -119,6 +121,7 @@ def run_import(
     restart: bool = False,
     compact: bool = False,
     clock: Callable[[], int] = time.time_ns,
+    template: str = "",
 ) -> ImportSummary:
     """Import every row of ``source`` into a node; return the totals.
 
@@ -135,7 +138,12 @@ def run_import(
     input (:class:`Conflict`). ``create_enterprises`` (administrator only) creates the missing
     enterprise of a row under the node prefix, calling ``issue_fingerprint(prefix)`` for its
     credential. ``restore`` keeps the times and etags of JSON Lines rows exported by
-    ``idnode export`` (administrator only).
+    ``idnode export`` (administrator only). ``template`` (``name@version``) checks every row against
+    that published template and stores it in the records; without it, rows of an enterprise that
+    requires a template are rejected (reason INVALID_ARGUMENT, field ``template``), as by the API.
+
+    Every committed chunk adds one audit entry (IMPORT_BATCH, with the chunk's counts) in the same
+    atomic write as its records.
 
     Resumable: the checkpoint is keyed by the reject file's path. Running the same import again after
     a kill continues where the last committed chunk ended and ends in the same node state, counts
@@ -150,6 +158,7 @@ def run_import(
         return _Importer(target, exclusive=False, clock=clock).run(
             source, fmt, Conflict(on_conflict), reject_path, principal, create_enterprises,
             issue_fingerprint, restore, workers, chunk_bytes, sst_min_rows, progress, restart, compact,
+            template,
         )  # fmt: skip
     # The existence checks need the filter and index blocks of every file in the block cache
     # (~12 MiB per 10^7 keys); a cache too small for them turns each check into disk reads.
@@ -159,6 +168,7 @@ def run_import(
         return _Importer(registry, exclusive=True, clock=clock).run(
             source, fmt, Conflict(on_conflict), reject_path, principal, create_enterprises,
             issue_fingerprint, restore, workers, chunk_bytes, sst_min_rows, progress, restart, compact,
+            template,
         )  # fmt: skip
     finally:
         store.close()
@@ -170,6 +180,10 @@ class _Importer:
         self.store = registry.store
         self.exclusive = exclusive
         self.clock = clock
+        self.seen: KeyFilter | None = KeyFilter() if exclusive else None
+        """Keys this run committed (offline only; see :meth:`_lookup`)."""
+        self.fresh: dict[str, bool] = {}
+        """Owner prefix -> its key range held no record when this run first met it."""
 
     def run(
         self,
@@ -187,6 +201,7 @@ class _Importer:
         progress: Progress | None,
         restart: bool,
         compact: bool,
+        template: str = "",
     ) -> ImportSummary:
         started = time.monotonic()
         principal = principal or Principal.admin()
@@ -196,6 +211,9 @@ class _Importer:
             raise ValueError("create_enterprises needs issue_fingerprint")
         self.principal = principal
         self.issue_fingerprint = issue_fingerprint
+        self.source_name = (
+            os.fspath(source) if isinstance(source, str | os.PathLike) else str(getattr(source, "name", "-"))
+        )
         if fmt is None:
             name = (
                 os.fspath(source) if isinstance(source, str | os.PathLike) else getattr(source, "name", "-")
@@ -222,7 +240,8 @@ class _Importer:
             fingerprint = hashlib.sha256(
                 json.dumps(
                     [source_identity(source), fmt.value, conflict.value, principal.role.value,
-                     principal.prefix, create_enterprises, restore, reader.header.decode("utf-8", "replace")]
+                     principal.prefix, create_enterprises, restore, reader.header.decode("utf-8", "replace"),
+                     template]
                 ).encode()
             ).hexdigest()  # fmt: skip
             ck, resumed = self._open_checkpoint(fingerprint, restart)
@@ -249,6 +268,10 @@ class _Importer:
                 ck.nonce,
                 create_enterprises,
                 restore,
+                template,
+                {k: v for k, v in self.store.scan(Table.TEMPLATES, b"", b"\xff" * 8, 1 << 62)}
+                if template
+                else None,
             )
             self.settings = Settings(
                 rules,
@@ -374,7 +397,7 @@ class _Importer:
         ck = self.ck
         base = ck.rows
         keys = res.keys
-        olds = store.get_many(Table.RECORDS, keys) if keys else []
+        olds = self._lookup(res) if keys else []
         conflicts = [i for i, old in enumerate(olds) if old is not None]
         rejects = [replace(r, row=base + r.row) for r in res.rejects]
         skipped = res.skipped
@@ -402,7 +425,14 @@ class _Importer:
         replaced = res.superseded
         owners = res.owners
         new = 0
-        for i in kept:
+        if not conflicts and isinstance(kept, range):  # all new: count per owner in C
+            for owner, n in collections.Counter(owners).items():
+                deltas[count_key(owner)] += n
+            new = len(keys)
+            kept_iter: range | list[int] = range(0)
+        else:
+            kept_iter = kept
+        for i in kept_iter:
             old = olds[i]
             if old is None:
                 deltas[count_key(owners[i])] += 1
@@ -432,22 +462,69 @@ class _Importer:
         expects = () if self.exclusive else tuple(Expect(Table.RECORDS, keys[i], olds[i]) for i in kept)
         adds = tuple(Add(name, delta) for name, delta in deltas.items() if delta)
         checkpoint = Put(Table.META, self.ckpt_key, updated.encode())
+        draft = Draft(
+            Operation.IMPORT_BATCH,
+            self.principal,
+            "bulk-import",
+            detail={
+                "source": self.source_name,
+                "chunk": str(res.seq),
+                "offset": str(res.start),
+                "rows": str(res.row_count),
+                "imported": str(len(kept) + res.superseded),
+                "replaced": str(replaced),
+                "rejected": str(len(rejects)),
+                "skipped": str(skipped),
+            },
+        )
+        audit = self.registry.audit
         _failpoint("before-commit", res.seq)
         if sst:
             txn = Txn(expects, (checkpoint,), adds)
             if _failpoint_armed("before-ingest", res.seq):  # the state a crash inside ingest() leaves
-                store.ingest(Table.RECORDS, [], txn)  # type: ignore[attr-defined]
+                audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, [], t))  # type: ignore[attr-defined]
                 _failpoint("before-ingest", res.seq)
-            store.ingest(Table.RECORDS, [sst], txn)  # type: ignore[attr-defined]
+            audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, [sst], t))  # type: ignore[attr-defined]
         else:
             assert values is not None
             puts = [Put(Table.RECORDS, keys[i], values[i]) for i in kept]
-            store.commit(Txn(expects, (*puts, checkpoint), adds))
+            audit.commit(Txn(expects, (*puts, checkpoint), adds), [draft])
         updated.pending = []
         self.ck = updated
-        cache = self.registry.cache
-        for i in kept:
-            cache.invalidate(keys[i])
+        if not self.exclusive:  # an offline store has no readers whose cache could be stale
+            cache = self.registry.cache
+            for i in kept:
+                cache.invalidate(keys[i])
+
+    def _lookup(self, res: ChunkResult) -> list[bytes | None]:
+        """The stored record of each key of ``res`` (None: absent).
+
+        Offline (exclusive), reading is skipped where absence is proven: a key whose owner's whole
+        key range held no record when this run first met the owner can only have been written by
+        this run since, and every key this run wrote is in :attr:`seen` (a Bloom filter: no false
+        negatives; a false positive only costs a real read)."""
+        keys = res.keys
+        if self.seen is None:
+            return self.store.get_many(Table.RECORDS, keys)
+        fresh = self.fresh
+        for owner in set(res.owners):
+            if owner not in fresh:
+                lower, upper = prefix_range(owner)
+                fresh[owner] = not self.store.scan(Table.RECORDS, lower, upper, 1)
+        owners = res.owners
+        # The chunk's keys are distinct (the worker settled duplicates within it), so they can
+        # enter the filter now: a later retry of this chunk is not possible offline.
+        if all(fresh[o] for o in set(owners)):
+            suspects = self.seen.test_and_add(keys)
+        else:
+            hits = set(self.seen.test_and_add(keys))
+            suspects = [i for i, o in enumerate(owners) if not fresh[o] or i in hits]
+        olds: list[bytes | None] = [None] * len(keys)
+        if suspects:
+            found = self.store.get_many(Table.RECORDS, [keys[i] for i in suspects])
+            for i, old in zip(suspects, found, strict=True):
+                olds[i] = old
+        return olds
 
     def _write_rejects(self, rejects: list[Reject]) -> int:
         import csv
@@ -480,6 +557,37 @@ class _Importer:
             resumed=resumed,
             already_done=already_done,
         )
+
+
+class KeyFilter:
+    """A Bloom filter of keys in a fixed 32 MiB (two probes from the key's 64-bit hash, so memory
+    does not grow with the input; false positives rise slowly past ~10^7 keys and only cost reads).
+    Process-local: Python's hash of bytes is salted per process and not stored anywhere."""
+
+    BITS = 1 << 28
+
+    def __init__(self) -> None:
+        self._bits = bytearray(self.BITS >> 3)
+
+    def test_and_add(self, keys: list[bytes]) -> list[int]:
+        """Add ``keys`` (distinct); return the positions of those that may have been added before."""
+        bits = self._bits
+        mask = self.BITS - 1
+        out = []
+        for i, key in enumerate(keys):
+            h = hash(key)
+            a = h & mask
+            b = (h >> 28) & mask
+            ma = 1 << (a & 7)
+            mb = 1 << (b & 7)
+            a >>= 3
+            b >>= 3
+            if bits[a] & ma and bits[b] & mb:
+                out.append(i)
+            else:
+                bits[a] |= ma
+                bits[b] |= mb
+        return out
 
 
 _FAILPOINT = os.environ.get("IDNODE_BULK_FAILPOINT", "")

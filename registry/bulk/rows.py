@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from registry.bulk.fastcodec import encode_fields
 from registry.bulk.formats import NO_META, Meta
@@ -20,17 +21,20 @@ from registry.identifier import fold, parse
 from registry.model import Enterprise, Principal, Role, Value
 from registry.service import META_NODE_PREFIX, Registry
 from registry.store import Table, Txn
-from registry.validation import check_record_size, check_values
+from registry.validation import check_record_size, check_values, value_violations
 
 
 class SnapshotStore:
     """A read-only :class:`~registry.store.Store` holding the node prefix and a copy of the
     enterprises, for applying the owner rules where the database is not open (worker processes)."""
 
-    def __init__(self, node_prefix: str, enterprises: dict[bytes, bytes]) -> None:
+    def __init__(
+        self, node_prefix: str, enterprises: dict[bytes, bytes], templates: dict[bytes, bytes] | None = None
+    ) -> None:
         self._tables: dict[Table, dict[bytes, bytes]] = {
             Table.META: {META_NODE_PREFIX: node_prefix.encode()},
             Table.ENTERPRISES: dict(enterprises),
+            Table.TEMPLATES: dict(templates or {}),
         }
 
     def get(self, table: Table, key: bytes) -> bytes | None:
@@ -74,6 +78,11 @@ class RowRules:
     nonce: int
     create_enterprises: bool = False
     restore: bool = False
+    template: str = ""
+    """``name@version`` every row is checked against and stored with (empty: none, and a row of an
+    enterprise that requires a template is rejected, as by the API)."""
+    templates: dict[bytes, bytes] | None = None
+    """A snapshot of Table.TEMPLATES (needed when ``template`` is set)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +97,15 @@ class RowChecker:
 
     def __init__(self, rules: RowRules) -> None:
         self.rules = rules
-        self.registry = Registry(SnapshotStore(rules.node_prefix, rules.enterprises))  # type: ignore[arg-type]
+        self.registry = Registry(SnapshotStore(rules.node_prefix, rules.enterprises, rules.templates))  # type: ignore[arg-type]
         self._owners: dict[str, Enterprise | str | IdnodeError] = {}
         self.missing: set[str] = set()
         """Enterprise prefixes to create (``create_enterprises``) that rows checked so far need."""
         self._restore = rules.restore and rules.principal.role is Role.ADMIN
         self._node_upper = rules.node_prefix.upper() + "."
+        self.template = rules.template
+        self.plan: Any = None
+        """The CSV fast path of :mod:`registry.bulk.chunks`, made on first use."""
 
     def _owner(self, ident_prefix: str, text: str) -> str:
         """The owning enterprise's prefix for identifiers under ``ident_prefix``, or raise."""
@@ -126,7 +138,21 @@ class RowChecker:
         ``stamped`` says the values already carry the import's timestamp."""
         ident = parse(text)
         owner = self._owner(ident.prefix, text)
-        check_values(values)
+        enterprise = self._owners.get(ident.prefix.upper())
+        if isinstance(enterprise, Enterprise) and (enterprise.require_template or self.template):
+            violations = value_violations(values) + self.registry._template_violations(
+                enterprise, self.template, values, new=True
+            )
+            if violations:
+                raise InvalidArgument(violations)
+        elif self.template:  # an enterprise this import creates: no policy of its own yet
+            violations = value_violations(values) + self.registry.templates.violations_for(
+                self.template, values, new=True
+            )
+            if violations:
+                raise InvalidArgument(violations)
+        else:
+            check_values(values)
         now = self.rules.now_ns
         restore = self._restore and meta.present
         if restore:
@@ -147,6 +173,7 @@ class RowChecker:
                 (meta.create_time_ns or now) if restore else now,
                 (meta.update_time_ns or now) if restore else now,
                 meta.etag if restore and meta.etag else f"{(self.rules.nonce + row) & _MASK64:016x}",
+                self.template,
             )
         except UnicodeEncodeError:  # lone surrogates (JSON "\udc80"): not text the node can store
             raise InvalidArgument.single("values", "contains text that is not valid Unicode") from None

@@ -1,0 +1,333 @@
+"""Bulk import through a running node: ``idnode import --via HOST:PORT``.
+
+The input is read and cut exactly as by the offline importer (:mod:`registry.bulk`), each row
+decoded locally (a row that cannot be decoded is rejected here as MALFORMED_ROW), and the rows
+sent as pipelined BatchCreateIdentifiers calls of up to 2,000 rows. The node applies every rule
+(identifier grammar, ownership, templates, ALREADY_EXISTS) and its caches, on every worker, stay
+coherent because every write is an ordinary API write. Slower than offline, but the node keeps
+serving.
+
+Resuming: each batch's ``request_id`` is a hash of (input identity, chunk offset, batch number),
+so a batch re-sent after a kill is answered by the node with its first answer (no duplicate
+ALREADY_EXISTS). Progress is kept in a small journal file beside the reject file
+(``REJECTS.journal``), replaced atomically after every chunk; the reject file is cut back to the
+length the journal records, so a resumed run ends with the same node state, totals and reject file
+as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import hashlib
+import io
+import json
+import os
+import signal
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from google.rpc import error_details_pb2, status_pb2
+
+from registry import codec, limits
+from registry.bulk.chunks import Reject
+from registry.bulk.formats import (
+    MALFORMED,
+    Chunk,
+    ChunkReader,
+    Format,
+    Source,
+    bad_utf8,
+    csv_rows,
+    csv_values,
+    decode_text,
+    guess_format,
+    json_row,
+    malformed,
+    parse_header,
+    source_identity,
+)
+from registry.bulk.importer import REJECT_HEADER, BulkImportError, ImportSummary, default_reject_path
+from registry.bulk.progress import Progress, SilentProgress
+from registry.bulk.rows import reject_message
+from registry.errors import IdnodeError
+from registry.pb import record_pb2
+from resolver.client import IdnodeClient
+
+BATCH_ROWS = limits.BATCH_CREATE_MAX
+ALREADY_EXISTS = "ALREADY_EXISTS"
+
+
+@dataclass(slots=True)
+class RemoteJournal:
+    """Progress of an import through a node (cumulative over runs)."""
+
+    fingerprint: str
+    state: str = "running"
+    offset: int = 0
+    rows: int = 0
+    imported: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    reject_bytes: int = 0
+    seconds: float = 0.0
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(asdict(self), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> RemoteJournal | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+
+
+def journal_path(reject_path: Path) -> Path:
+    return reject_path.with_name(reject_path.name + ".journal")
+
+
+def status_reason(status: status_pb2.Status) -> tuple[str, str]:
+    """(reason, one-line message) of a per-item error status, as the offline reject file words them."""
+    reason = ""
+    violations: list[str] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations.extend(f"{v.field}: {v.description}" for v in bad.field_violations)
+    return reason or str(status.code), "; ".join(violations) or status.message
+
+
+Row = tuple[int, str, list[record_pb2.Value]]
+
+
+def _decode_rows(
+    chunk: Chunk, fmt: Format, columns: Sequence, rejects: list[Reject]
+) -> tuple[list[Row], int]:
+    """The chunk's decodable rows as (chunk-relative row, identifier, values); undecodable rows go
+    to ``rejects``. Returns the rows and the chunk's row count."""
+    text, dirty = decode_text(chunk.data)
+    rows = csv_rows(text) if fmt is Format.CSV else (line for line in text.split("\n") if line.strip())
+    out: list[Row] = []
+    n = 0
+    for n, row in enumerate(rows, start=1):
+        identifier = ""
+        try:
+            if dirty and bad_utf8(row):  # type: ignore[arg-type]
+                raise malformed("is not valid UTF-8")
+            if fmt is Format.CSV:
+                identifier = row[0]  # type: ignore[assignment]
+                values = csv_values(row[1:], columns)
+            else:
+                identifier, values, _ = json_row(row)  # type: ignore[arg-type]
+            out.append((n, identifier, [codec.value_to_pb(v) for v in values]))
+        except IdnodeError as exc:
+            rejects.append(Reject(n, identifier, exc.reason or MALFORMED, reject_message(exc)))
+        except (UnicodeEncodeError, ValueError) as exc:  # lone surrogates that protobuf refuses
+            rejects.append(Reject(n, identifier, MALFORMED, f"row: {exc}"))
+    return out, n
+
+
+def run_remote_import(
+    client: IdnodeClient,
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    fmt: Format | str | None = None,
+    skip_existing: bool = False,
+    reject_path: str | os.PathLike[str] | None = None,
+    template: str = "",
+    progress: Progress | None = None,
+    restart: bool = False,
+    pipeline: int = 4,
+    chunk_bytes: int = 4 << 20,
+    batch_rows: int = BATCH_ROWS,
+) -> ImportSummary:
+    """Import ``source`` through the node ``client`` talks to (the management listener, with a
+    credential: the administrator's or an enterprise's). Rows the node refuses go to the reject
+    file with the node's reason; with ``skip_existing`` an ALREADY_EXISTS answer counts the row as
+    skipped instead. ``pipeline`` batches are in flight at once. See the module docstring."""
+    started = time.monotonic()
+    if fmt is None:
+        name = os.fspath(source) if isinstance(source, str | os.PathLike) else getattr(source, "name", "-")
+        try:
+            fmt = guess_format(str(name))
+        except ValueError as exc:
+            raise BulkImportError(str(exc)) from None
+    fmt = Format(fmt)
+    reject = Path(reject_path) if reject_path is not None else default_reject_path(source)
+    jpath = journal_path(reject)
+    progress = progress or SilentProgress()
+    identity = source_identity(source)
+    src = Source(source)
+    try:
+        reader = ChunkReader(src, fmt, chunk_bytes)
+        columns: tuple = ()
+        if fmt is Format.CSV:
+            try:
+                columns = tuple(parse_header(reader.header))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise BulkImportError(f"bad CSV header: {exc}") from None
+        fingerprint = hashlib.sha256(
+            json.dumps(
+                [identity, fmt.value, skip_existing, template, reader.header.decode("utf-8", "replace")]
+            ).encode()
+        ).hexdigest()
+        journal = None if restart else RemoteJournal.load(jpath)
+        resumed = journal is not None and journal.fingerprint == fingerprint
+        if journal is not None and not resumed and journal.state != "done":
+            raise BulkImportError(
+                f"an unfinished import of another input or with other options uses the reject file "
+                f"{reject}; run that import again to finish it, or restart"
+            )
+        if journal is None or not resumed:
+            journal = RemoteJournal(fingerprint)
+        if journal.state == "done":
+            return _summary(journal, reject, started, 0, resumed=True, already_done=True)
+        rows_at_start = journal.rows
+        if resumed:
+            if journal.offset:
+                reader.skip_to(journal.offset)
+            with open(reject, "r+b") as f:
+                f.truncate(journal.reject_bytes)
+        else:
+            reject.parent.mkdir(parents=True, exist_ok=True)
+            reject.write_text(REJECT_HEADER)
+            journal.reject_bytes = len(REJECT_HEADER)
+            journal.save(jpath)
+        with open(reject, "ab") as rejects_file, ThreadPoolExecutor(pipeline) as pool:
+            # Chunks whose batches are in flight, oldest first; a chunk is settled (journal, rejects)
+            # once all its batches are answered, strictly in input order.
+            window: collections.deque[tuple[Chunk, int, list[Reject], list[tuple[list[Row], Future]]]]
+            window = collections.deque()
+            sent = 0
+
+            def settle() -> None:
+                chunk, count, rejects, batches = window.popleft()
+                imported = skipped = 0
+                for rows, future in batches:
+                    for (n, identifier, _), result in zip(rows, future.result(), strict=True):
+                        if result.WhichOneof("result") == "etag":
+                            imported += 1
+                            continue
+                        reason, message = status_reason(result.error)
+                        if reason == ALREADY_EXISTS and skip_existing:
+                            skipped += 1
+                        else:
+                            rejects.append(Reject(n, identifier, reason, message))
+                rejects.sort(key=lambda r: r.row)
+                base = journal.rows
+                data = _reject_lines([(base + r.row, r) for r in rejects])
+                rejects_file.write(data)
+                rejects_file.flush()
+                os.fsync(rejects_file.fileno())
+                journal.offset = chunk.end
+                journal.rows += count
+                journal.imported += imported
+                journal.rejected += len(rejects)
+                journal.skipped += skipped
+                journal.reject_bytes += len(data)
+                journal.save(jpath)
+                progress.update(journal.rows, journal.rejected, src.position(), src.size)
+
+            for chunk in reader:
+                rejects: list[Reject] = []
+                rows, count = _decode_rows(chunk, fmt, columns, rejects)
+                batches = []
+                for b in range(0, len(rows), batch_rows):
+                    part = rows[b : b + batch_rows]
+                    request_id = hashlib.sha256(f"{identity}\0{chunk.start}\0{b}".encode()).hexdigest()[:32]
+                    items = [(ident, values) for _, ident, values in part]
+                    if template:
+                        future = pool.submit(_send_with_template, client, items, template, request_id)
+                    else:
+                        future = pool.submit(client.batch_create, items, request_id)
+                    batches.append((part, future))
+                    sent += 1
+                    _failpoint(sent)
+                window.append((chunk, count, rejects, batches))
+                while sum(len(w[3]) for w in window) > pipeline * 2:
+                    settle()
+            while window:
+                settle()
+        journal.state = "done"
+        journal.seconds += time.monotonic() - started
+        journal.save(jpath)
+        progress.update(journal.rows, journal.rejected, src.size or 0, src.size)
+        progress.close()
+        return _summary(journal, reject, started, journal.rows - rows_at_start, resumed=resumed)
+    finally:
+        src.close()
+
+
+def _send_with_template(
+    client: IdnodeClient, items: list[tuple[str, list[record_pb2.Value]]], template: str, request_id: str
+) -> list:
+    from registry.pb import registration_pb2
+
+    req = registration_pb2.BatchCreateIdentifiersRequest(
+        requests=[
+            registration_pb2.CreateIdentifierRequest(
+                record=record_pb2.Record(identifier=i, values=v, template=template)
+            )
+            for i, v in items
+        ],
+        request_id=request_id,
+    )
+    return list(client._call_retrying(client.registration.BatchCreateIdentifiers, req, None).results)  # type: ignore[attr-defined]
+
+
+def _reject_lines(rejects: list[tuple[int, Reject]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for row, r in rejects:
+        writer.writerow((row, r.identifier, r.reason, r.message))
+    return buf.getvalue().encode("utf-8", "backslashreplace")
+
+
+def _summary(
+    journal: RemoteJournal,
+    reject: Path,
+    started: float,
+    rows: int,
+    *,
+    resumed: bool,
+    already_done: bool = False,
+) -> ImportSummary:
+    seconds = time.monotonic() - started
+    return ImportSummary(
+        rows=journal.rows,
+        imported=journal.imported,
+        rejected=journal.rejected,
+        skipped=journal.skipped,
+        replaced=0,
+        enterprises_created=(),
+        seconds=round(seconds, 3),
+        rows_per_second=round(rows / seconds, 1) if seconds > 0 else 0.0,
+        reject_path=str(reject),
+        resumed=resumed,
+        already_done=already_done,
+    )
+
+
+_FAILPOINT = os.environ.get("IDNODE_REMOTE_IMPORT_KILL_AFTER_BATCH", "")
+"""Crash-testing hook: ``N`` makes the import SIGKILL itself right after submitting batch N."""
+
+
+def _failpoint(sent: int) -> None:
+    if _FAILPOINT and int(_FAILPOINT) == sent:
+        time.sleep(0.2)  # let some of the in-flight batches reach the node
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,106 @@
+"""The CSV fast path (registry.bulk.chunks.CsvPlan) against the full row checker: for every row it
+takes it makes the very bytes, key and owner the full checker makes, and it leaves every row the
+full checker would reject to the full checker."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from registry.bulk.chunks import CsvPlan
+from registry.bulk.formats import csv_values, parse_header
+from registry.bulk.rows import RowChecker, RowRules
+from registry.errors import IdnodeError
+from registry.identifier import parse, prefix_length, prefix_problem, suffix_problem
+from registry.model import Principal
+from registry.rocks import RocksStore
+from registry.store import Table
+from tests.bulk_support import make_node
+
+NOW = 1_722_000_000_123_456_789
+
+
+def checker_for(db: Path, principal: Principal) -> RowChecker:
+    with RocksStore(db) as store:
+        enterprises = dict(store.scan(Table.ENTERPRISES, b"", b"\xff" * 8, 1 << 30))
+    return RowChecker(RowRules("88.118", enterprises, principal, NOW, 12345))
+
+
+def full(checker: RowChecker, row: list[str], number: int, header: str) -> tuple[bytes, str, bytes] | str:
+    columns = parse_header(header)
+    try:
+        values = csv_values(row[1:], columns, NOW)
+        checked = checker.check(number, row[0], values, stamped=True)
+    except IdnodeError as exc:
+        return exc.reason
+    return checked.key, checked.owner, checked.data
+
+
+CELLS = [
+    "",
+    "https://example.com/p/1",
+    "螺栓 M8",
+    "x" * 16384,
+    "x" * 16385,
+    "AAEC",
+    "not base64!",
+    " sp ",
+    "é",
+]
+IDENTS = [
+    "88.118.8/SN-1",
+    "88.118.8.1/a/b.c",
+    "88.118.9/螺栓M8-001",
+    "88.118.8/ lead",
+    "88.118.8/trail ",
+    "88.118.8/",
+    "88.118.8",
+    "88.118.77/X",
+    "99.1/X",
+    "88.118.8/ctl\x07",
+    "88.118.8/" + "y" * 250,
+    "88..118/X",
+    "88.118.8/zero\u200bwidth",
+]
+
+
+def test_fast_path_makes_the_full_checkers_bytes(tmp_path: Path) -> None:
+    db = make_node(tmp_path / "db")
+    header = "identifier,URL,2:product.batch,9:blob base64,4:note ttl=60"
+    rng = random.Random(7)
+    for principal in (Principal.admin(), Principal.enterprise("88.118.8")):
+        checker = checker_for(db, principal)
+        plan = CsvPlan(parse_header(header), checker)
+        assert plan.usable
+        taken = 0
+        for number in range(1, 3000):
+            row = [rng.choice(IDENTS)] + [rng.choice(CELLS) for _ in range(4)]
+            if rng.random() < 0.02:
+                row.append("extra")
+            expected = full(checker, row, number, header)
+            got = plan.encode(row, number)
+            if got is None:
+                continue  # the full checker decides (and any reject is its own)
+            taken += 1
+            assert got == expected, (row, expected)
+        assert taken > 100
+
+
+def test_bad_column_sends_every_row_to_the_full_checker(tmp_path: Path) -> None:
+    db = make_node(tmp_path / "db")
+    checker = checker_for(db, Principal.admin())
+    for header in ("identifier,1:URL,1:EMAIL", "identifier,0:URL", "identifier,URL ttl=99999999999"):
+        assert not CsvPlan(parse_header(header), checker).usable
+
+
+def test_prefix_length_is_the_grammar() -> None:
+    rng = random.Random(3)
+    alphabet = ["a", "Z", "0", ".", "/", " ", "\x00", "é", "\u200b", "\n", "螺", "x" * 31, "y" * 33]
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+        prefix, slash, suffix = text.partition("/")
+        ok = bool(text) and len(text) <= 255 and bool(slash)
+        ok = ok and prefix_problem(prefix) is None and suffix_problem(suffix) is None
+        assert bool(prefix_length(text)) == ok, repr(text)
+        if ok:
+            assert parse(text).prefix == prefix
