@@ -5,8 +5,8 @@ writer process has pushed since the secondary last caught up. The writer pushes 
 (:meth:`ReplicaStore.apply`) before acknowledging it, so a lookup that starts after the
 acknowledgement finds it in the overlay even though the secondary has not caught up yet. A
 periodic :meth:`ReplicaStore.catch_up` brings the secondary forward and prunes overlay entries it
-now holds; that costs ~0.65 ms whatever the number of writes (measured in this repository's
-development), which is why it is not done per write.
+now holds; that costs 7-9 ms with the node's column families whatever the number of writes
+(``python -m bench.bench_catch_up``), which is why it is not done per write.
 """
 
 from __future__ import annotations
