@@ -250,8 +250,7 @@ class Registry:
     def missing(self, text: str, field: str = "identifier") -> IdnodeError:
         """The error for ``text`` having no record: InvalidArgument if it is not a well-formed
         identifier (raised), else NotFound (returned)."""
-        ident = parse(text, field)
-        return NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
+        return _not_registered(parse(text, field))
 
     def _records_changed(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
         """After a commit, before acknowledging it: drop stale cache entries, tell listeners."""
@@ -317,8 +316,9 @@ class Registry:
             raise Unauthenticated("the client certificate is not a current credential of this node")
         return Principal.admin(fingerprint)
 
-    def _writer_owner(self, principal: Principal, ident: Identifier, field: str) -> Enterprise:
-        """The enterprise that will own ``ident`` if ``principal`` may write it; raises otherwise."""
+    def writer_owner(self, principal: Principal, ident: Identifier, field: str) -> Enterprise:
+        """The enterprise that will own ``ident`` if ``principal`` may write it; raises otherwise.
+        The one owner rule: the gRPC, REST and bulk-import paths all call it."""
         if principal.role is Role.ENTERPRISE:
             if not ident.is_under(principal.prefix):
                 raise PermissionDenied(
@@ -391,7 +391,7 @@ class Registry:
         self, principal: Principal, text: str, values: Sequence[Value], field: str, template: str = ""
     ) -> Record:
         ident = parse(text, f"{field}.identifier")
-        owner = self._writer_owner(principal, ident, f"{field}.identifier")
+        owner = self.writer_owner(principal, ident, f"{field}.identifier")
         violations = value_violations(values) + self._template_violations(owner, template, values, new=True)
         if violations:
             raise InvalidArgument(violations).under(field)
@@ -473,7 +473,7 @@ class Registry:
         request_key = digest = b""
         if request_id:
             if principal.role is Role.ENTERPRISE:
-                self._writer_owner(principal, Identifier(principal.prefix, "x"), "request_id")
+                self.writer_owner(principal, Identifier(principal.prefix, "x"), "request_id")
             request_key = fold(principal.prefix or "*") + b"\0" + request_id.encode()
             digest = _request_digest(items, templates)
             previous = self.store.get(Table.REQUESTS, request_key)
@@ -544,7 +544,7 @@ class Registry:
         self._reader_check(principal, ident)
         data = self.store.get(Table.RECORDS, ident.key)
         if data is None:
-            raise NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
+            raise _not_registered(ident)
         return codec.decode_record(data)
 
     def update(
@@ -563,7 +563,7 @@ class Registry:
         is never overwritten silently. ``template`` empty keeps the record's template (and the
         new values are checked against it); otherwise the record moves to that template."""
         ident = parse(text, f"{field}.identifier")
-        owner = self._writer_owner(principal, ident, f"{field}.identifier")
+        owner = self.writer_owner(principal, ident, f"{field}.identifier")
         violations = value_violations(values)
         key = ident.key
         while True:
@@ -571,17 +571,13 @@ class Registry:
             if old_data is None:
                 if violations:
                     raise InvalidArgument(violations).under(field)
-                raise NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
+                raise _not_registered(ident)
             old = codec.decode_record(old_data)
             ref = template or old.template
             problems = violations + self._template_violations(owner, ref, values, new=ref != old.template)
             if problems:
                 raise InvalidArgument(problems).under(field)
-            if etag and etag != old.etag:
-                raise EtagMismatch(
-                    f"{old.identifier} changed since etag {etag} was read",
-                    metadata={"identifier": old.identifier},
-                )
+            _check_etag(old, etag)
             now = self._clock()
             record = replace(
                 old,
@@ -608,18 +604,14 @@ class Registry:
         self, principal: Principal, text: str, etag: str = "", field: str = "identifier", *, origin: str = ""
     ) -> None:
         ident = parse(text, field)
-        self._writer_owner(principal, ident, field)
+        self.writer_owner(principal, ident, field)
         key = ident.key
         while True:
             old_data = self.store.get(Table.RECORDS, key)
             if old_data is None:
-                raise NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
+                raise _not_registered(ident)
             old = codec.decode_record(old_data)
-            if etag and etag != old.etag:
-                raise EtagMismatch(
-                    f"{old.identifier} changed since etag {etag} was read",
-                    metadata={"identifier": old.identifier},
-                )
+            _check_etag(old, etag)
             gone = replace(old, etag="")
             try:
                 self.audit.commit(
@@ -643,12 +635,16 @@ class Registry:
         parse_prefix(parent, "parent")
         if principal.role is Role.ENTERPRISE:
             self._reader_check(principal, Identifier(parent, "x"))
-        limit = page_size(size)
         lower, upper = prefix_range(parent)
-        start = lower
-        if token:
-            start = decode_page_token(token, lower, upper) + b"\0"
-        rows = self.store.scan(Table.RECORDS, start, upper, limit + 1)
+        return self._page(Table.RECORDS, lower, upper, size, token)
+
+    def _page(
+        self, table: Table, lower: bytes, upper: bytes, size: int, token: str
+    ) -> tuple[list[bytes], str]:
+        """One AIP-158 page of ``table`` in ``[lower, upper)``: values and the next page token."""
+        limit = page_size(size)
+        start = decode_page_token(token, lower, upper) + b"\0" if token else lower
+        rows = self.store.scan(table, start, upper, limit + 1)
         next_token = encode_page_token(rows[limit - 1][0]) if len(rows) > limit else ""
         return [v for _, v in rows[:limit]], next_token
 
@@ -674,17 +670,10 @@ class Registry:
         node stores.
         """
         self._require_admin(principal)
-        violations = []
-        if code and segment_problem(code):
-            violations.append(FieldViolation("code", segment_problem(code) or ""))
-        if len(display_name) > limits.DISPLAY_NAME_MAX_CHARS:
-            violations.append(
-                FieldViolation("display_name", f"must be at most {limits.DISPLAY_NAME_MAX_CHARS} characters")
-            )
-        if len(contact) > limits.CONTACT_MAX_CHARS:
-            violations.append(
-                FieldViolation("contact", f"must be at most {limits.CONTACT_MAX_CHARS} characters")
-            )
+        violations = _enterprise_field_violations(display_name, contact)
+        problem = segment_problem(code) if code else None
+        if problem:
+            violations.insert(0, FieldViolation("code", problem))
         if violations:
             raise InvalidArgument(violations)
         while True:
@@ -694,7 +683,7 @@ class Registry:
             key = fold(prefix)
             if self.store.get(Table.ENTERPRISES, key) is not None:
                 if code:
-                    raise AlreadyExists(f"enterprise prefix {prefix} is taken", metadata={"prefix": prefix})
+                    raise _prefix_taken(prefix)
                 self.store.commit(Txn(adds=(Add(NEXT_ENTERPRISE_CODE, 1),)))
                 continue
             hooked = tuple(w for h in self.enterprise_hooks for w in h.enterprise_writes(prefix, True))
@@ -727,9 +716,7 @@ class Registry:
                 )
             except ConditionFailed:
                 if code:
-                    raise AlreadyExists(
-                        f"enterprise prefix {prefix} is taken", metadata={"prefix": prefix}
-                    ) from None
+                    raise _prefix_taken(prefix) from None
                 continue
             self.forget_enterprise(prefix)
             for hook in self.enterprise_hooks:
@@ -801,12 +788,8 @@ class Registry:
         self, principal: Principal, size: int = 0, token: str = ""
     ) -> tuple[list[Enterprise], str]:
         self._require_admin(principal)
-        limit = page_size(size)
-        lower, upper = b"", b"\xff"
-        start = decode_page_token(token, lower, upper) + b"\0" if token else lower
-        rows = self.store.scan(Table.ENTERPRISES, start, upper, limit + 1)
-        next_token = encode_page_token(rows[limit - 1][0]) if len(rows) > limit else ""
-        return [codec.decode_enterprise(v) for _, v in rows[:limit]], next_token
+        rows, next_token = self._page(Table.ENTERPRISES, b"", b"\xff", size, token)
+        return [codec.decode_enterprise(v) for v in rows], next_token
 
     def set_enterprise_state(
         self, principal: Principal, prefix: str, state: EnterpriseState, *, origin: str = ""
@@ -827,15 +810,7 @@ class Registry:
     ) -> Enterprise:
         """Change the given attributes (None: unchanged) of the enterprise ``prefix``; audited."""
         self._require_admin(principal)
-        violations = []
-        if display_name is not None and len(display_name) > limits.DISPLAY_NAME_MAX_CHARS:
-            violations.append(
-                FieldViolation("display_name", f"must be at most {limits.DISPLAY_NAME_MAX_CHARS} characters")
-            )
-        if contact is not None and len(contact) > limits.CONTACT_MAX_CHARS:
-            violations.append(
-                FieldViolation("contact", f"must be at most {limits.CONTACT_MAX_CHARS} characters")
-            )
+        violations = _enterprise_field_violations(display_name, contact)
         if violations:
             raise InvalidArgument(violations)
         changes: dict[str, object] = {
@@ -902,6 +877,35 @@ class Registry:
             enterprise_count=self.store.counter(COUNT_ENTERPRISES),
             uptime_seconds=(self._clock() - self.started_ns) / 1e9,
         )
+
+
+def _not_registered(ident: Identifier) -> NotFound:
+    return NotFound(f"{ident.text} is not registered", metadata={"identifier": ident.text})
+
+
+def _check_etag(record: Record, etag: str) -> None:
+    """ABORTED (EtagMismatch) unless ``etag`` is empty or the record's current one."""
+    if etag and etag != record.etag:
+        raise EtagMismatch(
+            f"{record.identifier} changed since etag {etag} was read",
+            metadata={"identifier": record.identifier},
+        )
+
+
+def _prefix_taken(prefix: str) -> AlreadyExists:
+    return AlreadyExists(f"enterprise prefix {prefix} is taken", metadata={"prefix": prefix})
+
+
+def _enterprise_field_violations(display_name: str | None, contact: str | None) -> list[FieldViolation]:
+    """Length problems of an enterprise's display name and contact (None: not being set)."""
+    out = []
+    if display_name is not None and len(display_name) > limits.DISPLAY_NAME_MAX_CHARS:
+        out.append(
+            FieldViolation("display_name", f"must be at most {limits.DISPLAY_NAME_MAX_CHARS} characters")
+        )
+    if contact is not None and len(contact) > limits.CONTACT_MAX_CHARS:
+        out.append(FieldViolation("contact", f"must be at most {limits.CONTACT_MAX_CHARS} characters"))
+    return out
 
 
 def _no_enterprise(prefix: str) -> NotFound:

@@ -2,7 +2,7 @@
 
 Nothing here re-implements a rule: the identifier grammar is :func:`registry.identifier.parse`,
 value rules are :func:`registry.validation.check_values` and :func:`check_record_size`, and who
-may write what and who owns it is :meth:`registry.service.Registry._writer_owner`, run against a
+may write what and who owns it is :meth:`registry.service.Registry.writer_owner`, run against a
 read-only snapshot of the node's enterprises (so worker processes can apply it without the
 database). Only the owner decision is memoised, per identifier prefix: it depends on nothing else. Records
 are encoded by :mod:`registry.bulk.fastcodec` (byte-identical to :mod:`registry.codec`).
@@ -112,7 +112,7 @@ class RowChecker:
         memo = self._owners.get(ident_prefix.upper())
         if memo is None:
             try:
-                memo = self.registry._writer_owner(self.rules.principal, parse(text), "identifier")
+                memo = self.registry.writer_owner(self.rules.principal, parse(text), "identifier")
             except FailedPrecondition as exc:
                 memo = exc
                 if self.rules.create_enterprises and exc.reason == "ENTERPRISE_NOT_FOUND":
