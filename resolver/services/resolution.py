@@ -22,13 +22,23 @@ from registry.pb import resolution_pb2 as pb
 from registry.service import Registry
 from resolver.errors import abort, item_status
 from resolver.services.convert import template_to_pb
-from resolver.services.wire import SMALL_LIMIT, SMALL_VARINTS, TAG1, TAG2, TAG3, field, only_field1, varint
+from resolver.services.mapping import maps_errors
+from resolver.services.wire import (
+    SMALL_LIMIT,
+    SMALL_VARINTS,
+    TAG1,
+    TAG2,
+    TAG3,
+    TAG4,
+    field,
+    only_field1,
+    varint,
+)
 
 if TYPE_CHECKING:
     from resolver.hierarchy import Router
 
 SERVICE_NAME = "idnode.v1.ResolutionService"
-TAG4 = b"\x22"  # field 4, wire type 2 (ResolveResult.referral)
 
 
 class ResolutionHandlers:
@@ -143,13 +153,9 @@ class ResolutionHandlers:
         assert data is not None
         return field(TAG1, field(TAG1, text_bytes) + field(TAG2, data))
 
+    @maps_errors
     def batch_resolve(self, request: pb.BatchResolveRequest, context: grpc.ServicerContext) -> bytes:
-        try:
-            return self.results(
-                request.identifiers, request.types, request.indexes, request.recursive, context
-            )
-        except Exception as exc:
-            abort(context, exc)
+        return self.results(request.identifiers, request.types, request.indexes, request.recursive, context)
 
     def stream_resolve(
         self, requests: Iterator[pb.StreamResolveRequest], context: grpc.ServicerContext
@@ -162,14 +168,12 @@ class ResolutionHandlers:
         except Exception as exc:
             abort(context, exc)
 
+    @maps_errors
     def get_template(
         self, request: pb.GetTemplateRequest, context: grpc.ServicerContext
     ) -> admin_pb2.Template:
         """Public: a template's definition, for rendering a record's values by field name."""
-        try:
-            return template_to_pb(self.registry.templates.get(request.template))
-        except Exception as exc:
-            abort(context, exc)
+        return template_to_pb(self.registry.templates.get(request.template))
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(

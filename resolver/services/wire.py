@@ -33,6 +33,7 @@ def field(tag: bytes, payload: bytes) -> bytes:
 TAG1 = b"\x0a"  # field 1, wire type 2
 TAG2 = b"\x12"  # field 2, wire type 2
 TAG3 = b"\x1a"  # field 3, wire type 2
+TAG4 = b"\x22"  # field 4, wire type 2
 
 
 def only_field1(raw: bytes) -> bytes | None:
