@@ -34,7 +34,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -89,6 +89,9 @@ class CoherentCache:
     def get(self, key: bytes) -> bytes | None:
         return self.inner.get(key) if self._serving() else None
 
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return self.inner.get_many(keys) if self._serving() else [None] * len(keys)
+
     def epoch(self) -> int:
         return self.inner.epoch()
 
@@ -102,8 +105,8 @@ class CoherentCache:
     def clear(self) -> None:
         self.inner.clear()
 
-    def __getattr__(self, name: str) -> Any:  # stats(), max_bytes, ... for metrics
-        return getattr(self.inner, name)
+    def stats(self) -> Any:
+        return self.inner.stats()
 
 
 class ClusterCoherence:

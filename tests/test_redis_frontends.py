@@ -128,6 +128,9 @@ def test_a_front_end_that_stops_confirming_is_evicted_before_the_write_is_acknow
     coherence_b._on_invalidation = lambda data: None  # type: ignore[method-assign]
     acme_a.update("88.118.9/S-1", [value(1, "URL", "new")], etag=record.etag)
     assert coherence_a.evictions == 1
+    # Both lookup paths of B (batch first: it must not slip past the coherence gate).
+    [result] = public_b.batch_resolve(["88.118.9/S-1"])
+    assert result.record.values[0].text == "new"
     assert public_b.resolve("88.118.9/S-1").values[0].text == "new"
 
 
@@ -156,3 +159,22 @@ def test_bulk_import_through_a_front_end_lands_in_the_cluster(
         assert [v.text for v in record.values] == [f"https://acme.example/{i}", f"L{i % 5}"]
     assert admin_b.stats().identifier_count_by_enterprise["88.118.9"] == 699
     assert run_remote_import(admin_a, src).already_done
+
+
+def test_the_coherence_gate_covers_every_cache_read() -> None:
+    """While a front end is not a live coherence member, neither single nor batch lookups may be
+    answered from its cache (the batch path once reached the inner cache around the gate)."""
+    from cache import RecordCache
+    from resolver.coherence import CoherentCache
+
+    inner = RecordCache(1 << 20, ttl_of=lambda _value: 3600)  # test bytes, not a real record
+    inner.fill(b"88.118.9/K", b"possibly-stale", inner.epoch())
+    live = [True]
+    gated = CoherentCache(inner, lambda: live[0])
+    assert gated.get(b"88.118.9/K") == b"possibly-stale"
+    assert gated.get_many([b"88.118.9/K"]) == [b"possibly-stale"]
+    live[0] = False
+    assert gated.get(b"88.118.9/K") is None
+    assert gated.get_many([b"88.118.9/K", b"88.118.9/OTHER"]) == [None, None]
+    gated.fill(b"88.118.9/NEW", b"x", gated.epoch())
+    assert inner.get(b"88.118.9/NEW") is None  # no fills while not live either
