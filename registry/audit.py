@@ -15,6 +15,9 @@ Sequence numbers are allocated under a process-level lock held across the commit
 is sequence order and a reader never sees sequence *n+1* before *n*. The commit also Expects the
 head it extended: a writer in another process or another :class:`AuditLog` on the same store
 fails that commit (and this log re-reads the head and retries) instead of forking the chain.
+On a store shared by several front ends (``store.shared``: the Redis Cluster), where any of them
+may have extended the chain since, the head is read from the store before every commit and for
+every cursor check, never taken from this process's memory.
 
 Decisions (see README "Audit trail" and "Change feed"): the audit trail is never pruned, so
 :meth:`AuditLog.verify` always checks the whole chain from the genesis hash (32 zero bytes) to the
@@ -38,11 +41,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
+from registry.authz import require_admin
 from registry.errors import FailedPrecondition
 from registry.identifier import fold
-from registry.model import Principal, Role
+from registry.model import Principal
 from registry.store import ConditionFailed, Delete, Expect, Put, Store, Table, Txn
-from registry.validation import page_size
+from registry.validation import decode_page_token, encode_page_token, page_size
 
 HEAD_KEY = b"audit_head"
 """META key of the chain head: 8-byte big-endian sequence + 32-byte SHA-256."""
@@ -197,7 +201,9 @@ class AuditLog:
     """The node's audit trail and change feed over ``store``. Thread-safe.
 
     Only the process that writes the store commits through it (the writer of a multi-process
-    node); readers may read (list, verify) anything.
+    node, or every front end of a Redis Cluster: see ``shared``); readers may read (list,
+    verify) anything. :meth:`wait` is woken by this process's commits only: a change committed
+    by another front end is seen when the wait times out.
     """
 
     def __init__(
@@ -214,6 +220,9 @@ class AuditLog:
         self._prune_lock = threading.Lock()
         self._changed = threading.Condition()
         self._head: tuple[int, bytes] | None = None
+        self.shared = bool(getattr(store, "shared", False))
+        """Other processes commit to the store too (front ends of a Redis Cluster): the stored
+        head is the truth, this process's last commit is not."""
         self._since_prune = 0
         self._closed = False
 
@@ -226,9 +235,10 @@ class AuditLog:
         return _SEQ.unpack(raw[:8])[0], raw[8:40]
 
     def last_sequence(self) -> int:
-        """The sequence of the newest committed entry (0: none)."""
+        """The sequence of the newest committed entry (0: none): this process's last commit,
+        or the stored head if it has not committed yet or the store is :attr:`shared`."""
         head = self._head
-        return head[0] if head is not None else self.read_head()[0]
+        return head[0] if head is not None and not self.shared else self.read_head()[0]
 
     def commit(
         self, txn: Txn, drafts: Sequence[Draft], *, apply: Callable[[Txn], None] | None = None
@@ -246,7 +256,8 @@ class AuditLog:
             return []
         with self._lock:
             while True:
-                head_seq, head_hash = self._head if self._head is not None else self.read_head()
+                cached = None if self.shared else self._head
+                head_seq, head_hash = cached if cached is not None else self.read_head()
                 expected = _SEQ.pack(head_seq) + head_hash if head_seq else None
                 now = self._clock()
                 writes: list[Put | Delete] = []
@@ -302,15 +313,6 @@ class AuditLog:
         return list(range(head_seq + 1, seq + 1))
 
     # ------------------------------------------------------------ the audit view
-    @staticmethod
-    def _require_admin(principal: Principal) -> None:
-        from registry.errors import PermissionDenied
-
-        if principal.role is not Role.ADMIN:
-            raise PermissionDenied(
-                "the audit trail needs the node administrator's credential", reason="ADMIN_ONLY"
-            )
-
     def list(
         self,
         principal: Principal,
@@ -325,9 +327,7 @@ class AuditLog:
         """Entries oldest first, filtered by owning ``enterprise`` (exact prefix, or the actor's
         prefix), ``identifier`` (both ASCII case-insensitive) and time ``[since_ns, until_ns)``
         (0: open); and the next page token. Administrator only. Filtering scans the log."""
-        from registry.service import decode_page_token, encode_page_token
-
-        self._require_admin(principal)
+        require_admin(principal, "the audit trail")
         limit = page_size(size)
         start = decode_page_token(token, b"", _END) + b"\0" if token else b""
         want_enterprise = fold(enterprise) if enterprise else b""
@@ -410,7 +410,7 @@ class AuditLog:
             )
         rows = self.store.scan(Table.CHANGES, seq_key(after + 1), _END, limit)
         if not rows:
-            head = self.last_sequence()
+            head = self.read_head()[0]  # the store's: another front end may have committed
             if head < after:
                 raise FailedPrecondition(
                     f"cursor {after} is beyond this node's newest change {head}; resync",
@@ -431,8 +431,8 @@ class AuditLog:
 
     def _expired(self, after: int) -> FailedPrecondition:
         oldest_rows = self.store.scan(Table.CHANGES, b"", _END, 1)
-        oldest = _SEQ.unpack(oldest_rows[0][0])[0] if oldest_rows else self.last_sequence() + 1
-        head = self.last_sequence()
+        head = self.read_head()[0]
+        oldest = _SEQ.unpack(oldest_rows[0][0])[0] if oldest_rows else head + 1
         return FailedPrecondition(
             f"change feed cursor {after} is older than the retained window (oldest retained "
             f"sequence {oldest}): changes were pruned; resync from a snapshot (ListIdentifiers) "
@@ -443,7 +443,8 @@ class AuditLog:
 
     def wait(self, after: int, timeout: float) -> bool:
         """Block until a change with sequence > ``after`` is committed through this log, the log
-        is closed, or ``timeout`` seconds pass; True if there is something newer."""
+        is closed, or ``timeout`` seconds pass; True if there is something newer (in the store:
+        a change committed by another front end is found when the timeout ends)."""
         with self._changed:
             self._changed.wait_for(lambda: self._closed or self.last_sequence() > after, timeout)
         return self.last_sequence() > after

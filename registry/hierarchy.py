@@ -24,11 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from registry.authz import require_admin
 from registry.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from registry.identifier import fold, parse_prefix
 from registry.model import Principal, Role
 from registry.store import ConditionFailed, Delete, Expect, Put, Store, Table, Txn
-from registry.validation import page_size
+from registry.validation import page
 
 REGISTER = "register"
 WITHDRAW = "withdraw"
@@ -126,7 +127,7 @@ class Routes:
     ) -> Route:
         """Administrator: add or replace the route of ``prefix``. A non-empty ``fingerprint``
         replaces the node credential the route accepts; empty keeps the current one."""
-        _require_admin(principal)
+        require_admin(principal)
         parse_prefix(prefix)
         check_address(node_address)
 
@@ -145,7 +146,7 @@ class Routes:
 
     def remove(self, principal: Principal, prefix: str) -> None:
         """Administrator: remove the route of exactly ``prefix`` (NOT_FOUND if there is none)."""
-        _require_admin(principal)
+        require_admin(principal)
         parse_prefix(prefix)
         key = fold(prefix)
         raw = self.store.get(Table.ROUTES, key)
@@ -215,19 +216,9 @@ class Routes:
 
     def list(self, principal: Principal, size: int = 0, token: str = "") -> tuple[list[Route], str]:
         """Administrator: routes in folded-prefix order, and the next page token ("" at the end)."""
-        from registry.service import decode_page_token, encode_page_token
-
-        _require_admin(principal)
-        limit = page_size(size)
-        start = decode_page_token(token, b"", b"\xff") + b"\0" if token else b""
-        rows = self.store.scan(Table.ROUTES, start, b"\xff", limit + 1)
-        next_token = encode_page_token(rows[limit - 1][0]) if len(rows) > limit else ""
-        return [decode_route(v) for _, v in rows[:limit]], next_token
-
-
-def _require_admin(principal: Principal) -> None:
-    if principal.role is not Role.ADMIN:
-        raise PermissionDenied("this call needs the node administrator's credential", reason="ADMIN_ONLY")
+        require_admin(principal)
+        rows, next_token = page(self.store, Table.ROUTES, b"", b"\xff", size, token)
+        return [decode_route(v) for v in rows], next_token
 
 
 def _require_node(principal: Principal) -> str:

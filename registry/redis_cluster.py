@@ -6,7 +6,8 @@ shard live in one hash slot, so one Lua script can touch them atomically:
 - ``RECORDS`` is spread over ``buckets`` shards (default 1024): an identifier's bucket is
   ``crc32(whole case-folded identifier) % buckets``, so one enterprise's codes spread over every
   bucket; bucket ``b``'s tag is chosen to land on slot ``b * 16384 // buckets`` (evenly spread);
-- every other table (ENTERPRISES, REQUESTS, META, ...: small) is one shard of its own;
+- every other table (ENTERPRISES, REQUESTS, META, ...) is one shard of its own: small, but for
+  AUDIT (one entry per audited write, never pruned) and CHANGES (pruned to its retention window);
 - commit journals live in one shard of their own.
 
 In a shard ``{tag}NS`` (``NS``: the optional namespace), with ``f`` = table letter + key:
@@ -19,10 +20,13 @@ In a shard ``{tag}NS`` (``NS``: the optional namespace), with ``f`` = table lett
 - ``{tag}NSl``: a hash of per-key locks (``f`` -> commit id) held by multi-shard commits;
 - ``{tag}NSa<commit id>``: "this commit was applied here" markers (expire after a day).
 
-Commits. A commit whose keys all fall in one shard (every single-identifier create, update and
-delete: the record, its index entry and its counter shares share the bucket) is one Lua script:
-check that no key is locked, check every Expect, apply. A commit spanning shards (a batch create,
-the conformance suite's mixed transactions) runs a journaled two-phase protocol:
+Commits. A commit whose keys all fall in one shard (a record with its index entry and counter
+shares, which share the bucket, when nothing else is written) is one Lua script: check that no key
+is locked, check every Expect, apply. A commit spanning shards runs a journaled two-phase
+protocol. Since the audit trail, every audited :class:`~registry.service.Registry` write (a
+single create, update or delete included) also writes AUDIT, CHANGES and the chain head in META:
+four shards, so it takes the journaled path; the single-shard script serves unaudited commits
+(the conformance suite's, plain META writes):
 
 1. write the journal ``{j}NSj<cid>`` = PENDING, a lease deadline (the journal master's clock) and
    the whole commit (so that any front end can finish it);
@@ -266,7 +270,26 @@ end
 return skipped
 """
 
-_SCRIPTS = (_SHARD_SCRIPT, _JOURNAL_SCRIPT, _LOAD_SCRIPT)
+_SCRIPTS: list[str] = [_SHARD_SCRIPT, _JOURNAL_SCRIPT, _LOAD_SCRIPT]
+"""Loaded (SCRIPT LOAD) on a node that answers NOSCRIPT; :func:`register_script` adds to it."""
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+_SHARD_SHA = _sha1(_SHARD_SCRIPT)
+_JOURNAL_SHA = _sha1(_JOURNAL_SCRIPT)
+_LOAD_SHA = _sha1(_LOAD_SCRIPT)
+
+
+def register_script(script: str) -> str:
+    """Add ``script`` to the scripts a node is given when it lacks one (NOSCRIPT), and return its
+    SHA-1 for :meth:`RedisClusterStore.run_script`."""
+    if script not in _SCRIPTS:
+        _SCRIPTS.append(script)
+    return _sha1(script)
+
 
 _RETRYABLE_REPLIES = (
     MovedError,
@@ -373,6 +396,9 @@ class _Conflict(Exception):
 class RedisClusterStore:
     """:class:`~registry.store.Store` on a Redis Cluster.
 
+    ``shared`` (True): several front ends commit to one namespace, so nothing a process
+    remembers of its own commits (the audit chain head) is the store's current state.
+
     ``nodes``: some ``host:port`` of the cluster (comma-separated string or sequence);
     ``namespace``: a prefix that keeps several stores apart on one cluster (ASCII letters,
     digits, ``-_:``); ``wait_replicas``: replicas every commit waits for (``WAIT``; 0 with a
@@ -380,6 +406,8 @@ class RedisClusterStore:
     its locks before another front end may abort it; ``recovery``: run the background recovery
     sweep (every ``lease_ms``).
     """
+
+    shared = True
 
     def __init__(
         self,
@@ -437,8 +465,6 @@ class RedisClusterStore:
             raise StoreUnavailable(
                 f"cannot reach the Redis Cluster at {','.join(self.nodes)}: {exc}"
             ) from exc
-        self._shard_sha = _sha1(_SHARD_SCRIPT)
-        self._journal_sha = _sha1(_JOURNAL_SCRIPT)
         self._check_layout()
         self._stop = threading.Event()
         self._recovery_thread: threading.Thread | None = None
@@ -606,12 +632,10 @@ class RedisClusterStore:
 
     # ------------------------------------------------------------------ reads
     def get(self, table: Table, key: bytes) -> bytes | None:
-        self._check_open()
         p = self._prefix(table, key)
         return self._read(self._slot_of[p], ("GET", p + b"d" + _TABLE_LETTER[table] + key))
 
     def get_many(self, table: Table, keys: Sequence[bytes]) -> list[bytes | None]:
-        self._check_open()
         if not keys:
             return []
         by_prefix: dict[bytes, list[int]] = defaultdict(list)
@@ -635,7 +659,6 @@ class RedisClusterStore:
         Cost for RECORDS: one ZRANGEBYLEX per bucket per round (``buckets`` commands pipelined per
         node), each returning about ``2 * limit / buckets + 8`` keys; a bucket that runs dry before
         the merge is done is fetched again with a bigger page."""
-        self._check_open()
         if limit <= 0 or lower >= upper:
             return []
         letter = _TABLE_LETTER[table]
@@ -681,28 +704,13 @@ class RedisClusterStore:
                 taken = sum(1 for q, _ in chosen if q == p)
                 buffers[p] = buffers[p][taken:]
             if chosen:
-                values = self._values(letter, chosen)
+                values = self.get_many(table, [k for _, k in chosen])
                 out += [(k, v) for (_, k), v in zip(chosen, values, strict=True) if v is not None]
             if refill:
                 fetch(refill)
             elif not chosen:
                 break
         return out[:limit]
-
-    def _values(self, letter: bytes, chosen: list[tuple[bytes, bytes]]) -> list[bytes | None]:
-        by_prefix: dict[bytes, list[int]] = defaultdict(list)
-        for i, (p, _) in enumerate(chosen):
-            by_prefix[p].append(i)
-        prefixes = list(by_prefix)
-        calls = [
-            (self._slot_of[p], ("MGET", *(p + b"d" + letter + chosen[i][1] for i in by_prefix[p])))
-            for p in prefixes
-        ]
-        out: list[bytes | None] = [None] * len(chosen)
-        for p, values in zip(prefixes, self._multi(calls), strict=True):
-            for i, v in zip(by_prefix[p], values, strict=True):
-                out[i] = v
-        return out
 
     def counter(self, name: bytes) -> int:
         """The sum of the counter's shares: one HGET per shard, pipelined per node."""
@@ -766,7 +774,7 @@ class RedisClusterStore:
             hook(txn, True)
 
     def _eval(self, prefix: bytes, argv: list[bytes | str | int]) -> tuple[str, ...]:
-        return ("EVALSHA", self._shard_sha, 1, prefix, *argv)  # type: ignore[return-value]
+        return ("EVALSHA", _SHARD_SHA, 1, prefix, *argv)  # type: ignore[return-value]
 
     def _commit_one(self, prefix: bytes, ops: _ShardOps) -> None:
         reply = self._write(self._slot_of[prefix], self._eval(prefix, ops.argv("one", "")))
@@ -779,7 +787,7 @@ class RedisClusterStore:
     def _journal(
         self, mode: str, cid: bytes, *extra: Any, wait: bool = False, idempotent: bool = False
     ) -> list[Any]:
-        cmd = ("EVALSHA", self._journal_sha, 1, self._journal_prefix, mode, cid, *extra)
+        cmd = ("EVALSHA", _JOURNAL_SHA, 1, self._journal_prefix, mode, cid, *extra)
         slot = self._slot_of[self._journal_prefix]
         if wait:
             return self._write(slot, cmd, idempotent=idempotent)
@@ -887,7 +895,7 @@ class RedisClusterStore:
             for n in by_prefix[p]:
                 key, value, counters = items[n]
                 argv += [key, value, len(counters), *counters]
-            calls.append((self._slot_of[p], ("EVALSHA", _sha1(_LOAD_SCRIPT), 1, p, *argv)))
+            calls.append((self._slot_of[p], ("EVALSHA", _LOAD_SHA, 1, p, *argv)))
         skipped: list[bytes] = []
         for p, reply in zip(prefixes, self._multi(calls, write=True), strict=True):
             skipped += [items[by_prefix[p][k - 1]][0] for k in reply]
@@ -921,10 +929,11 @@ class RedisClusterStore:
                 log.exception("recovery sweep failed")
 
     # ------------------------------------------------------------------ helpers for front ends
-    def run_script(self, key: bytes, script: str, *args: bytes | str | int, wait: bool = False) -> Any:
-        """EVAL ``script`` on the master of ``key``'s slot (retried while the cluster heals: the
-        script must be idempotent), with a WAIT for the replicas if ``wait``."""
-        cmd = ("EVAL", script, 1, key, *args)
+    def run_script(self, key: bytes, sha: str, *args: bytes | str | int, wait: bool = False) -> Any:
+        """EVALSHA the script ``sha`` (from :func:`register_script`) on the master of ``key``'s
+        slot (retried while the cluster heals: the script must be idempotent), with a WAIT for the
+        replicas if ``wait``."""
+        cmd = ("EVALSHA", sha, 1, key, *args)
         return self._multi([(key_slot(key), cmd)], write=wait)[0]
 
     def publish(self, channel: bytes, message: bytes, *, retry: bool = True) -> None:
@@ -964,7 +973,3 @@ class RedisClusterStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _sha1(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()

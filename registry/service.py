@@ -16,7 +16,6 @@ Authorization rules, enforced here so every adapter gets the same:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets
@@ -28,6 +27,7 @@ from typing import Protocol
 
 from registry import codec, limits
 from registry.audit import AuditLog, Draft, FeedRetention, Operation, digest
+from registry.authz import require_admin
 from registry.errors import (
     AlreadyExists,
     EnterpriseSuspended,
@@ -44,7 +44,9 @@ from registry.identifier import Identifier, fold, parse, parse_prefix, prefix_ra
 from registry.model import Enterprise, EnterpriseState, Principal, Record, Role, Value
 from registry.store import Add, ConditionFailed, Delete, Expect, Put, Store, Table, Txn
 from registry.templates import TemplateCatalog
-from registry.validation import check_record_size, page_size, value_violations
+from registry.validation import check_record_size, page, value_violations
+from registry.validation import decode_page_token as decode_page_token  # re-exported
+from registry.validation import encode_page_token as encode_page_token  # re-exported
 
 META_NODE_PREFIX = b"node_prefix"
 META_CREATED = b"created_ns"
@@ -53,7 +55,6 @@ COUNT_TOTAL = b"ids:*"
 COUNT_ENTERPRISES = b"enterprises"
 NEXT_ENTERPRISE_CODE = b"next_enterprise_code"
 _COUNT_PREFIX = b"ids:"
-_TOKEN_VERSION = b"\x01"
 _ENTERPRISE_CACHE_MAX = 10_000
 """Cached enterprise look-ups (including "no enterprise at this sub-prefix") before a reset."""
 
@@ -156,22 +157,6 @@ def init_node(store: Store, node_prefix: str, *, clock: Callable[[], int] = time
 def set_admin_fingerprints(store: Store, fingerprints: Sequence[str]) -> None:
     """Replace the set of administrator certificate fingerprints (SHA-256 hex) the node accepts."""
     store.commit(Txn(writes=(Put(Table.META, META_ADMIN_FINGERPRINTS, ",".join(fingerprints).encode()),)))
-
-
-def encode_page_token(last_key: bytes) -> str:
-    return base64.urlsafe_b64encode(_TOKEN_VERSION + last_key).decode().rstrip("=")
-
-
-def decode_page_token(token: str, lower: bytes, upper: bytes, field: str = "page_token") -> bytes:
-    """The key to continue after, checked to lie in ``[lower, upper)`` so a token cannot be replayed
-    against another prefix."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except ValueError:
-        raw = b""
-    if not raw.startswith(_TOKEN_VERSION) or not lower <= raw[1:] < upper:
-        raise InvalidArgument.single(field, "is not a page token issued for this listing")
-    return raw[1:]
 
 
 class Registry:
@@ -353,7 +338,8 @@ class Registry:
             return found
         raise Unauthenticated("writing needs a credential")
 
-    def _reader_check(self, principal: Principal, ident: Identifier) -> None:
+    def reader_check(self, principal: Principal, ident: Identifier) -> None:
+        """PERMISSION_DENIED ``PREFIX_NOT_OWNED`` if an enterprise reads outside its prefix."""
         if principal.role is Role.ENTERPRISE and not ident.is_under(principal.prefix):
             raise PermissionDenied(
                 f"{ident.text} is not under your prefix {principal.prefix}",
@@ -541,7 +527,7 @@ class Registry:
 
     def get(self, principal: Principal, text: str, field: str = "identifier") -> Record:
         ident = parse(text, field)
-        self._reader_check(principal, ident)
+        self.reader_check(principal, ident)
         data = self.store.get(Table.RECORDS, ident.key)
         if data is None:
             raise _not_registered(ident)
@@ -634,25 +620,11 @@ class Registry:
         the next page token ("" on the last page)."""
         parse_prefix(parent, "parent")
         if principal.role is Role.ENTERPRISE:
-            self._reader_check(principal, Identifier(parent, "x"))
+            self.reader_check(principal, Identifier(parent, "x"))
         lower, upper = prefix_range(parent)
-        return self._page(Table.RECORDS, lower, upper, size, token)
-
-    def _page(
-        self, table: Table, lower: bytes, upper: bytes, size: int, token: str
-    ) -> tuple[list[bytes], str]:
-        """One AIP-158 page of ``table`` in ``[lower, upper)``: values and the next page token."""
-        limit = page_size(size)
-        start = decode_page_token(token, lower, upper) + b"\0" if token else lower
-        rows = self.store.scan(table, start, upper, limit + 1)
-        next_token = encode_page_token(rows[limit - 1][0]) if len(rows) > limit else ""
-        return [v for _, v in rows[:limit]], next_token
+        return page(self.store, Table.RECORDS, lower, upper, size, token)
 
     # ---------------------------------------------------------------- administration
-    def _require_admin(self, principal: Principal) -> None:
-        if principal.role is not Role.ADMIN:
-            raise PermissionDenied("this call needs the node administrator's credential", reason="ADMIN_ONLY")
-
     def create_enterprise(
         self,
         principal: Principal,
@@ -669,7 +641,7 @@ class Registry:
         (outside the core) and returns its certificate's SHA-256 fingerprint, the only part the
         node stores.
         """
-        self._require_admin(principal)
+        require_admin(principal)
         violations = _enterprise_field_violations(display_name, contact)
         problem = segment_problem(code) if code else None
         if problem:
@@ -728,7 +700,7 @@ class Registry:
         while it is ACTIVE (``ENTERPRISE_ACTIVE``: suspend it first, so its own writes have stopped)
         or still owns identifiers (``ENTERPRISE_NOT_EMPTY``). Its credential stops working at once;
         enterprise hooks add their writes (the upstream withdrawal) to the same Txn."""
-        self._require_admin(principal)
+        require_admin(principal)
         parse_prefix(prefix)
         key = fold(prefix)
         while True:
@@ -777,7 +749,7 @@ class Registry:
             return
 
     def get_enterprise(self, principal: Principal, prefix: str, field: str = "prefix") -> Enterprise:
-        self._require_admin(principal)
+        require_admin(principal)
         parse_prefix(prefix, field)
         raw = self.store.get(Table.ENTERPRISES, fold(prefix))
         if raw is None:
@@ -787,8 +759,8 @@ class Registry:
     def list_enterprises(
         self, principal: Principal, size: int = 0, token: str = ""
     ) -> tuple[list[Enterprise], str]:
-        self._require_admin(principal)
-        rows, next_token = self._page(Table.ENTERPRISES, b"", b"\xff", size, token)
+        require_admin(principal)
+        rows, next_token = page(self.store, Table.ENTERPRISES, b"", b"\xff", size, token)
         return [codec.decode_enterprise(v) for v in rows], next_token
 
     def set_enterprise_state(
@@ -809,7 +781,7 @@ class Registry:
         origin: str = "",
     ) -> Enterprise:
         """Change the given attributes (None: unchanged) of the enterprise ``prefix``; audited."""
-        self._require_admin(principal)
+        require_admin(principal)
         violations = _enterprise_field_violations(display_name, contact)
         if violations:
             raise InvalidArgument(violations)
@@ -859,7 +831,7 @@ class Registry:
         return self.store.counter(count_key(enterprise_prefix))
 
     def stats(self, principal: Principal) -> NodeStats:
-        self._require_admin(principal)
+        require_admin(principal)
         counts = self.store.counters(_COUNT_PREFIX)
         total = counts.pop(COUNT_TOTAL, 0)
         by_enterprise: dict[str, int] = {}

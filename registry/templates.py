@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -28,10 +29,11 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from registry.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound, PermissionDenied
-from registry.model import Principal, Record, Role, Value
+from registry.authz import require_admin
+from registry.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from registry.model import Principal, Record, Value
 from registry.store import ConditionFailed, Expect, Put, Store, Table, Txn
-from registry.validation import page_size, type_problem
+from registry.validation import decode_page_token, encode_page_token, page_size, type_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from registry.audit import AuditLog
@@ -182,6 +184,13 @@ PARSERS: dict[DataType, Callable[[str], Any]] = {
 """Data type -> strict parser (raises ValueError with a user-facing description)."""
 
 
+@functools.lru_cache(maxsize=4096)
+def _bound(data_type: DataType, text: str) -> Any:
+    """A field's ``minimum``/``maximum`` parsed once (published templates are validated, so it
+    parses)."""
+    return PARSERS[data_type](text)
+
+
 # ------------------------------------------------------------------ model
 @dataclass(frozen=True, slots=True)
 class TemplateField:
@@ -221,10 +230,9 @@ class TemplateField:
             out.append(str(exc))
             parsed = None
         if parsed is not None and self.data_type in _RANGED:
-            parse = PARSERS[self.data_type]
-            if self.minimum and parsed < parse(self.minimum):
+            if self.minimum and parsed < _bound(self.data_type, self.minimum):
                 out.append(f"must be at least {self.minimum}")
-            if self.maximum and parsed > parse(self.maximum):
+            if self.maximum and parsed > _bound(self.data_type, self.maximum):
                 out.append(f"must be at most {self.maximum}")
         if self.data_type is DataType.ENUMERATION and text not in self.enum_values:
             out.append("must be one of " + ", ".join(self.enum_values))
@@ -496,6 +504,10 @@ def decode_template(data: bytes) -> Template:
 
 
 # ------------------------------------------------------------------ the catalog (core operations)
+_DECODED_MAX = 1024
+"""Decoded templates a catalog keeps (by stored bytes) before starting afresh."""
+
+
 class TemplateCatalog:
     """The node's published templates. Writes need the administrator and are audited (each in the
     same commit as its audit entry); reads are public (scanner apps render fields by name).
@@ -506,11 +518,18 @@ class TemplateCatalog:
         self.store = store
         self.audit = audit
         self._clock = clock
+        self._decoded: dict[bytes, Template] = {}
 
-    @staticmethod
-    def _require_admin(principal: Principal) -> None:
-        if principal.role is not Role.ADMIN:
-            raise PermissionDenied("this call needs the node administrator's credential", reason="ADMIN_ONLY")
+    def _decode(self, raw: bytes) -> Template:
+        """``decode_template(raw)``, memoized by the stored bytes (a state change changes them,
+        so a deprecated template is never served from an old entry)."""
+        found = self._decoded.get(raw)
+        if found is None:
+            found = decode_template(raw)
+            if len(self._decoded) >= _DECODED_MAX:
+                self._decoded.clear()
+            self._decoded[raw] = found
+        return found
 
     def create(self, principal: Principal, template: Template, *, origin: str = "") -> Template:
         """Publish ``template`` (state and times are set by the node). INVALID_ARGUMENT listing
@@ -518,7 +537,7 @@ class TemplateCatalog:
         case of the name): versions are immutable."""
         from registry.audit import Draft, Operation, digest
 
-        self._require_admin(principal)
+        require_admin(principal)
         violations = template_violations(template)
         if violations:
             raise InvalidArgument(violations)
@@ -552,20 +571,19 @@ class TemplateCatalog:
         raw = self.store.get(Table.TEMPLATES, template_key(name, version))
         if raw is None:
             raise NotFound(f"no template {ref}", reason="TEMPLATE_NOT_FOUND", metadata={"template": ref})
-        return decode_template(raw)
+        return self._decode(raw)
 
     def find(self, ref: str) -> Template | None:
-        """Like :meth:`get` for an already-validated reference, None when absent."""
+        """Like :meth:`get`, None when absent (INVALID_ARGUMENT ``template`` for a malformed
+        reference)."""
         name, version = parse_template_ref(ref)
         raw = self.store.get(Table.TEMPLATES, template_key(name, version))
-        return decode_template(raw) if raw is not None else None
+        return self._decode(raw) if raw is not None else None
 
     def list(
         self, size: int = 0, token: str = "", *, name: str = "", include_deprecated: bool = True
     ) -> tuple[list[Template], str]:
         """Templates in key order (name upper-cased, then version), optionally only ``name``'s versions."""
-        from registry.service import decode_page_token, encode_page_token
-
         limit = page_size(size)
         lower, upper = b"", b"\xff"
         if name:
@@ -576,7 +594,7 @@ class TemplateCatalog:
         while len(found) <= limit:
             rows = self.store.scan(Table.TEMPLATES, start, upper, limit + 1)
             for key, raw in rows:
-                t = decode_template(raw)
+                t = self._decode(raw)
                 if include_deprecated or t.active:
                     found.append((key, t))
             if len(rows) <= limit:
@@ -590,7 +608,7 @@ class TemplateCatalog:
         """Flag ``ref`` deprecated: no new registrations against it. Idempotent."""
         from registry.audit import Draft, Operation, digest
 
-        self._require_admin(principal)
+        require_admin(principal)
         while True:
             name, version = parse_template_ref(ref)
             key = template_key(name, version)
@@ -628,13 +646,11 @@ class TemplateCatalog:
         reference itself). ``new``: a registration (a deprecated version is refused) rather than
         an update of a record already carrying ``ref``."""
         try:
-            name, version = parse_template_ref(ref)
+            template = self.find(ref)
         except InvalidArgument as exc:
             return list(exc.violations)
-        raw = self.store.get(Table.TEMPLATES, template_key(name, version))
-        if raw is None:
+        if template is None:
             return [FieldViolation("template", f"no template {ref} is published on this node")]
-        template = decode_template(raw)
         if new and not template.active:
             return [FieldViolation("template", f"template {template.ref} is deprecated; use a newer version")]
         return check_against_template(values, template)

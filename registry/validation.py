@@ -6,11 +6,13 @@ Field paths are relative (``values[2].type``); callers nest them under their own
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 
 from registry import limits
 from registry.errors import FieldViolation, InvalidArgument
 from registry.model import Value
+from registry.store import Store, Table
 
 UINT32_MAX = 2**32 - 1
 
@@ -76,3 +78,35 @@ def page_size(requested: int, field: str = "page_size") -> int:
     if requested == 0:
         return limits.PAGE_SIZE_DEFAULT
     return min(requested, limits.PAGE_SIZE_MAX)
+
+
+_TOKEN_VERSION = b"\x01"
+
+
+def encode_page_token(last_key: bytes) -> str:
+    """The AIP-158 page token continuing after ``last_key``."""
+    return base64.urlsafe_b64encode(_TOKEN_VERSION + last_key).decode().rstrip("=")
+
+
+def decode_page_token(token: str, lower: bytes, upper: bytes, field: str = "page_token") -> bytes:
+    """The key to continue after, checked to lie in ``[lower, upper)`` so a token cannot be replayed
+    against another prefix."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError:
+        raw = b""
+    if not raw.startswith(_TOKEN_VERSION) or not lower <= raw[1:] < upper:
+        raise InvalidArgument.single(field, "is not a page token issued for this listing")
+    return raw[1:]
+
+
+def page(
+    store: Store, table: Table, lower: bytes, upper: bytes, size: int, token: str
+) -> tuple[list[bytes], str]:
+    """One AIP-158 page of ``table`` in ``[lower, upper)``: the values and the next page token
+    ("" on the last page)."""
+    limit = page_size(size)
+    start = decode_page_token(token, lower, upper) + b"\0" if token else lower
+    rows = store.scan(table, start, upper, limit + 1)
+    next_token = encode_page_token(rows[limit - 1][0]) if len(rows) > limit else ""
+    return [v for _, v in rows[:limit]], next_token

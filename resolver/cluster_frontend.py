@@ -50,4 +50,6 @@ def open_cluster_store(config: Any, data_dir: DataDir) -> RedisClusterStore:
 
 
 def attach_coherence(store: RedisClusterStore, registry: Any, cache: Any, lease_ms: int) -> ClusterCoherence:
+    """:func:`resolver.coherence.attach` with the server's one setting (kept as the server's
+    single import point for the cluster front end)."""
     return attach(store, registry, cache, lease_ms=lease_ms)

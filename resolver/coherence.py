@@ -17,9 +17,9 @@ Each front end runs a :class:`ClusterCoherence`. It is
   eviction it clears them before joining again.
 
 The guarantee: once a write is acknowledged, no front end answers from a cache entry older than
-it. Its cost: one membership read, one PUBLISH and the acks' round trip per write (about a
-millisecond on a LAN); a stuck front end delays writes by at most ``ack_timeout + lease_ms`` (then
-it is out until it rejoins). It relies on clocks running at the same *rate* (not on synchronized
+it. Its cost: one membership read, one PUBLISH and the acks' round trip per write (its latency
+has not been measured); a stuck front end delays writes by at most ``ack_timeout + lease_ms``
+(then it is out until it rejoins). It relies on clocks running at the same *rate* (not on synchronized
 clocks); ``margin`` absorbs drift.
 
 A member joins by: subscribe, join (lease), clear its caches; it fills its cache only from reads
@@ -39,9 +39,8 @@ from typing import Any
 
 import redis
 
-from registry.redis_cluster import RedisClusterStore
-from registry.service import Cache
-from registry.store import Delete, Put, StoreUnavailable, Table, Txn
+from registry.redis_cluster import RedisClusterStore, register_script
+from registry.store import StoreUnavailable, Table, Txn
 
 log = logging.getLogger("idnode.coherence")
 
@@ -74,6 +73,7 @@ elseif mode == 'leave' then
 end
 return redis.error_reply('unknown mode')
 """
+_MEMBERS_SHA = register_script(_MEMBERS_SCRIPT)
 
 _KINDS = {Table.RECORDS: b"r", Table.ENTERPRISES: b"e"}
 
@@ -137,7 +137,8 @@ class ClusterCoherence:
         ns = store.namespace
         self.members_key = b"{idn-coh}" + ns.encode() + b"members"
         self.inv_channel = f"idn:{ns}:inv".encode()
-        self.ack_channel = f"idn:{ns}:ack:".encode() + self.member_id
+        self.ack_prefix = f"idn:{ns}:ack:".encode()
+        self.ack_channel = self.ack_prefix + self.member_id
         self._valid_until = 0.0
         self._subscribed = False
         self._lock = threading.Lock()
@@ -148,8 +149,6 @@ class ClusterCoherence:
         self._threads: list[threading.Thread] = []
         self.evictions = 0
         """Members this front end evicted for not acknowledging in time."""
-        self.rejoins = 0
-        """Times this member had to clear its caches and join again."""
         self._rejoin = threading.Event()
 
     # ------------------------------------------------------------------ membership
@@ -159,7 +158,7 @@ class ClusterCoherence:
 
     def _members(self, mode: str) -> Any:
         return self.store.run_script(
-            self.members_key, _MEMBERS_SCRIPT, mode, self.member_id, self.lease_ms, wait=mode != "members"
+            self.members_key, _MEMBERS_SHA, mode, self.member_id, self.lease_ms, wait=mode != "members"
         )
 
     def _lease(self, mode: str) -> bool:
@@ -218,7 +217,6 @@ class ClusterCoherence:
                 if self._rejoin.is_set() or not self._lease("renew"):
                     self._rejoin.clear()
                     log.warning("this front end was evicted (or lost its lease): clearing caches, rejoining")
-                    self.rejoins += 1
                     self._join()
             except (StoreUnavailable, redis.RedisError) as exc:
                 log.warning("cannot renew the coherence lease (caches stop serving at its end): %s", exc)
@@ -254,7 +252,6 @@ class ClusterCoherence:
             try:
                 self._connect()
                 self._join()
-                self.rejoins += 1
                 return
             except (StoreUnavailable, redis.RedisError) as exc:
                 log.info("resubscribing failed: %s", exc)
@@ -270,7 +267,7 @@ class ClusterCoherence:
             elif kind == b"e":
                 self.forget_enterprise(key.decode())
         if writer != self.member_id:
-            ack = f"idn:{self.store.namespace}:ack:".encode() + writer
+            ack = self.ack_prefix + writer
             try:
                 self.store.publish(ack, self.member_id + b" " + seq)
             except StoreUnavailable as exc:
@@ -290,9 +287,7 @@ class ClusterCoherence:
         """The store's commit hook: invalidate the changed records and enterprises everywhere and
         wait for it. For a commit whose outcome is unknown (it is not acknowledged), publish once
         without waiting: best effort, the caller already gets UNAVAILABLE."""
-        items = [
-            _KINDS[w.table] + w.key for w in txn.writes if isinstance(w, (Put, Delete)) and w.table in _KINDS
-        ]
+        items = [_KINDS[w.table] + w.key for w in txn.writes if w.table in _KINDS]
         if not items:
             return
         if acknowledged:
@@ -322,7 +317,7 @@ class ClusterCoherence:
             longest = 0
             for member in silent:
                 remaining = int(self.store.run_script(
-                    self.members_key, _MEMBERS_SCRIPT, "evict", member, 0, wait=True
+                    self.members_key, _MEMBERS_SHA, "evict", member, 0, wait=True
                 ))  # fmt: skip
                 self.evictions += 1
                 log.warning("front end %s did not confirm an invalidation: evicted", member.decode())
@@ -361,4 +356,4 @@ def attach(store: RedisClusterStore, registry: Any, cache: Any, **kw: Any) -> Cl
     return coherence
 
 
-__all__ = ["Cache", "ClusterCoherence", "CoherentCache", "attach"]
+__all__ = ["ClusterCoherence", "CoherentCache", "attach"]

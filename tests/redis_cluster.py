@@ -125,16 +125,6 @@ class RedisClusterProcesses:
     def masters(self) -> list[int]:
         return [p for p in self.procs if self.role(p) == "master"]
 
-    def master_of_slot(self, slot: int) -> int:
-        for port in self.procs:
-            try:
-                for start, end, master, *_ in self.client(port).execute_command("CLUSTER", "SLOTS"):
-                    if start <= slot <= end:
-                        return int(master[1])
-            except redis.ConnectionError:
-                continue
-        raise LookupError(f"no node serves slot {slot}")
-
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Until every live node says cluster_state:ok, every master has a connected replica, and
         every node agrees who the masters are."""

@@ -99,8 +99,10 @@ def test_filters_by_identifier_enterprise_and_time(store: RocksStore) -> None:
     assert _all(registry, enterprise="88.118.9") == []
     everything = _all(registry)
     middle = everything[3].time_ns
-    assert all(e.time_ns >= middle for e in _all(registry, since_ns=middle))
-    assert all(e.time_ns < middle for e in _all(registry, until_ns=middle))
+    since, until = _all(registry, since_ns=middle), _all(registry, until_ns=middle)
+    assert since and until  # each filter keeps something (separate commits, distinct clock readings)
+    assert all(e.time_ns >= middle for e in since) and all(e.time_ns < middle for e in until)
+    assert until + since == everything  # together, exactly the whole log
     with pytest.raises(PermissionDenied):
         registry.audit.list(Principal.enterprise("88.118.8"))
 

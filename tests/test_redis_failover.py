@@ -2,9 +2,10 @@
 
 Every write the front end acknowledged (WAIT: a replica had it) is there after the replica took
 over; every request that failed meanwhile failed UNAVAILABLE (retryable), none with another error
-and none silently; the identifier counter equals the identifiers present (record and counter
-share are one atomic script in one slot). The killed node comes back as a replica at the end, so
-the session's cluster is healthy again for later tests.
+and none silently; the identifier counter equals the identifiers present (each audited create
+commits the record, its counter shares, its audit and feed entries and the chain head in one
+journaled multi-shard commit: all or nothing, even across the failover). The killed node comes
+back as a replica at the end, so the session's cluster is healthy again for later tests.
 """
 
 from __future__ import annotations

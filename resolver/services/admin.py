@@ -9,7 +9,7 @@ from registry import codec
 from registry.errors import InvalidArgument
 from registry.model import Enterprise, EnterpriseState, Principal, Role
 from registry.pb import admin_pb2 as pb
-from registry.service import Registry
+from registry.service import Registry, require_admin
 from resolver import pki
 from resolver.auth import Authenticator
 from resolver.pb import admin_pb2_grpc
@@ -144,7 +144,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def ListTemplates(
         self, request: pb.ListTemplatesRequest, context: grpc.ServicerContext
     ) -> pb.ListTemplatesResponse:
-        self.registry._require_admin(self.auth.principal(context))
+        require_admin(self.auth.principal(context))
         page, token = self.registry.templates.list(
             request.page_size,
             request.page_token,
@@ -183,7 +183,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def VerifyAuditTrail(
         self, request: pb.VerifyAuditTrailRequest, context: grpc.ServicerContext
     ) -> pb.VerifyAuditTrailResponse:
-        self.registry._require_admin(self.auth.principal(context))
+        require_admin(self.auth.principal(context))
         report = self.registry.audit.verify()
         return pb.VerifyAuditTrailResponse(
             ok=report.ok,

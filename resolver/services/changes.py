@@ -1,7 +1,11 @@
 """ChangeFeedService: every committed change, in commit order, from a resumable cursor.
 
-Served from the writer process (the only one that commits, so the only one whose
-:class:`registry.audit.AuditLog` is notified of new changes); needs a credential. The
+Served where writes are committed: by the writer process of a RocksDB node (the only one that
+commits, so the only one whose :class:`registry.audit.AuditLog` is notified of new changes), or by
+any front end of a Redis Cluster. A Redis front end reads the feed and the chain head from the
+shared store, so a cursor from one front end is valid on every other (no gap, no duplicate); a
+change written through *another* front end reaches its waiting streams when their wait ends
+(within :data:`POLL_SECONDS`), one written through itself at once. Needs a credential. The
 administrator may watch everything or any prefix; an enterprise only its own prefix (the default).
 """
 
@@ -11,7 +15,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from registry.errors import PermissionDenied, Unavailable
+from registry.errors import Unavailable
 from registry.identifier import Identifier, parse_prefix
 from registry.model import Role
 from registry.pb import changes_pb2 as pb
@@ -40,12 +44,7 @@ class ChangeFeedServicer(changes_pb2_grpc.ChangeFeedServiceServicer):
         if principal.role is Role.ENTERPRISE:
             if not prefix:
                 return principal.prefix
-            if not Identifier(prefix, "x").is_under(principal.prefix):
-                raise PermissionDenied(
-                    f"{prefix} is not under your prefix {principal.prefix}",
-                    reason="PREFIX_NOT_OWNED",
-                    metadata={"prefix": principal.prefix},
-                )
+            self.registry.reader_check(principal, Identifier(prefix, "x"))
         return prefix
 
     def WatchChanges(
@@ -57,7 +56,7 @@ class ChangeFeedServicer(changes_pb2_grpc.ChangeFeedServiceServicer):
         try:
             prefix = self._prefix(request, context)
             log = self.registry.audit
-            cursor = log.last_sequence() if request.from_now else request.after_sequence
+            cursor = log.read_head()[0] if request.from_now else request.after_sequence
             while context.is_active():
                 if log.closed:
                     raise Unavailable("the node is stopping; reconnect with your cursor")
