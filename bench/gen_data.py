@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from registry.bulk.formats import open_output
+from registry.bulk.formats import guess_format, open_output
 
 COLUMNS = (
     (1, "URL"),
@@ -91,7 +91,11 @@ def generate(
 
 def write(path: str, n: int, enterprises: int, seed: int, fmt: str | None = None) -> None:
     """Write ``n`` generated rows to ``path`` (``-``: stdout; .gz/.zst compress) as CSV or JSONL."""
-    fmt = fmt or ("jsonl" if ".jsonl" in path else "csv")
+    if fmt is None:
+        try:
+            fmt = guess_format(path).value
+        except ValueError:  # stdout or an unknown extension
+            fmt = "csv"
     out = open_output(path)
     try:
         buf: list[str] = []

@@ -18,12 +18,9 @@ as an uninterrupted one.
 from __future__ import annotations
 
 import collections
-import csv
 import hashlib
-import io
 import json
 import os
-import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,32 +31,36 @@ from typing import BinaryIO
 from google.rpc import error_details_pb2, status_pb2
 
 from registry import codec, limits
-from registry.bulk.chunks import Reject
+from registry.bulk.chunks import ALREADY_EXISTS, Reject, split_rows
 from registry.bulk.formats import (
     MALFORMED,
     Chunk,
-    ChunkReader,
     Format,
     Source,
-    bad_utf8,
-    csv_rows,
-    csv_values,
+    decode_row,
     decode_text,
-    guess_format,
-    json_row,
-    malformed,
-    parse_header,
+    row_identifier,
     source_identity,
 )
-from registry.bulk.importer import REJECT_HEADER, BulkImportError, ImportSummary, default_reject_path
 from registry.bulk.progress import Progress, SilentProgress
 from registry.bulk.rows import reject_message
+from registry.bulk.session import (
+    ImportSummary,
+    default_reject_path,
+    failpoint,
+    fingerprint,
+    import_format,
+    open_reader,
+    start_rejects,
+    summary,
+    unfinished,
+    write_rejects,
+)
 from registry.errors import IdnodeError
 from registry.pb import record_pb2
 from resolver.client import IdnodeClient
 
 BATCH_ROWS = limits.BATCH_CREATE_MAX
-ALREADY_EXISTS = "ALREADY_EXISTS"
 
 
 @dataclass(slots=True)
@@ -121,19 +122,12 @@ def _decode_rows(
     """The chunk's decodable rows as (chunk-relative row, identifier, values); undecodable rows go
     to ``rejects``. Returns the rows and the chunk's row count."""
     text, dirty = decode_text(chunk.data)
-    rows = csv_rows(text) if fmt is Format.CSV else (line for line in text.split("\n") if line.strip())
     out: list[Row] = []
     n = 0
-    for n, row in enumerate(rows, start=1):
-        identifier = ""
+    for n, row in enumerate(split_rows(text, fmt), start=1):
+        identifier = row_identifier(row, fmt)
         try:
-            if dirty and bad_utf8(row):  # type: ignore[arg-type]
-                raise malformed("is not valid UTF-8")
-            if fmt is Format.CSV:
-                identifier = row[0]  # type: ignore[assignment]
-                values = csv_values(row[1:], columns)
-            else:
-                identifier, values, _ = json_row(row)  # type: ignore[arg-type]
+            identifier, values, _ = decode_row(row, fmt, columns, dirty)
             out.append((n, identifier, [codec.value_to_pb(v) for v in values]))
         except IdnodeError as exc:
             rejects.append(Reject(n, identifier, exc.reason or MALFORMED, reject_message(exc)))
@@ -161,52 +155,28 @@ def run_remote_import(
     file with the node's reason; with ``skip_existing`` an ALREADY_EXISTS answer counts the row as
     skipped instead. ``pipeline`` batches are in flight at once. See the module docstring."""
     started = time.monotonic()
-    if fmt is None:
-        name = os.fspath(source) if isinstance(source, str | os.PathLike) else getattr(source, "name", "-")
-        try:
-            fmt = guess_format(str(name))
-        except ValueError as exc:
-            raise BulkImportError(str(exc)) from None
-    fmt = Format(fmt)
+    fmt = import_format(source, fmt)
     reject = Path(reject_path) if reject_path is not None else default_reject_path(source)
     jpath = journal_path(reject)
     progress = progress or SilentProgress()
     identity = source_identity(source)
     src = Source(source)
     try:
-        reader = ChunkReader(src, fmt, chunk_bytes)
-        columns: tuple = ()
-        if fmt is Format.CSV:
-            try:
-                columns = tuple(parse_header(reader.header))
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise BulkImportError(f"bad CSV header: {exc}") from None
-        fingerprint = hashlib.sha256(
-            json.dumps(
-                [identity, fmt.value, skip_existing, template, reader.header.decode("utf-8", "replace")]
-            ).encode()
-        ).hexdigest()
+        reader, columns = open_reader(src, fmt, chunk_bytes)
+        prints = fingerprint(reader, identity, fmt.value, skip_existing, template)
         journal = None if restart else RemoteJournal.load(jpath)
-        resumed = journal is not None and journal.fingerprint == fingerprint
+        resumed = journal is not None and journal.fingerprint == prints
         if journal is not None and not resumed and journal.state != "done":
-            raise BulkImportError(
-                f"an unfinished import of another input or with other options uses the reject file "
-                f"{reject}; run that import again to finish it, or restart"
-            )
+            raise unfinished(reject)
         if journal is None or not resumed:
-            journal = RemoteJournal(fingerprint)
+            journal = RemoteJournal(prints)
         if journal.state == "done":
             return _summary(journal, reject, started, 0, resumed=True, already_done=True)
         rows_at_start = journal.rows
-        if resumed:
-            if journal.offset:
-                reader.skip_to(journal.offset)
-            with open(reject, "r+b") as f:
-                f.truncate(journal.reject_bytes)
-        else:
-            reject.parent.mkdir(parents=True, exist_ok=True)
-            reject.write_text(REJECT_HEADER)
-            journal.reject_bytes = len(REJECT_HEADER)
+        if resumed and journal.offset:
+            reader.skip_to(journal.offset)
+        journal.reject_bytes = start_rejects(reject, resumed=resumed, reject_bytes=journal.reject_bytes)
+        if not resumed:
             journal.save(jpath)
         with open(reject, "ab") as rejects_file, ThreadPoolExecutor(pipeline) as pool:
             # Chunks whose batches are in flight, oldest first; a chunk is settled (journal, rejects)
@@ -229,17 +199,13 @@ def run_remote_import(
                         else:
                             rejects.append(Reject(n, identifier, reason, message))
                 rejects.sort(key=lambda r: r.row)
-                base = journal.rows
-                data = _reject_lines([(base + r.row, r) for r in rejects])
-                rejects_file.write(data)
-                rejects_file.flush()
-                os.fsync(rejects_file.fileno())
+                written = write_rejects(rejects_file, rejects, base=journal.rows)
                 journal.offset = chunk.end
                 journal.rows += count
                 journal.imported += imported
                 journal.rejected += len(rejects)
                 journal.skipped += skipped
-                journal.reject_bytes += len(data)
+                journal.reject_bytes += written
                 journal.save(jpath)
                 progress.update(journal.rows, journal.rejected, src.position(), src.size)
 
@@ -251,13 +217,10 @@ def run_remote_import(
                     part = rows[b : b + batch_rows]
                     request_id = hashlib.sha256(f"{identity}\0{chunk.start}\0{b}".encode()).hexdigest()[:32]
                     items = [(ident, values) for _, ident, values in part]
-                    if template:
-                        future = pool.submit(_send_with_template, client, items, template, request_id)
-                    else:
-                        future = pool.submit(client.batch_create, items, request_id)
+                    future = pool.submit(client.batch_create, items, request_id, template=template)
                     batches.append((part, future))
                     sent += 1
-                    _failpoint(sent)
+                    failpoint("after-batch", sent, delay=0.2)  # some in-flight batches reach the node
                 window.append((chunk, count, rejects, batches))
                 while sum(len(w[3]) for w in window) > pipeline * 2:
                     settle()
@@ -273,31 +236,6 @@ def run_remote_import(
         src.close()
 
 
-def _send_with_template(
-    client: IdnodeClient, items: list[tuple[str, list[record_pb2.Value]]], template: str, request_id: str
-) -> list:
-    from registry.pb import registration_pb2
-
-    req = registration_pb2.BatchCreateIdentifiersRequest(
-        requests=[
-            registration_pb2.CreateIdentifierRequest(
-                record=record_pb2.Record(identifier=i, values=v, template=template)
-            )
-            for i, v in items
-        ],
-        request_id=request_id,
-    )
-    return list(client._call_retrying(client.registration.BatchCreateIdentifiers, req, None).results)  # type: ignore[attr-defined]
-
-
-def _reject_lines(rejects: list[tuple[int, Reject]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    for row, r in rejects:
-        writer.writerow((row, r.identifier, r.reason, r.message))
-    return buf.getvalue().encode("utf-8", "backslashreplace")
-
-
 def _summary(
     journal: RemoteJournal,
     reject: Path,
@@ -307,27 +245,14 @@ def _summary(
     resumed: bool,
     already_done: bool = False,
 ) -> ImportSummary:
-    seconds = time.monotonic() - started
-    return ImportSummary(
+    return summary(
         rows=journal.rows,
         imported=journal.imported,
         rejected=journal.rejected,
         skipped=journal.skipped,
-        replaced=0,
-        enterprises_created=(),
-        seconds=round(seconds, 3),
-        rows_per_second=round(rows / seconds, 1) if seconds > 0 else 0.0,
-        reject_path=str(reject),
+        started=started,
+        rows_this_run=rows,
+        reject_path=reject,
         resumed=resumed,
         already_done=already_done,
     )
-
-
-_FAILPOINT = os.environ.get("IDNODE_REMOTE_IMPORT_KILL_AFTER_BATCH", "")
-"""Crash-testing hook: ``N`` makes the import SIGKILL itself right after submitting batch N."""
-
-
-def _failpoint(sent: int) -> None:
-    if _FAILPOINT and int(_FAILPOINT) == sent:
-        time.sleep(0.2)  # let some of the in-flight batches reach the node
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -57,6 +57,8 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return f"file not found: {exc.filename}"
     if isinstance(exc, StoreUnavailable):
+        if "cannot open RocksDB" in str(exc):  # the node holds the data directory's lock
+            return f"{exc} (is the node running? stop it first)"
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 

@@ -1,7 +1,8 @@
 """``idnode import`` and ``idnode export`` (click commands; resolver.cli adds them to its group).
 
 Both work offline on a stopped node's data directory, the main group's ``--data-dir`` (RocksDB
-allows one process at a time; a running node makes them fail with a clear message). The engine,
+allows one process at a time; a running node makes them fail with a clear message). Errors reach
+the main group, which prints them as one ``error:`` line. The engine,
 :mod:`registry.bulk`, also takes a running node's Registry for in-process use.
 """
 
@@ -15,23 +16,12 @@ from typing import TYPE_CHECKING
 import click
 
 from registry.bulk import Conflict, Format, ImportSummary, TextProgress, run_export, run_import
-from registry.errors import IdnodeError
-from registry.model import Principal, Role
-from registry.store import StoreUnavailable
-from resolver import pki
+from registry.model import Principal
 from resolver.bulk_remote import run_remote_import
-from resolver.client import IdnodeClient, IdnodeRpcError
+from resolver.client import IdnodeClient
 
 if TYPE_CHECKING:
     from resolver.cli import Settings
-
-
-def _fail(exc: BaseException) -> click.ClickException:
-    if isinstance(exc, StoreUnavailable):
-        return click.ClickException(f"{exc} (is the node running? stop it first)")
-    if isinstance(exc, IdnodeError):
-        return click.ClickException(f"{exc.reason}: {exc.message}")
-    return click.ClickException(str(exc))
 
 
 @click.command("import")
@@ -94,13 +84,6 @@ def import_command(
     """
     layout = settings.data_dir
     principal = Principal.enterprise(as_enterprise) if as_enterprise else Principal.admin()
-
-    def issue(prefix: str) -> str:
-        ca = layout.ca()
-        pair = pki.issue_client_cert(ca, Role.ENTERPRISE, prefix)
-        layout.enterprise_credentials(prefix).save(pair, ca.cert_pem)
-        return pki.fingerprint(pair.cert_pem)
-
     if via:
         summary = _import_via(
             settings, via, source, fmt, on_conflict, reject_file, template_ref, restart, quiet,
@@ -108,24 +91,21 @@ def import_command(
         )  # fmt: skip
         _report(summary, as_json)
         return
-    try:
-        summary = run_import(
-            layout.db,
-            source,
-            fmt=fmt,
-            on_conflict=on_conflict,
-            reject_path=reject_file,
-            principal=principal,
-            create_enterprises=create_enterprises,
-            issue_fingerprint=issue if create_enterprises else None,
-            workers=workers,
-            progress=None if quiet else TextProgress(sys.stderr),
-            restart=restart,
-            compact=compact,
-            template=template_ref,
-        )
-    except (IdnodeError, StoreUnavailable, OSError, ValueError) as exc:
-        raise _fail(exc) from None
+    summary = run_import(
+        layout.db,
+        source,
+        fmt=fmt,
+        on_conflict=on_conflict,
+        reject_path=reject_file,
+        principal=principal,
+        create_enterprises=create_enterprises,
+        issue_fingerprint=layout.issue_enterprise_credential if create_enterprises else None,
+        workers=workers,
+        progress=None if quiet else TextProgress(sys.stderr),
+        restart=restart,
+        compact=compact,
+        template=template_ref,
+    )
     _report(summary, as_json)
 
 
@@ -148,20 +128,17 @@ def _import_via(
         )
     if on_conflict == "replace":
         raise click.UsageError("--on-conflict replace is for offline imports (the API never overwrites)")
-    try:
-        with IdnodeClient(via, credentials=settings.credentials_dir()) as client:
-            return run_remote_import(
-                client,
-                source,
-                fmt=fmt,
-                skip_existing=on_conflict == "skip",
-                reject_path=reject_file,
-                template=template_ref,
-                progress=None if quiet else TextProgress(sys.stderr),
-                restart=restart,
-            )
-    except (IdnodeError, IdnodeRpcError, OSError, ValueError) as exc:
-        raise _fail(exc) from None
+    with IdnodeClient(via, credentials=settings.credentials_dir()) as client:
+        return run_remote_import(
+            client,
+            source,
+            fmt=fmt,
+            skip_existing=on_conflict == "skip",
+            reject_path=reject_file,
+            template=template_ref,
+            progress=None if quiet else TextProgress(sys.stderr),
+            restart=restart,
+        )
 
 
 def _report(summary: ImportSummary, as_json: bool) -> None:
@@ -202,17 +179,14 @@ def export_command(
 ) -> None:
     """Export records to DEST (.csv/.jsonl, optionally .gz/.zst; - is stdout), in the formats
     `idnode import` reads: exporting and importing into an empty node gives the same records."""
-    try:
-        summary = run_export(
-            settings.data_dir.db,
-            dest,
-            fmt=fmt,
-            parent=parent,
-            metadata=not no_metadata,
-            progress=None if quiet else TextProgress(sys.stderr, label="export"),
-        )
-    except (IdnodeError, StoreUnavailable, OSError, ValueError) as exc:
-        raise _fail(exc) from None
+    summary = run_export(
+        settings.data_dir.db,
+        dest,
+        fmt=fmt,
+        parent=parent,
+        metadata=not no_metadata,
+        progress=None if quiet else TextProgress(sys.stderr, label="export"),
+    )
     if as_json:
         click.echo(json.dumps(summary.to_dict()), err=dest == "-")
     else:

@@ -291,10 +291,15 @@ class IdnodeClient:
         records: Sequence[tuple[str, Sequence[record_pb2.Value]]],
         request_id: str = "",
         timeout: float | None = None,
+        template: str = "",
     ) -> list[registration_pb2.CreateResult]:
+        """Create ``records`` (identifier, values) in one call; ``template`` (``name@version``)
+        applies to every record."""
         req = registration_pb2.BatchCreateIdentifiersRequest(
             requests=[
-                registration_pb2.CreateIdentifierRequest(record=record_pb2.Record(identifier=i, values=v))
+                registration_pb2.CreateIdentifierRequest(
+                    record=record_pb2.Record(identifier=i, values=v, template=template)
+                )
                 for i, v in records
             ],
             request_id=request_id,

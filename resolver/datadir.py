@@ -102,6 +102,15 @@ class DataDir:
     def enterprise_credentials(self, prefix: str) -> CredentialFiles:
         return CredentialFiles(self.root / "credentials" / prefix)
 
+    def issue_enterprise_credential(self, prefix: str) -> str:
+        """Issue a credential of enterprise ``prefix`` from this node's CA, save it under
+        ``credentials/PREFIX`` and return its fingerprint (an ``issue_fingerprint`` for
+        :meth:`registry.service.Registry.create_enterprise`)."""
+        ca = self.ca()
+        pair = pki.issue_client_cert(ca, Role.ENTERPRISE, prefix)
+        self.enterprise_credentials(prefix).save(pair, ca.cert_pem)
+        return pki.fingerprint(pair.cert_pem)
+
     def initialised(self) -> bool:
         return self.ca_key.exists() and self.db.exists()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from registry.model import Principal, Role, Value
 from registry.service import Registry
-from resolver import pki
 from resolver.datadir import DataDir
 
 DEMO_CODE = "8"
@@ -22,16 +21,10 @@ def seed(data_dir: DataDir, registry: Registry) -> list[str]:
     """Create the demo enterprise (credential saved under ``credentials/<prefix>``) and its
     identifiers; returns the identifiers. Call only on a node with no enterprises."""
     admin = Principal(Role.ADMIN)
-    ca = data_dir.ca()
-    issued: list[pki.KeyPair] = []
-
-    def issue(prefix: str) -> str:
-        issued.append(pki.issue_client_cert(ca, Role.ENTERPRISE, prefix))
-        return pki.fingerprint(issued[-1].cert_pem)
-
-    enterprise = registry.create_enterprise(admin, DEMO_CODE, "Demo Enterprise", "ops@example.com", issue)
-    data_dir.enterprise_credentials(enterprise.prefix).save(issued[-1], ca.cert_pem)
-    owner = registry.authenticate_enterprise(enterprise.prefix, pki.fingerprint(issued[-1].cert_pem))
+    enterprise = registry.create_enterprise(
+        admin, DEMO_CODE, "Demo Enterprise", "ops@example.com", data_dir.issue_enterprise_credential
+    )
+    owner = registry.authenticate_enterprise(enterprise.prefix, enterprise.fingerprints[-1])
     created = []
     for suffix, name, batch, origin in DEMO_PRODUCTS:
         ident = f"{enterprise.prefix}/{suffix}"

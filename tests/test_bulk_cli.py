@@ -60,4 +60,19 @@ def test_import_reports_a_bad_header_as_an_error(tmp_path: Path) -> None:
     source.write_text("id,URL\n88.118.5/A,u\n")
     result = CliRunner().invoke(cli, ["--data-dir", str(layout.root), "import", str(source), "--quiet"])
     assert result.exit_code == 1
-    assert "bad CSV header" in result.output
+    assert result.output == "error: bad CSV header: the first CSV column must be named 'identifier'\n"
+
+
+def test_import_into_a_running_node_says_to_stop_it(tmp_path: Path) -> None:
+    from registry.rocks import RocksStore
+
+    layout = DataDir(tmp_path / "node")
+    layout.init("88.118")
+    source = tmp_path / "in.csv"
+    source.write_text("identifier,URL\n88.118.5/A,u\n")
+    with RocksStore(layout.db):  # holds the lock, as a running node does
+        result = CliRunner().invoke(cli, ["--data-dir", str(layout.root), "import", str(source), "--quiet"])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot open RocksDB at ")
+    assert lines[0].endswith(" (is the node running? stop it first)")

@@ -93,11 +93,12 @@ _values = st.lists(
     owner=_text,
     times=st.tuples(st.integers(0, 2**62), st.integers(0, 2**62)),
     etag=_text,
+    template=_text,
 )
 def test_fast_encoder_is_byte_identical_to_the_codec(
-    identifier: str, values: list[Value], owner: str, times: tuple[int, int], etag: str
+    identifier: str, values: list[Value], owner: str, times: tuple[int, int], etag: str, template: str
 ) -> None:
-    record = Record(identifier, tuple(values), owner, times[0], times[1], etag)
+    record = Record(identifier, tuple(values), owner, times[0], times[1], etag, template)
     assert encode_record(record) == codec.encode_record(record)
 
 

@@ -4,7 +4,7 @@ Public API::
 
     run_import(target, source, *, fmt=None, on_conflict="fail", reject_path=None, principal=None,
                create_enterprises=False, issue_fingerprint=None, restore=True, workers=None,
-               chunk_bytes=16 MiB, sst_min_rows=2000, progress=None, restart=False,
+               chunk_bytes=8 MiB, sst_min_rows=2000, progress=None, restart=False,
                compact=False, template="") -> ImportSummary
     run_export(target, dest, *, fmt=None, parent=None, metadata=True, progress=None) -> ExportSummary
 

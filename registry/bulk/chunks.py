@@ -20,25 +20,25 @@ from pathlib import Path
 from rocksdict import SstFileWriter
 
 from registry import limits
-from registry.bulk.fastcodec import _TABLE, _timestamp, _type_field, _varint
+from registry.bulk.fastcodec import _tail, _timestamp, _type_field, _varint
 from registry.bulk.formats import (
     Chunk,
     Column,
     Format,
     bad_utf8,
     csv_rows,
-    csv_values,
+    decode_row,
     decode_text,
-    json_row,
-    malformed,
+    row_identifier,
 )
-from registry.bulk.rows import RowChecker, RowRules, reject_message
+from registry.bulk.rows import RowChecker, RowRules, etag_for, reject_message
 from registry.codec import decode_record
 from registry.errors import IdnodeError
 from registry.identifier import prefix_length
-from registry.model import Enterprise
+from registry.model import Enterprise, Value
 from registry.rocks import sst_options
-from registry.validation import UINT32_MAX, type_problem
+from registry.validation import value_violations
+from registry.wire import SMALL_VARINTS, TAG1, TAG2, TAG3, TAG4, TAG6
 
 ALREADY_EXISTS = "ALREADY_EXISTS"
 EXISTS_MESSAGE = "is already registered (in the node or earlier in the input)"
@@ -111,26 +111,21 @@ class CsvPlan:
     def __init__(self, columns: Sequence[Column], checker: RowChecker) -> None:
         self.checker = checker
         rules = checker.rules
-        indexes = [c.index for c in columns]
-        self.usable = (
-            len(columns) <= limits.VALUES_MAX
-            and len(set(indexes)) == len(indexes)
-            and all(1 <= c.index <= UINT32_MAX and 0 <= c.ttl <= UINT32_MAX for c in columns)
-            and all(type_problem(c.type) is None for c in columns)
-        )
+        # Empty placeholders: the columns' rules, without any cell's data (checked per row).
+        placeholders = [Value(c.index, c.type, b"" if c.binary else "", c.ttl) for c in columns]
+        self.usable = not value_violations(placeholders)
         self.width = len(columns) + 1
         # Values are stored in index order: (cell position in the row, head bytes, tail bytes, binary).
-        stamp = b"\x32" + _timestamp(rules.now_ns) if rules.now_ns else b""
         self.cells: list[tuple[int, dict[int, bytes], bytes, bytes, bool]] = []
         if self.usable:
             for position in sorted(range(len(columns)), key=lambda i: columns[i].index):
                 c = columns[position]
-                head = b"\x08" + _varint(c.index) + _type_field(c.type) + (b"\x22" if c.binary else b"\x1a")
-                tail = b"\x28" + _varint(c.ttl) + stamp
+                head = b"\x08" + _varint(c.index) + _type_field(c.type) + (TAG4 if c.binary else TAG3)
+                tail = _tail(c.ttl, rules.now_ns)
                 # {data length: the value's field tag, body length, head and data length}
                 self.cells.append((position + 1, {}, head, tail, c.binary))
         times = (
-            (b"\x22" + _timestamp(rules.now_ns) + b"\x2a" + _timestamp(rules.now_ns)) if rules.now_ns else b""
+            (TAG4 + _timestamp(rules.now_ns) + b"\x2a" + _timestamp(rules.now_ns)) if rules.now_ns else b""
         )
         self._times = times
         self._owners: dict[str, tuple[str, bytes] | None] = {}
@@ -148,7 +143,7 @@ class CsvPlan:
         if not isinstance(memo, Enterprise) or memo.require_template or checker.template:
             return None  # an enterprise still to create, or template checks: the full checker
         raw = owner.encode()
-        return owner, b"\x1a" + _varint(len(raw)) + raw + self._times
+        return owner, TAG3 + _varint(len(raw)) + raw + self._times
 
     def encode(self, row: list[str], number: int) -> tuple[bytes, str, bytes] | None:
         """(key, owner, record bytes) of a good row; None when the full checker must look at it."""
@@ -167,7 +162,7 @@ class CsvPlan:
             if owned is None:
                 return None
         ident = text.encode()
-        parts = [b"\x0a", _TABLE[len(ident)], ident]
+        parts = [TAG1, SMALL_VARINTS[len(ident)], ident]
         append = parts.append
         max_data = limits.VALUE_DATA_MAX_BYTES
         for position, heads, head, tail, binary in self.cells:
@@ -187,21 +182,18 @@ class CsvPlan:
                 if n > max_data:
                     return None
                 size = _varint(n)
-                lead = heads[n] = b"\x12" + _varint(len(head) + len(size) + n + len(tail)) + head + size
+                lead = heads[n] = TAG2 + _varint(len(head) + len(size) + n + len(tail)) + head + size
             append(lead)
             append(data)
             append(tail)
-        parts += (owned[1], b"\x32\x10", b"%016x" % ((self.nonce + number) & _MASK64))
+        parts += (owned[1], TAG6 + b"\x10", etag_for(self.nonce, number).encode())
         record = b"".join(parts)
         if len(record) > limits.RECORD_MAX_BYTES:
             return None
         return ident.upper(), owned[0], record
 
 
-_MASK64 = 2**64 - 1
-
-
-def _rows(text: str, fmt: Format) -> Iterator[list[str]] | Iterator[str]:
+def split_rows(text: str, fmt: Format) -> Iterator[list[str]] | Iterator[str]:
     """The chunk's rows, lazily (objects of one row are freed before the next is made, which keeps
     the process's memory small and warm)."""
     if fmt is Format.CSV:
@@ -217,7 +209,7 @@ def build_chunk(
 ) -> ChunkResult:
     """See :func:`_build_chunk`; runs with the cyclic garbage collector paused: a chunk makes
     some 10^5 tuples that live until its end and no reference cycles, and the collector's repeated
-    passes over them cost ~20% of the time (their memory is freed by reference counting)."""
+    passes over them are wasted work (their memory is freed by reference counting)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -238,7 +230,8 @@ def _build_chunk(
     result = ChunkResult(chunk.seq, chunk.start, chunk.end)
     good: list[tuple[bytes, int, str, bytes]] = []
     rejects = result.rejects
-    rows = _rows(text, settings.fmt)
+    fmt = settings.fmt
+    rows = split_rows(text, fmt)
     n = 0
     columns = settings.columns
     csv = settings.fmt is Format.CSV
@@ -246,11 +239,9 @@ def _build_chunk(
     now = settings.rules.now_ns
     plan = None
     if csv:
-        plan = checker.plan
-        if plan is None or plan.checker is not checker:
-            plan = checker.plan = CsvPlan(columns, checker)
-        if not plan.usable:
-            plan = None
+        if checker.plan is None:  # once per checker: the columns are the same for every chunk
+            checker.plan = CsvPlan(columns, checker)
+        plan = checker.plan if checker.plan.usable else None
     fast = plan.encode if plan is not None else None
     start = chunk.start
     for n, row in enumerate(rows, start=1):
@@ -259,19 +250,10 @@ def _build_chunk(
             if done is not None:
                 good.append((done[0], n, done[1], done[2]))
                 continue
-        identifier = ""
+        identifier = row_identifier(row, fmt)
         try:
-            if csv:
-                identifier = row[0]  # type: ignore[assignment]
-                if dirty and bad_utf8(row):
-                    raise malformed("is not valid UTF-8")
-                values = csv_values(row[1:], columns, now)
-                checked = check(chunk.start + n, identifier, values, stamped=True)
-            else:
-                if dirty and bad_utf8(row):  # type: ignore[arg-type]
-                    raise malformed("is not valid UTF-8")
-                identifier, values, meta = json_row(row)  # type: ignore[arg-type]
-                checked = check(chunk.start + n, identifier, values, meta)
+            identifier, values, meta = decode_row(row, fmt, columns, dirty, now)
+            checked = check(chunk.start + n, identifier, values, meta, stamped=csv)
         except IdnodeError as exc:
             rejects.append(Reject(n, identifier, exc.reason, reject_message(exc)))
             continue

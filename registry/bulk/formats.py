@@ -124,13 +124,10 @@ class Source:
             self.size = None
         buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
         head = buffered.peek(4)[:4]  # type: ignore[attr-defined]
-        self.compression = "none"
         stream: IO[bytes]
         if head.startswith(_GZIP_MAGIC):
-            self.compression = "gzip"
             stream = gzip.GzipFile(fileobj=buffered, mode="rb")
         elif head.startswith(_ZSTD_MAGIC):
-            self.compression = "zstd"
             stream = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
         else:
             stream = buffered
@@ -188,18 +185,15 @@ class ChunkReader:
         self._offset = 0  # decompressed offset of _buf[0]
         self._eof = False
         self.header: bytes = b""
-        self.data_start = 0
         if fmt is Format.CSV:
-            self.header = self._take_rows(1, header=True)
+            self.header = self._take_header()
             if self.header.startswith(_BOM):
                 self.header = self.header[len(_BOM) :]
-            self.data_start = self._offset
         else:
             self._fill(4)
             if self._buf.startswith(_BOM):
                 self._buf = self._buf[len(_BOM) :]
                 self._offset += len(_BOM)
-            self.data_start = self._offset
 
     def _fill(self, want: int) -> None:
         while len(self._buf) < want and not self._eof:
@@ -221,7 +215,7 @@ class ChunkReader:
                 return nl + 1
             pos = nl
 
-    def _take_rows(self, n: int, header: bool = False) -> bytes:
+    def _take_header(self) -> bytes:
         """The first row (header) of the input, without its line end."""
         size = 1 << 16
         while True:
@@ -514,6 +508,24 @@ def json_row(line: str) -> tuple[str, tuple[Value, ...], Meta]:
             tuple(stamps),
         )
     return identifier, tuple(values), meta
+
+
+def decode_row(
+    row: list[str] | str, fmt: Format, columns: Sequence[Column], dirty: bool, now_ns: int = 0
+) -> tuple[str, tuple[Value, ...], Meta]:
+    """(identifier, values, metadata) of one row; raises IdnodeError (MALFORMED_ROW...) for a row
+    that cannot be decoded. The identifier of a CSV row is :func:`row_identifier`, even when
+    the row is rejected."""
+    if dirty and bad_utf8(row):
+        raise malformed("is not valid UTF-8")
+    if fmt is Format.CSV:
+        return row[0], csv_values(row[1:], columns, now_ns), NO_META
+    return json_row(row)  # type: ignore[arg-type]
+
+
+def row_identifier(row: list[str] | str, fmt: Format) -> str:
+    """The identifier a reject line names for a row that cannot be decoded."""
+    return row[0] if fmt is Format.CSV and row else ""
 
 
 def json_line(record: Record, metadata: bool = True) -> str:

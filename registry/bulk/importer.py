@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
-import json
 import multiprocessing
 import os
 import secrets
-import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,64 +40,32 @@ from registry.bulk.chunks import (
     init_worker,
     work,
 )
-from registry.bulk.formats import (
-    Chunk,
-    ChunkReader,
-    Format,
-    Source,
-    guess_format,
-    parse_header,
-    source_identity,
-)
+from registry.bulk.formats import Chunk, ChunkReader, Format, Source, source_identity
 from registry.bulk.journal import Checkpoint, checkpoint_key
 from registry.bulk.progress import Progress, SilentProgress
 from registry.bulk.rows import RowChecker, RowRules
-from registry.errors import AlreadyExists, FailedPrecondition, PermissionDenied
+from registry.bulk.session import (
+    BulkImportError,
+    ImportSummary,
+    default_reject_path,
+    failpoint,
+    failpoint_armed,
+    fingerprint,
+    import_format,
+    open_reader,
+    source_name,
+    start_rejects,
+    summary,
+    unfinished,
+    write_rejects,
+)
+from registry.errors import AlreadyExists, PermissionDenied
 from registry.identifier import fold, prefix_range
 from registry.model import Principal, Role
 from registry.pb import record_pb2
 from registry.rocks import RocksStore
 from registry.service import COUNT_TOTAL, Registry, count_key
 from registry.store import Add, ConditionFailed, Expect, Put, Table, Txn
-
-REJECT_HEADER = "row,identifier,reason,message\n"
-
-
-class BulkImportError(FailedPrecondition):
-    """The import as a whole cannot run (unreadable header, a checkpoint of another import...)."""
-
-    default_reason = "IMPORT_FAILED"
-
-
-@dataclass(frozen=True, slots=True)
-class ImportSummary:
-    """Totals of an import, cumulative over all runs of it (a resumed import counts the rows of the
-    interrupted runs too); ``seconds`` and ``rows_per_second`` are for this run only.
-    ``rows == imported + rejected + skipped`` always holds."""
-
-    rows: int
-    imported: int
-    rejected: int
-    skipped: int
-    replaced: int
-    """Imported rows that overwrote an identifier already in the node or earlier in the input."""
-    enterprises_created: tuple[str, ...]
-    seconds: float
-    rows_per_second: float
-    reject_path: str
-    resumed: bool = False
-    already_done: bool = False
-    """The same import had already finished; nothing was done."""
-
-    def to_dict(self) -> dict[str, object]:
-        out = asdict(self)
-        out["enterprises_created"] = list(self.enterprises_created)
-        return out
-
-
-def default_reject_path(source: str | os.PathLike[str] | BinaryIO) -> Path:
-    name = os.fspath(source) if isinstance(source, str | os.PathLike) else "-"
-    return Path("idnode-import.rejects.csv") if name == "-" else Path(name + ".rejects.csv")
 
 
 def run_import(
@@ -126,7 +91,8 @@ def run_import(
     """Import every row of ``source`` into a node; return the totals.
 
     ``target`` is a running node's :class:`Registry` (writes go through its store and its record
-    cache is invalidated for every written key, so readers never see stale records) or the path of a
+    commit listeners and record cache are told of every written record, so readers never see
+    stale records) or the path of a
     stopped node's RocksDB directory (``DATA_DIR/db``), opened exclusively for the import.
 
     ``source`` is a path, ``-`` (stdin) or a binary file; gzip and zstd are detected. ``fmt``
@@ -154,24 +120,31 @@ def run_import(
     ``workers`` processes check rows (default: one per core; 0: in this process). ``compact``
     compacts the records table at the end.
     """
-    if isinstance(target, Registry):
-        return _Importer(target, exclusive=False, clock=clock).run(
-            source, fmt, Conflict(on_conflict), reject_path, principal, create_enterprises,
-            issue_fingerprint, restore, workers, chunk_bytes, sst_min_rows, progress, restart, compact,
-            template,
-        )  # fmt: skip
-    # The existence checks need the filter and index blocks of every file in the block cache
-    # (~12 MiB per 10^7 keys); a cache too small for them turns each check into disk reads.
-    store = RocksStore(target, block_cache_bytes=256 << 20)
-    try:
-        registry = Registry(store, clock=clock)
-        return _Importer(registry, exclusive=True, clock=clock).run(
-            source, fmt, Conflict(on_conflict), reject_path, principal, create_enterprises,
-            issue_fingerprint, restore, workers, chunk_bytes, sst_min_rows, progress, restart, compact,
-            template,
-        )  # fmt: skip
-    finally:
-        store.close()
+    with contextlib.ExitStack() as stack:
+        if isinstance(target, Registry):
+            registry, exclusive = target, False
+        else:
+            # The existence checks need the filter and index blocks of every file in the block cache
+            # (~12 MiB per 10^7 keys); a cache too small for them turns each check into disk reads.
+            store = stack.enter_context(contextlib.closing(RocksStore(target, block_cache_bytes=256 << 20)))
+            registry, exclusive = Registry(store, clock=clock), True
+        return _Importer(registry, exclusive=exclusive, clock=clock).run(
+            source=source,
+            fmt=fmt,
+            conflict=Conflict(on_conflict),
+            reject_path=reject_path,
+            principal=principal,
+            create_enterprises=create_enterprises,
+            issue_fingerprint=issue_fingerprint,
+            restore=restore,
+            workers=workers,
+            chunk_bytes=chunk_bytes,
+            sst_min_rows=sst_min_rows,
+            progress=progress,
+            restart=restart,
+            compact=compact,
+            template=template,
+        )
 
 
 class _Importer:
@@ -187,6 +160,7 @@ class _Importer:
 
     def run(
         self,
+        *,
         source: str | os.PathLike[str] | BinaryIO,
         fmt: Format | str | None,
         conflict: Conflict,
@@ -201,7 +175,7 @@ class _Importer:
         progress: Progress | None,
         restart: bool,
         compact: bool,
-        template: str = "",
+        template: str,
     ) -> ImportSummary:
         started = time.monotonic()
         principal = principal or Principal.admin()
@@ -211,18 +185,8 @@ class _Importer:
             raise ValueError("create_enterprises needs issue_fingerprint")
         self.principal = principal
         self.issue_fingerprint = issue_fingerprint
-        self.source_name = (
-            os.fspath(source) if isinstance(source, str | os.PathLike) else str(getattr(source, "name", "-"))
-        )
-        if fmt is None:
-            name = (
-                os.fspath(source) if isinstance(source, str | os.PathLike) else getattr(source, "name", "-")
-            )
-            try:
-                fmt = guess_format(str(name))
-            except ValueError as exc:
-                raise BulkImportError(str(exc)) from None
-        fmt = Format(fmt)
+        self.source_name = source_name(source)
+        fmt = import_format(source, fmt)
         reject = Path(reject_path) if reject_path is not None else default_reject_path(source)
         self.reject_path = reject
         self.ckpt_key = checkpoint_key(reject)
@@ -230,34 +194,24 @@ class _Importer:
 
         src = Source(source)
         try:
-            reader = ChunkReader(src, fmt, chunk_bytes)
-            columns: tuple = ()
-            if fmt is Format.CSV:
-                try:
-                    columns = tuple(parse_header(reader.header))
-                except (ValueError, UnicodeDecodeError) as exc:
-                    raise BulkImportError(f"bad CSV header: {exc}") from None
-            fingerprint = hashlib.sha256(
-                json.dumps(
-                    [source_identity(source), fmt.value, conflict.value, principal.role.value,
-                     principal.prefix, create_enterprises, restore, reader.header.decode("utf-8", "replace"),
-                     template]
-                ).encode()
-            ).hexdigest()  # fmt: skip
-            ck, resumed = self._open_checkpoint(fingerprint, restart)
+            reader, columns = open_reader(src, fmt, chunk_bytes)
+            ck, resumed = self._open_checkpoint(
+                fingerprint(
+                    reader, source_identity(source), fmt.value, conflict.value, principal.role.value,
+                    principal.prefix, create_enterprises, restore, template,
+                ),
+                restart,
+            )  # fmt: skip
             if ck.state == "done":
                 return self._summary(ck, started, 0, resumed=True, already_done=True)
-            self.sst_dir = self._sst_dir()
+            # Into a running node, records go through WriteBatches: its commit listeners (the
+            # reader workers' caches) must be told every written record's value.
+            self.sst_dir = self._sst_dir() if self.exclusive else None
             if resumed:
                 self._finish_pending(ck)
                 if ck.offset:
                     reader.skip_to(ck.offset)
-                with open(reject, "r+b") as f:
-                    f.truncate(ck.reject_bytes)
-            else:
-                reject.parent.mkdir(parents=True, exist_ok=True)
-                reject.write_text(REJECT_HEADER)
-                ck.reject_bytes = len(REJECT_HEADER)
+            ck.reject_bytes = start_rejects(reject, resumed=resumed, reject_bytes=ck.reject_bytes)
             rows_at_start = ck.rows
             enterprises = {k: v for k, v in self.store.scan(Table.ENTERPRISES, b"", b"\xff" * 8, 1 << 62)}
             rules = RowRules(
@@ -315,10 +269,7 @@ class _Importer:
             return ck, True
         if ck.state == "done":
             return fresh, False
-        raise BulkImportError(
-            f"an unfinished import of another input or with other options uses the reject file "
-            f"{self.reject_path}; run that import again to finish it, or restart"
-        )
+        raise unfinished(self.reject_path)
 
     def _sst_dir(self) -> Path | None:
         store = self.store
@@ -446,7 +397,7 @@ class _Importer:
         deltas[COUNT_TOTAL] += new
         reject_bytes = ck.reject_bytes
         if rejects:
-            reject_bytes += self._write_rejects(rejects)
+            reject_bytes += write_rejects(self.rejects, rejects)
         updated = replace(
             ck,
             offset=res.end,
@@ -478,12 +429,12 @@ class _Importer:
             },
         )
         audit = self.registry.audit
-        _failpoint("before-commit", res.seq)
+        failpoint("before-commit", res.seq)
         if sst:
             txn = Txn(expects, (checkpoint,), adds)
-            if _failpoint_armed("before-ingest", res.seq):  # the state a crash inside ingest() leaves
+            if failpoint_armed("before-ingest", res.seq):  # the state a crash inside ingest() leaves
                 audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, [], t))  # type: ignore[attr-defined]
-                _failpoint("before-ingest", res.seq)
+                failpoint("before-ingest", res.seq)
             audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, [sst], t))  # type: ignore[attr-defined]
         else:
             assert values is not None
@@ -492,9 +443,8 @@ class _Importer:
         updated.pending = []
         self.ck = updated
         if not self.exclusive:  # an offline store has no readers whose cache could be stale
-            cache = self.registry.cache
-            for i in kept:
-                cache.invalidate(keys[i])
+            assert values is not None  # no SST files into a running node
+            self.registry._records_changed([(keys[i], values[i]) for i in kept])
 
     def _lookup(self, res: ChunkResult) -> list[bytes | None]:
         """The stored record of each key of ``res`` (None: absent).
@@ -526,34 +476,19 @@ class _Importer:
                 olds[i] = old
         return olds
 
-    def _write_rejects(self, rejects: list[Reject]) -> int:
-        import csv
-        import io
-
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        for r in rejects:
-            writer.writerow((r.row, r.identifier, r.reason, r.message))
-        data = buf.getvalue().encode("utf-8", "backslashreplace")
-        self.rejects.write(data)
-        self.rejects.flush()
-        os.fsync(self.rejects.fileno())
-        return len(data)
-
     def _summary(
         self, ck: Checkpoint, started: float, rows_this_run: int, *, resumed: bool, already_done: bool = False
     ) -> ImportSummary:
-        seconds = time.monotonic() - started
-        return ImportSummary(
+        return summary(
             rows=ck.rows,
             imported=ck.imported,
             rejected=ck.rejected,
             skipped=ck.skipped,
             replaced=ck.replaced,
-            enterprises_created=tuple(ck.enterprises_created),
-            seconds=round(seconds, 3),
-            rows_per_second=round(rows_this_run / seconds, 1) if seconds > 0 else 0.0,
-            reject_path=str(self.reject_path),
+            enterprises_created=ck.enterprises_created,
+            started=started,
+            rows_this_run=rows_this_run,
+            reject_path=self.reject_path,
             resumed=resumed,
             already_done=already_done,
         )
@@ -588,21 +523,6 @@ class KeyFilter:
                 bits[a] |= ma
                 bits[b] |= mb
         return out
-
-
-_FAILPOINT = os.environ.get("IDNODE_BULK_FAILPOINT", "")
-"""Crash-testing hook: ``NAME:SEQ`` makes the import SIGKILL itself at point NAME of chunk SEQ
-(``before-commit``: rejects written, nothing committed; ``before-ingest``: the chunk's batch
-committed, its SST file not ingested). Empty in normal use."""
-
-
-def _failpoint_armed(name: str, seq: int) -> bool:
-    return bool(_FAILPOINT) and f"{name}:{seq}" == _FAILPOINT
-
-
-def _failpoint(name: str, seq: int) -> None:
-    if _failpoint_armed(name, seq):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _remove_tree(path: Path) -> None:

@@ -22,6 +22,7 @@ from registry.model import Enterprise, Principal, Role, Value
 from registry.service import META_NODE_PREFIX, Registry
 from registry.store import Table, Txn
 from registry.validation import check_record_size, check_values, value_violations
+from registry.wire import MASK64
 
 
 class SnapshotStore:
@@ -172,7 +173,7 @@ class RowChecker:
                 owner,
                 (meta.create_time_ns or now) if restore else now,
                 (meta.update_time_ns or now) if restore else now,
-                meta.etag if restore and meta.etag else f"{(self.rules.nonce + row) & _MASK64:016x}",
+                meta.etag if restore and meta.etag else etag_for(self.rules.nonce, row),
                 self.template,
             )
         except UnicodeEncodeError:  # lone surrogates (JSON "\udc80"): not text the node can store
@@ -181,7 +182,9 @@ class RowChecker:
         return Checked(fold(ident.text), owner, data)
 
 
-_MASK64 = 2**64 - 1
+def etag_for(nonce: int, row: int) -> str:
+    """The etag the import gives the record of row number ``row`` (see :class:`RowRules`)."""
+    return f"{(nonce + row) & MASK64:016x}"
 
 
 def _index(v: Value) -> int:

@@ -6,34 +6,15 @@ payload, so a response is the concatenation of stored record bytes under the rig
 
 from __future__ import annotations
 
+from registry.wire import SMALL_LIMIT, SMALL_VARINTS, TAG1, TAG2, TAG3, TAG4, varint
 
-def varint(n: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative int."""
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-SMALL_LIMIT = 1 << 14
-SMALL_VARINTS = tuple(varint(n) for n in range(SMALL_LIMIT))
-"""Pre-encoded varints of 0..16383 (every length below 16 KiB: one tuple index instead of a call)."""
+__all__ = ["SMALL_LIMIT", "SMALL_VARINTS", "TAG1", "TAG2", "TAG3", "TAG4", "field", "only_field1", "varint"]
 
 
 def field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: ``tag`` is the pre-computed key byte, e.g. b"\\n" for field 1."""
     n = len(payload)
     return tag + (SMALL_VARINTS[n] if n < SMALL_LIMIT else varint(n)) + payload
-
-
-TAG1 = b"\x0a"  # field 1, wire type 2
-TAG2 = b"\x12"  # field 2, wire type 2
-TAG3 = b"\x1a"  # field 3, wire type 2
-TAG4 = b"\x22"  # field 4, wire type 2
 
 
 def only_field1(raw: bytes) -> bytes | None:

@@ -1,0 +1,177 @@
+"""What the offline importer (:mod:`registry.bulk.importer`) and the import through a node
+(:mod:`resolver.bulk_remote`) share: reading the input's format and header, the import's
+fingerprint, the reject file, the summary and the crash-testing failpoint."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import signal
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from registry.bulk.chunks import Reject
+from registry.bulk.formats import ChunkReader, Column, Format, Source, guess_format, parse_header
+from registry.errors import FailedPrecondition
+
+REJECT_HEADER = "row,identifier,reason,message\n"
+
+Input = str | os.PathLike[str] | BinaryIO
+
+
+class BulkImportError(FailedPrecondition):
+    """The import as a whole cannot run (unreadable header, a checkpoint of another import...)."""
+
+    default_reason = "IMPORT_FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """Totals of an import, cumulative over all runs of it (a resumed import counts the rows of the
+    interrupted runs too); ``seconds`` and ``rows_per_second`` are for this run only.
+    ``rows == imported + rejected + skipped`` always holds."""
+
+    rows: int
+    imported: int
+    rejected: int
+    skipped: int
+    replaced: int
+    """Imported rows that overwrote an identifier already in the node or earlier in the input."""
+    enterprises_created: tuple[str, ...]
+    seconds: float
+    rows_per_second: float
+    reject_path: str
+    resumed: bool = False
+    already_done: bool = False
+    """The same import had already finished; nothing was done."""
+
+    def to_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["enterprises_created"] = list(self.enterprises_created)
+        return out
+
+
+def summary(
+    *,
+    rows: int,
+    imported: int,
+    rejected: int,
+    skipped: int,
+    replaced: int = 0,
+    enterprises_created: Sequence[str] = (),
+    started: float,
+    rows_this_run: int,
+    reject_path: Path,
+    resumed: bool,
+    already_done: bool = False,
+) -> ImportSummary:
+    """The summary of a run that began at ``time.monotonic()`` value ``started``."""
+    seconds = time.monotonic() - started
+    return ImportSummary(
+        rows=rows,
+        imported=imported,
+        rejected=rejected,
+        skipped=skipped,
+        replaced=replaced,
+        enterprises_created=tuple(enterprises_created),
+        seconds=round(seconds, 3),
+        rows_per_second=round(rows_this_run / seconds, 1) if seconds > 0 else 0.0,
+        reject_path=str(reject_path),
+        resumed=resumed,
+        already_done=already_done,
+    )
+
+
+def source_name(source: Input) -> str:
+    """The input's path, the name of an open file, or ``-``."""
+    return os.fspath(source) if isinstance(source, str | os.PathLike) else str(getattr(source, "name", "-"))
+
+
+def default_reject_path(source: Input) -> Path:
+    name = os.fspath(source) if isinstance(source, str | os.PathLike) else "-"
+    return Path("idnode-import.rejects.csv") if name == "-" else Path(name + ".rejects.csv")
+
+
+def import_format(source: Input, fmt: Format | str | None) -> Format:
+    """``fmt``, or what the input's name says (BulkImportError when it says nothing)."""
+    if fmt is None:
+        try:
+            return guess_format(source_name(source))
+        except ValueError as exc:
+            raise BulkImportError(str(exc)) from None
+    return Format(fmt)
+
+
+def open_reader(src: Source, fmt: Format, chunk_bytes: int) -> tuple[ChunkReader, tuple[Column, ...]]:
+    """A chunk reader of ``src`` and, for CSV, the header's columns."""
+    reader = ChunkReader(src, fmt, chunk_bytes)
+    if fmt is not Format.CSV:
+        return reader, ()
+    try:
+        return reader, tuple(parse_header(reader.header))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BulkImportError(f"bad CSV header: {exc}") from None
+
+
+def fingerprint(reader: ChunkReader, *options: object) -> str:
+    """What tells one import from another: its input's header and ``options`` (JSON values)."""
+    return hashlib.sha256(
+        json.dumps([*options, reader.header.decode("utf-8", "replace")]).encode()
+    ).hexdigest()
+
+
+def unfinished(reject: Path) -> BulkImportError:
+    return BulkImportError(
+        f"an unfinished import of another input or with other options uses the reject file "
+        f"{reject}; run that import again to finish it, or restart"
+    )
+
+
+def start_rejects(reject: Path, *, resumed: bool, reject_bytes: int) -> int:
+    """Cut a resumed import's reject file back to ``reject_bytes``, or start a new one; return its
+    length."""
+    if resumed:
+        with open(reject, "r+b") as f:
+            f.truncate(reject_bytes)
+        return reject_bytes
+    reject.parent.mkdir(parents=True, exist_ok=True)
+    reject.write_text(REJECT_HEADER)
+    return len(REJECT_HEADER)
+
+
+def write_rejects(file: BinaryIO, rejects: Iterable[Reject], base: int = 0) -> int:
+    """Append the lines of ``rejects`` (their rows counted from ``base``) to the reject file
+    durably; return the number of bytes written."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(
+        (base + r.row, r.identifier, r.reason, r.message) for r in rejects
+    )
+    data = buf.getvalue().encode("utf-8", "backslashreplace")
+    file.write(data)
+    file.flush()
+    os.fsync(file.fileno())
+    return len(data)
+
+
+_FAILPOINT = os.environ.get("IDNODE_BULK_FAILPOINT", "")
+"""Crash-testing hook: ``NAME:N`` makes the import SIGKILL itself at point NAME for the N-th
+chunk or batch (offline ``before-commit``: rejects written, nothing committed; ``before-ingest``:
+the chunk's batch committed, its SST file not ingested; through a node ``after-batch``: batch N
+sent). Empty in normal use."""
+
+
+def failpoint_armed(name: str, n: int) -> bool:
+    return bool(_FAILPOINT) and f"{name}:{n}" == _FAILPOINT
+
+
+def failpoint(name: str, n: int, *, delay: float = 0.0) -> None:
+    """SIGKILL this process (after ``delay`` seconds) if the failpoint ``name:n`` is armed."""
+    if failpoint_armed(name, n):
+        time.sleep(delay)
+        os.kill(os.getpid(), signal.SIGKILL)
