@@ -80,6 +80,19 @@ def decode_record(data: bytes) -> Record:
     return record_from_pb(record_pb2.Record.FromString(data))
 
 
+def matching_values(
+    pb: record_pb2.Record, types: Sequence[str], indexes: Sequence[int]
+) -> list[record_pb2.Value]:
+    """The values of ``pb`` whose type is in ``types`` (if any given) and whose index is in
+    ``indexes`` (if any given): the one resolution filter (gRPC and Handle REST)."""
+    type_set, index_set = set(types), set(indexes)
+    return [
+        v
+        for v in pb.values
+        if (not type_set or v.type in type_set) and (not index_set or v.index in index_set)
+    ]
+
+
 def filter_record_bytes(data: bytes, types: Sequence[str], indexes: Sequence[int]) -> bytes:
     """The stored record with only the values matching ``types`` (if any) and ``indexes`` (if any).
 
@@ -88,12 +101,7 @@ def filter_record_bytes(data: bytes, types: Sequence[str], indexes: Sequence[int
     if not types and not indexes:
         return data
     pb = record_pb2.Record.FromString(data)
-    type_set, index_set = set(types), set(indexes)
-    kept = [
-        v
-        for v in pb.values
-        if (not type_set or v.type in type_set) and (not index_set or v.index in index_set)
-    ]
+    kept = matching_values(pb, types, indexes)
     del pb.values[:]
     pb.values.extend(kept)
     return pb.SerializeToString(deterministic=True)

@@ -9,6 +9,7 @@ certificate (the public listener) are anonymous and may only resolve.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import grpc
 
@@ -21,8 +22,9 @@ _PARSED_MAX = 4096
 
 
 class Authenticator:
-    """Maps a call's peer certificate to a :class:`Principal`; parsed certificates are memoised
-    (bounded), the fingerprint check against the store runs on every call."""
+    """Maps a verified client certificate to a :class:`Principal`, for gRPC calls and (through
+    :meth:`principal_for_pem`) the Handle REST API and HierarchyService; parsed certificates are
+    memoised (bounded), the fingerprint check against the store runs on every call."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -49,13 +51,24 @@ class Authenticator:
                 "this call needs a node-issued client certificate, on the management listener",
                 reason="CREDENTIAL_REQUIRED",
             )
-        identity = self._identify(certs[0])
+        return self.principal_for_pem(certs[0])
+
+    def principal_for_pem(
+        self, cert_pem: bytes, node: Callable[[str, str], Principal] | None = None
+    ) -> Principal:
+        """The principal of a verified client certificate (PEM). A node credential is accepted
+        only where ``node`` (``(prefix, fingerprint) -> Principal``, the root's route table) is
+        given; elsewhere it is PERMISSION_DENIED ``NODE_CREDENTIAL``. UNAUTHENTICATED for a
+        certificate that is not an idnode credential or no longer current."""
+        identity = self._identify(cert_pem)
         if identity is None:
             raise Unauthenticated("the client certificate is not an idnode credential")
         if identity.role is Role.ADMIN:
             return self.registry.authenticate_admin(identity.fingerprint)
-        if identity.role is Role.NODE:  # only HierarchyService accepts it (resolver.hierarchy)
-            raise PermissionDenied(
-                "a node credential is only for registering routes", reason="NODE_CREDENTIAL"
-            )
+        if identity.role is Role.NODE:
+            if node is None:
+                raise PermissionDenied(
+                    "a node credential is only for registering routes", reason="NODE_CREDENTIAL"
+                )
+            return node(identity.prefix, identity.fingerprint)
         return self.registry.authenticate_enterprise(identity.prefix, identity.fingerprint)

@@ -65,16 +65,21 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
+def describe(exc: BaseException) -> tuple[str, str, dict[str, str]]:
+    """(message, reason, metadata) of ``exc`` as every protocol reports it. Errors that are not
+    domain errors get a generic description that reveals nothing of the failure (callers log it)."""
+    if isinstance(exc, IdnodeError):
+        return exc.message, exc.reason, exc.metadata
+    if isinstance(exc, StoreUnavailable):
+        return "the store is unavailable; retry later", "STORE_UNAVAILABLE", {}
+    return "internal error", "INTERNAL", {}
+
+
 def to_status(exc: Exception) -> status_pb2.Status:
     """The ``google.rpc.Status`` for ``exc``. Errors that are not domain errors become a generic
     INTERNAL whose message reveals nothing of the failure (it is logged instead)."""
     code = status_code_of(exc)
-    if isinstance(exc, IdnodeError):
-        message, reason, metadata = exc.message, exc.reason, exc.metadata
-    elif isinstance(exc, StoreUnavailable):
-        message, reason, metadata = "the store is unavailable; retry later", "STORE_UNAVAILABLE", {}
-    else:
-        message, reason, metadata = "internal error", "INTERNAL", {}
+    message, reason, metadata = describe(exc)
     status = status_pb2.Status(code=code.value[0], message=message)
     status.details.append(
         _pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))

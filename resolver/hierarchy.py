@@ -32,6 +32,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cache import RecordCache
 from registry import codec
+from registry.authz import require_admin
 from registry.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -39,11 +40,10 @@ from registry.errors import (
     IdnodeError,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     Unauthenticated,
     Unavailable,
 )
-from registry.hierarchy import REGISTER, Outbox, RootGuard, Route, Routes
+from registry.hierarchy import META_OUTBOX_SYNCED, REGISTER, Outbox, RootGuard, Route, Routes
 from registry.identifier import parse, parse_prefix
 from registry.model import Principal, Role
 from registry.pb import admin_pb2, hierarchy_pb2, resolution_pb2
@@ -71,6 +71,8 @@ that our own error reaches it in time."""
 NO_ROUTE_TTL = 5.0
 """How long a secondary remembers that the upstream knows no route for a prefix."""
 ROUTE_CACHE_MAX = 10_000
+OUTBOX_BATCH = 1000
+"""Outbox entries read per drain pass; after a full batch the next pass starts at once."""
 CHANNEL_OPTIONS: tuple[tuple[str, object], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
@@ -103,6 +105,12 @@ def domain_error(err: IdnodeRpcError, node: str) -> IdnodeError:
     return IdnodeError(f"node {node} failed: {err}", reason=err.reason or None, metadata=meta)
 
 
+def _no_route(prefix: str) -> NotFound:
+    """A fresh NO_ROUTE error (a cached error instance re-raised by many threads would keep
+    growing its traceback)."""
+    return NotFound(f"no node serves prefix {prefix}", reason="NO_ROUTE", metadata={"prefix": prefix})
+
+
 def routing_loop(message: str, prefix: str) -> FailedPrecondition:
     return FailedPrecondition(message, reason="ROUTING_LOOP", metadata={"prefix": prefix})
 
@@ -133,14 +141,14 @@ class Router:
     """Answers identifiers this node does not hold: with a referral, or (recursive) with the
     record fetched from the serving node and kept in ``foreign_cache`` for the record's TTL.
 
-    ``routes``: the root's own table (None on a secondary); ``upstream``: a client of the root's
-    management listener (None on the root). Thread-safe."""
+    ``node_id``: this node's id, which is its node prefix; ``routes``: the root's own table (None
+    on a secondary); ``upstream``: a client of the root's management listener (None on the root).
+    Thread-safe."""
 
     def __init__(
         self,
         *,
         node_id: str,
-        node_prefix: str,
         routes: Routes | None,
         upstream: IdnodeClient | None,
         foreign_cache: RecordCache,
@@ -148,7 +156,7 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_id = node_id
-        self._own = node_prefix.upper()
+        self._own = node_id.upper()
         self.routes = routes
         self.upstream = upstream
         self.cache = foreign_cache
@@ -156,11 +164,10 @@ class Router:
         self.advertise = ""
         """This node's public address as routes name it (set at start)."""
         self._clock = clock
-        self._route_cache: dict[str, tuple[float, Route | NotFound]] = {}
+        self._route_cache: dict[str, tuple[float, Route | None]] = {}
+        """Folded prefix -> (expiry, route); None: the upstream knows no route."""
         self._clients: dict[str, IdnodeClient] = {}
         self._lock = threading.Lock()
-        self.forwards = 0
-        """Records fetched from other nodes (the foreign cache's hits are ``cache.hits``)."""
 
     def handles(self, text: str) -> bool:
         """Whether ``text`` is answered by routing: every identifier at the root, those outside the
@@ -178,36 +185,39 @@ class Router:
         if self.routes is not None:
             return self.routes.lookup(prefix)
         if self.upstream is None:
-            raise NotFound(f"no node serves prefix {prefix}", reason="NO_ROUTE", metadata={"prefix": prefix})
+            raise _no_route(prefix)
         key = prefix.upper()
         now = self._clock()
         cached = self._route_cache.get(key)
         if cached is not None and cached[0] > now:
-            if isinstance(cached[1], NotFound):
-                raise cached[1]
+            if cached[1] is None:
+                raise _no_route(prefix)
             return cached[1]
         timeout = self._timeout(deadline)
+        found: Route | None
         try:
-            found: Route | NotFound = route_from_pb(self.upstream.lookup_route(prefix, timeout=timeout))
+            found = route_from_pb(self.upstream.lookup_route(prefix, timeout=timeout))
             ttl = self.route_ttl
         except IdnodeRpcError as err:
             error = domain_error(err, "upstream")
             if not isinstance(error, NotFound):
                 raise error from None
-            found, ttl = error, min(NO_ROUTE_TTL, self.route_ttl)
+            found, ttl = None, min(NO_ROUTE_TTL, self.route_ttl)
         with self._lock:
             if len(self._route_cache) >= ROUTE_CACHE_MAX:
                 self._route_cache.clear()
             self._route_cache[key] = (now + ttl, found)
-        if isinstance(found, NotFound):
-            raise found
+        if found is None:
+            raise _no_route(prefix)
         return found
 
-    def forget_routes(self) -> None:
-        with self._lock:
-            self._route_cache.clear()
-
     # ------------------------------------------------------------------ resolution
+    def deadline(self, context: grpc.ServicerContext | None) -> float:
+        """The caller's deadline on this router's clock (at most an hour away; without one,
+        :data:`FORWARD_TIMEOUT_MAX` from now)."""
+        remaining = context.time_remaining() if context is not None else None
+        return self._clock() + min(remaining if remaining is not None else FORWARD_TIMEOUT_MAX, 3600.0)
+
     def _timeout(self, deadline: float) -> float:
         left = deadline - self._clock()
         remaining = left - min(max(FORWARD_MARGIN, left * 0.1), 0.5)
@@ -247,8 +257,7 @@ class Router:
                 f"({hops} forwards)",
                 ident.prefix,
             )
-        remaining = context.time_remaining() if context is not None else None
-        deadline = self._clock() + min(remaining if remaining is not None else FORWARD_TIMEOUT_MAX, 3600.0)
+        deadline = self.deadline(context)
         route = self.route(ident.prefix, deadline)
         if route.node_id == self.node_id or (self.advertise and route.node_address == self.advertise):
             raise routing_loop(
@@ -288,7 +297,6 @@ class Router:
             raise domain_error(IdnodeRpcError.from_rpc_error(err), route.node_address) from None
         if not response.HasField("record"):
             raise routing_loop(f"node {route.node_address} answered {text} with a referral", route.prefix)
-        self.forwards += 1
         return response.record.SerializeToString()
 
     def close(self) -> None:
@@ -317,8 +325,6 @@ class OutboxDrainer:
         self.advertise = advertise
         self.max_backoff = max_backoff
         self.call_timeout = call_timeout
-        self.sent = 0
-        self.failures = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="idnode-outbox", daemon=True)
 
@@ -330,41 +336,45 @@ class OutboxDrainer:
         self.outbox.wake.set()
         self._thread.join(self.call_timeout + 1)
 
-    def drain_once(self) -> bool:
-        """Try every pending entry once; True if all were acknowledged."""
+    def drain_once(self, batch: int = OUTBOX_BATCH) -> tuple[bool, bool]:
+        """Try up to ``batch`` pending entries once: (all of them acknowledged, the batch was
+        full so more may be pending). The pass ends at the first UNAVAILABLE or
+        DEADLINE_EXCEEDED: the upstream is down or slow and the rest would only wait for it."""
         ok = True
-        for entry in self.outbox.pending():
+        entries = self.outbox.pending(batch)
+        for entry in entries:
             if self._stop.is_set():
-                return False
+                return False, True
             try:
                 if entry.op == REGISTER:
                     self.upstream.register_prefix(entry.prefix, self.advertise(), timeout=self.call_timeout)
                 else:
                     self.upstream.withdraw_prefix(entry.prefix, timeout=self.call_timeout)
             except IdnodeRpcError as err:
-                ok = False
-                self.failures += 1
                 log.warning("upstream %s of %s failed (will retry): %s", entry.op, entry.prefix, err)
+                if err.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    return False, True
+                ok = False
                 continue
             self.outbox.done(entry)
-            self.sent += 1
             log.info("upstream acknowledged %s of %s", entry.op, entry.prefix)
-        return ok
+        return ok, len(entries) >= batch
 
     def _run(self) -> None:
         backoff = 0.2
         while not self._stop.is_set():
             self.outbox.wake.clear()
             try:
-                ok = self.drain_once()
+                ok, more = self.drain_once()
             except StoreUnavailable:
                 return
             except Exception:
                 log.exception("draining the outbox failed")
-                ok = False
+                ok = more = False
             if ok:
                 backoff = 0.2
-                self.outbox.wake.wait(30.0)
+                if not more:
+                    self.outbox.wake.wait(30.0)
             else:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
@@ -376,13 +386,11 @@ class HierarchyServicer(hierarchy_pb2_grpc.HierarchyServiceServicer):
 
     def __init__(
         self,
-        registry: Registry,
         auth: Authenticator,
         routes: Routes | None,
         router: Router | None,
         ca: Callable[[], pki.KeyPair],
     ) -> None:
-        self.registry = registry
         self.auth = auth
         self.routes = routes
         self.router = router
@@ -399,10 +407,8 @@ class HierarchyServicer(hierarchy_pb2_grpc.HierarchyServiceServicer):
             raise Unauthenticated(
                 "this call needs a node credential, on the management listener", reason="CREDENTIAL_REQUIRED"
             )
-        identity = pki.identify(certs[0])
-        if identity is None or identity.role is not Role.NODE:
-            return self.auth.principal(context)  # the administrator, say: refused by the rules
-        return self._table().authenticate_node(identity.prefix, identity.fingerprint)
+        # Any credential maps to its principal; the route rules refuse all but a node's.
+        return self.auth.principal_for_pem(certs[0], node=self._table().authenticate_node)
 
     @maps_errors
     def RegisterPrefix(
@@ -428,9 +434,7 @@ class HierarchyServicer(hierarchy_pb2_grpc.HierarchyServiceServicer):
         if self.router is None:
             raise FailedPrecondition("this node has no upstream and holds no routes", reason="NOT_ROOT")
         parse_prefix(request.prefix)
-        remaining = context.time_remaining()
-        deadline = time.monotonic() + min(remaining if remaining is not None else FORWARD_TIMEOUT_MAX, 3600.0)
-        return route_to_pb(self.router.route(request.prefix, deadline))
+        return route_to_pb(self.router.route(request.prefix, self.router.deadline(context)))
 
     @maps_errors
     def AddNodeRoute(
@@ -438,8 +442,7 @@ class HierarchyServicer(hierarchy_pb2_grpc.HierarchyServiceServicer):
     ) -> hierarchy_pb2.AddNodeRouteResponse:
         table = self._table()
         principal = self.auth.principal(context)
-        if principal.role is not Role.ADMIN:
-            raise table_admin_only()
+        require_admin(principal)
         parse_prefix(request.prefix)
         pair = None
         fingerprint = ""
@@ -471,10 +474,6 @@ class HierarchyServicer(hierarchy_pb2_grpc.HierarchyServiceServicer):
     ) -> hierarchy_pb2.ListRoutesResponse:
         page, token = self._table().list(self.auth.principal(context), request.page_size, request.page_token)
         return hierarchy_pb2.ListRoutesResponse(routes=[route_to_pb(r) for r in page], next_page_token=token)
-
-
-def table_admin_only() -> IdnodeError:
-    return PermissionDenied("this call needs the node administrator's credential", reason="ADMIN_ONLY")
 
 
 class Hierarchy:
@@ -522,7 +521,6 @@ class Hierarchy:
         self.router = (
             Router(
                 node_id=registry.node_prefix,
-                node_prefix=registry.node_prefix,
                 routes=self.routes,
                 upstream=self.upstream,
                 foreign_cache=RecordCache(foreign_cache_bytes, negative_ttl=0),
@@ -542,7 +540,7 @@ class Hierarchy:
                 lambda: self.router.advertise if self.router else "",
                 max_backoff=outbox_max_backoff,
             )
-        self.servicer = HierarchyServicer(registry, auth, self.routes, self.router, ca)
+        self.servicer = HierarchyServicer(auth, self.routes, self.router, ca)
 
     def register(self, server: grpc.Server) -> None:
         hierarchy_pb2_grpc.add_HierarchyServiceServicer_to_server(self.servicer, server)
@@ -553,11 +551,14 @@ class Hierarchy:
         if self.router is not None:
             self.router.advertise = advertise
         if self.outbox is not None and self.drainer is not None:
-            prefixes = [
-                codec.decode_enterprise(raw).prefix
-                for _, raw in self.registry.store.scan(Table.ENTERPRISES, b"", b"\xff", 1 << 30)
-            ]
-            self.outbox.queue_all(prefixes, f"{self.upstream_address}|{advertise}")
+            marker = f"{self.upstream_address}|{advertise}"
+            # Scan every enterprise only when the marker changed (queue_all checks it again).
+            if self.registry.store.get(Table.META, META_OUTBOX_SYNCED) != marker.encode():
+                prefixes = [
+                    codec.decode_enterprise(raw).prefix
+                    for _, raw in self.registry.store.scan(Table.ENTERPRISES, b"", b"\xff", 1 << 30)
+                ]
+                self.outbox.queue_all(prefixes, marker)
             self.drainer.start()
 
     def stop(self) -> None:

@@ -25,8 +25,11 @@ from registry.identifier import fold
 from registry.model import EnterpriseState, Principal, Role, Value
 from registry.store import Put, Table, Txn
 from resolver import pki
+from resolver.errors import STATUS_OF
 from resolver.handle_rest import codec
+from resolver.handle_rest.app import HandleApp, Request
 from resolver.handle_rest.errors import PAIR_OF, InvalidHandle, pair_of
+from resolver.handle_rest.protocol import BODY_MAX_BYTES
 from tests.handle_fixtures import PASSWORD, RestEnterprise, RestNode
 
 ADMIN_ENTRY = {
@@ -125,6 +128,8 @@ def test_index_and_type_filters_are_repeatable(rest_node: RestNode, rest_enterpr
     ("target", "pair", "handle"),
     [
         ("/api/handles/88.118.8/none", (404, 100), "88.118.8/none"),
+        # outside the node prefix: REST answers local records only (no hierarchy routing)
+        ("/api/handles/88.119.5/elsewhere", (404, 100), "88.119.5/elsewhere"),
         ("/api/handles/88.118.8", (400, 102), "88.118.8"),
         ("/api/handles/bad prefix!/x", (400, 102), "bad prefix!/x"),
         ("/api/handles/88.118.8/%FF", (400, 102), "88.118.8/%FF"),
@@ -273,6 +278,22 @@ def test_list_prefix_with_pagination(rest_node: RestNode, rest_enterprise: RestE
     assert everything["handles"] == expected and everything["prefix"] == "0.NA/88.118.8"
     anonymous = rest_node.get("/api/handles?prefix=88.118.8", tls=False)
     assert anonymous.pair == (401, 402) and "handle" in anonymous.json
+
+
+def test_listing_paths_run_off_the_event_loop(rest_node: RestNode) -> None:
+    app = HandleApp(rest_node.server.registry)
+    for target in (b"/api/handles?prefix=88.118.8", b"/api/handles/?prefix=88.118.8", b"/api/handles"):
+        assert app.is_slow(Request("GET", target)), target
+    assert not app.is_slow(Request("GET", b"/api/handles/88.118.8/x?prefix=1"))
+    assert not app.is_slow(Request("GET", b"/88.118.8/x"))
+
+
+def test_oversized_body_is_413_with_handle(rest_node: RestNode, rest_enterprise: RestEnterprise) -> None:
+    handle = f"{rest_enterprise.prefix}/big"
+    body = b'{"values": [' + b" " * BODY_MAX_BYTES + b"]}"
+    reply = rest_node.request("PUT", f"/api/handles/{handle}", body, auth=rest_enterprise.basic)
+    assert reply.pair == (413, 2), reply.body
+    assert reply.json["handle"] == handle and reply.json["reason"] == "BODY_TOO_LARGE"
 
 
 # --------------------------------------------------------------------------------------- auth
@@ -527,5 +548,5 @@ def test_every_domain_error_has_a_status_pair() -> None:
     assert pair_of(InvalidHandle.single("handle", "bad")) == (400, 102)
     assert pair_of(domain.InvalidArgument.single("values", "bad")) == (400, 202)
     assert pair_of(RuntimeError("boom")) == (500, 2)
-    for cls in (domain.NotFound, domain.AlreadyExists, domain.Unauthenticated, domain.PermissionDenied):
-        assert cls in PAIR_OF
+    for cls in STATUS_OF:  # every class gRPC maps has its own Handle pair
+        assert cls in PAIR_OF, cls

@@ -131,9 +131,7 @@ def test_remove_enterprise_needs_suspended_and_empty(registry: Registry, enterpr
 def test_router_handles_only_prefixes_outside_its_node(registry: Registry) -> None:
     from cache import RecordCache
 
-    router = Router(
-        node_id=NODE_A, node_prefix=NODE_A, routes=None, upstream=None, foreign_cache=RecordCache(1 << 20)
-    )
+    router = Router(node_id=NODE_A, routes=None, upstream=None, foreign_cache=RecordCache(1 << 20))
     assert not router.handles("88.118/x") and not router.handles("88.118.8/X")
     assert router.handles("88.1189/X") and router.handles("88.119.5/X") and router.handles("86/X")
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,7 @@ _REASONS = {
     413: "Content Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 
@@ -131,7 +133,7 @@ class HandleApp:
     def __init__(self, registry: Registry, auth: RestAuthenticator | None = None) -> None:
         self.registry = registry
         self.auth = auth or RestAuthenticator(registry)
-        self._hot: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+        self._hot: OrderedDict[bytes, tuple[bytes, bytes, bytes]] = OrderedDict()
 
     # ------------------------------------------------------------------ hot path
     def cached(self, target: bytes) -> bytes | None:
@@ -144,24 +146,24 @@ class HandleApp:
     def _remember(self, target: bytes, key: bytes, record: bytes, response: bytes) -> bytes:
         hot = self._hot
         if len(hot) >= HOT_ENTRIES_MAX:
-            del hot[next(iter(hot))]
+            hot.popitem(last=False)
         hot[target] = (key, record, response)
         return response
 
     # ------------------------------------------------------------------ dispatch
     def is_slow(self, request: Request) -> bool:
         """Whether the request may block (writes, scrypt, listings): run it off the event loop."""
-        return request.method != "GET" or request.target.startswith(b"/api/handles?")
+        return request.method != "GET" or _is_listing(_path_of(request.target))
 
     def handle(self, request: Request) -> bytes:
         """The complete HTTP response to ``request``. Never raises."""
         text = request.target.decode("latin-1")
         path, _, query_text = text.partition("?")
         query = parse_qs(query_text, keep_blank_values=True)
-        if path.startswith(API + "/") and len(path) > len(API) + 1:
-            return self._handle_api(request, path[len(API) + 1 :], query)
-        if path in (API, API + "/"):
+        if _is_listing(path):
             return self._json_call(lambda: self._list(request, query), "", 200)
+        if path.startswith(API + "/"):
+            return self._handle_api(request, path[len(API) + 1 :], query)
         if path.startswith(PASSWORDS):
             return self._json_call(lambda: self._set_password(request, path[len(PASSWORDS) :]), "", 200)
         if path.startswith("/api/"):
@@ -196,9 +198,9 @@ class HandleApp:
                 principal = self.auth.principal(request.authorization, request.peer_cert)
                 ident = self._parse(handle)
                 if request.method == "PUT":
-                    status = self._put(principal, ident, handle, request.body, query)
+                    status = self._put(principal, ident, request.body, query)
                 else:
-                    self._delete(principal, ident, handle, query)
+                    self._delete(principal, ident, query)
                     status = 200
                 return http_response(status, codec.handle_reply(1, handle))
             raise MethodNotAllowed(f"{request.method} is not supported on {API}/")
@@ -207,6 +209,7 @@ class HandleApp:
 
     @staticmethod
     def _parse(handle: str) -> Identifier:
+        """The identifier ``handle`` names; a malformed one is InvalidHandle (400/102)."""
         try:
             return parse(handle, "handle")
         except InvalidArgument as exc:
@@ -217,10 +220,8 @@ class HandleApp:
         key = fold(handle)
         data = self.registry.lookup(key)
         if data is None:
-            try:
-                raise self.registry.missing(handle, "handle")
-            except InvalidArgument as exc:
-                raise InvalidHandle(exc.violations) from None
+            self._parse(handle)  # malformed: InvalidHandle
+            raise self.registry.missing(handle, "handle")
         return key, data
 
     def _resolve(self, request: Request, handle: str, query: dict[str, list[str]]) -> bytes:
@@ -232,13 +233,12 @@ class HandleApp:
         return self._remember(request.target, key, data, http_response(200, body))
 
     # ------------------------------------------------------------------ writes
-    def _put(
-        self, principal: Principal, ident: Identifier, handle: str, body: bytes, query: dict[str, list[str]]
-    ) -> int:
+    def _put(self, principal: Principal, ident: Identifier, body: bytes, query: dict[str, list[str]]) -> int:
         """Create (201) or replace (200) the handle, or with ``index=`` add/replace values (200)."""
         overwrite = _flag(query, "overwrite", True)
         indexes = _ints(query.get("index", []), "index")
         values = codec.values_from_body(body)
+        handle = ident.text
         if not indexes:
             try:
                 self.registry.create(principal, handle, values, field="handle")
@@ -265,9 +265,8 @@ class HandleApp:
         self._modify(principal, ident, change)
         return 200
 
-    def _delete(
-        self, principal: Principal, ident: Identifier, handle: str, query: dict[str, list[str]]
-    ) -> None:
+    def _delete(self, principal: Principal, ident: Identifier, query: dict[str, list[str]]) -> None:
+        handle = ident.text
         indexes = set(_ints(query.get("index", []), "index"))
         if not indexes:
             self.registry.delete(principal, handle)
@@ -343,10 +342,10 @@ class HandleApp:
     # ------------------------------------------------------------------ scan-to-web
     def _scan_to_web(self, request: Request, path: str, query: dict[str, list[str]]) -> bytes:
         if request.method != "GET":
-            return _page(*pair_of(MethodNotAllowed("")), "Method not allowed", "Only GET is served here.")
+            return _page(405, "Method not allowed", "Only GET is served here.")
         if path == "/":
             return _page(
-                200, 1, "idnode", "Resolve an identifier: GET /PREFIX/SUFFIX, or /api/handles/PREFIX/SUFFIX."
+                200, "idnode", "Resolve an identifier: GET /PREFIX/SUFFIX, or /api/handles/PREFIX/SUFFIX."
             )
         try:
             handle = _decode(path[1:], "handle")
@@ -354,13 +353,22 @@ class HandleApp:
         except IdnodeError as exc:
             status, _ = pair_of(exc)
             title = "Not found" if status == 404 else "Cannot resolve"
-            return _page(status, 0, title, f"{path[1:]}: {exc.message}")
+            return _page(status, title, f"{path[1:]}: {exc.message}")
         record = record_pb2.Record.FromString(data)
         target = None if "noredirect" in query else _redirect_target(record)
         if target is None:
             return _record_page(record, handle, found="noredirect" in query)
         response = http_response(302, b"", HTML_TYPE, (("Location", target),))
         return self._remember(request.target, key, data, response)
+
+
+def _path_of(target: bytes) -> str:
+    return target.partition(b"?")[0].decode("latin-1")
+
+
+def _is_listing(path: str) -> bool:
+    """Whether ``path`` (no query) is the listing route (authenticated, scrypt, a full scan)."""
+    return path in (API, API + "/")
 
 
 def _redirect_target(record: record_pb2.Record) -> str | None:
@@ -373,7 +381,7 @@ def _redirect_target(record: record_pb2.Record) -> str | None:
     return None
 
 
-def _page(status: int, _code: int, title: str, message: str, extra_html: str = "") -> bytes:
+def _page(status: int, title: str, message: str, extra_html: str = "") -> bytes:
     body = (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head><body>"
@@ -390,5 +398,5 @@ def _record_page(record: record_pb2.Record, handle: str, *, found: bool) -> byte
     )
     table = f"<table><tr><th>Index</th><th>Type</th><th>Data</th></tr>{rows}</table>"
     if found:
-        return _page(200, 1, record.identifier, f"Values of {record.identifier}:", table)
-    return _page(404, 200, "No URL", f"{handle} is registered but has no URL value to go to.", table)
+        return _page(200, record.identifier, f"Values of {record.identifier}:", table)
+    return _page(404, "No URL", f"{handle} is registered but has no URL value to go to.", table)

@@ -32,17 +32,15 @@ from urllib.parse import unquote
 
 from registry.errors import (
     AlreadyExists,
-    EnterpriseSuspended,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     Unauthenticated,
 )
-from registry.identifier import fold, parse_prefix
-from registry.model import Principal, Role, Value
+from registry.identifier import fold, parse, parse_prefix
+from registry.model import Principal, Value
 from registry.service import Registry
 from registry.store import Put, Table, Txn
-from resolver import pki
+from resolver.auth import Authenticator
 from resolver.handle_rest.codec import ADMIN_TYPE, admin_text
 from resolver.handle_rest.errors import AuthenticationFailed
 
@@ -101,7 +99,7 @@ class RestAuthenticator:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self._certs: dict[bytes, pki.ClientIdentity | None] = {}
+        self._certs = Authenticator(registry)
         self._verified: dict[tuple[bytes, str], bytes] = {}
         self._secret = secrets.token_bytes(32)
         self._lock = threading.Lock()
@@ -125,20 +123,10 @@ class RestAuthenticator:
         )
 
     def _certificate(self, der: bytes) -> Principal:
+        """As gRPC maps it (:meth:`Authenticator.principal_for_pem`); a certificate that is not a
+        current credential is AuthenticationFailed, a node credential PermissionDenied."""
         try:
-            identity = self._certs[der]
-        except KeyError:
-            identity = pki.identify(ssl.DER_cert_to_PEM_cert(der).encode())
-            with self._lock:
-                if len(self._certs) >= _MEMO_MAX:
-                    self._certs.clear()
-                self._certs[der] = identity
-        if identity is None:
-            raise AuthenticationFailed("the client certificate is not an idnode credential")
-        try:
-            if identity.role is Role.ADMIN:
-                return self.registry.authenticate_admin(identity.fingerprint)
-            return self.registry.authenticate_enterprise(identity.prefix, identity.fingerprint)
+            return self._certs.principal_for_pem(ssl.DER_cert_to_PEM_cert(der).encode())
         except Unauthenticated as exc:
             raise AuthenticationFailed(exc.message) from None
 
@@ -188,17 +176,10 @@ class RestAuthenticator:
                 reason="ENTERPRISE_NOT_FOUND",
                 metadata={"prefix": prefix},
             )
-        if principal.role is Role.ENTERPRISE:
-            if fold(principal.prefix) != fold(enterprise.prefix):
-                raise PermissionDenied(
-                    f"only enterprise {enterprise.prefix} or the administrator may set its password",
-                    reason="PREFIX_NOT_OWNED",
-                    metadata={"prefix": prefix},
-                )
-            if not enterprise.active:
-                raise EnterpriseSuspended(
-                    f"enterprise {enterprise.prefix} is suspended", metadata={"prefix": enterprise.prefix}
-                )
+        handle = admin_handle(enterprise.prefix)
+        # The owner rule of a write to PREFIX/admin: the administrator, or the (active)
+        # enterprise itself; a parent enterprise does not own a sub-prefix allocated to another.
+        self.registry.writer_owner(principal, parse(handle, "prefix"), "prefix")
         if not PASSWORD_MIN_CHARS <= len(password) <= PASSWORD_MAX_CHARS:
             raise InvalidArgument.single(
                 "password", f"must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"
@@ -207,7 +188,6 @@ class RestAuthenticator:
         self.registry.store.commit(
             Txn(writes=(Put(Table.META, _PASSWORD_KEY + fold(enterprise.prefix), stored),))
         )
-        handle = admin_handle(enterprise.prefix)
         admin_value = Value(
             index=ADMIN_VALUE_INDEX,
             type=ADMIN_TYPE,

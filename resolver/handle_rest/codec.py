@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from registry import limits
+from registry.codec import matching_values, value_from_pb
 from registry.errors import FieldViolation, InvalidArgument
 from registry.model import Value
 from registry.pb import record_pb2
@@ -92,33 +93,13 @@ def value_to_json(value: Value) -> dict[str, Any]:
     }
 
 
-def pb_value_to_json(pb: record_pb2.Value) -> dict[str, Any]:
-    """:func:`value_to_json` for a protobuf value (the stored form), without building a Value."""
-    kind = pb.WhichOneof("data")
-    return value_to_json(
-        Value(
-            index=pb.index,
-            type=pb.type,
-            data=pb.binary if kind == "binary" else pb.text,
-            ttl=pb.ttl if pb.HasField("ttl") else limits.DEFAULT_TTL_SECONDS,
-            timestamp_ns=pb.timestamp.seconds * 1_000_000_000 + pb.timestamp.nanos,
-        )
-    )
-
-
 def values_json(
     record: bytes, types: Sequence[str] = (), indexes: Sequence[int] = ()
 ) -> list[dict[str, Any]]:
-    """The values of an encoded record in Handle's shape, filtered like
-    :func:`registry.codec.filter_record_bytes` (a value is kept if its type is in ``types``, when
-    given, and its index in ``indexes``, when given)."""
+    """The values of an encoded record in Handle's shape, filtered as gRPC filters them
+    (:func:`registry.codec.matching_values`)."""
     pb = record_pb2.Record.FromString(record)
-    type_set, index_set = set(types), set(indexes)
-    return [
-        pb_value_to_json(v)
-        for v in pb.values
-        if (not type_set or v.type in type_set) and (not index_set or v.index in index_set)
-    ]
+    return [value_to_json(value_from_pb(v)) for v in matching_values(pb, types, indexes)]
 
 
 def handle_reply(response_code: int, handle: str, values: Iterable[Mapping[str, Any]] | None = None) -> bytes:

@@ -19,6 +19,7 @@ from typing import Any
 
 from registry.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     EtagMismatch,
     FailedPrecondition,
     IdnodeError,
@@ -30,6 +31,7 @@ from registry.errors import (
     Unavailable,
 )
 from registry.store import StoreUnavailable
+from resolver.errors import describe
 from resolver.handle_rest.codec import dumps
 
 log = logging.getLogger("idnode.handle_rest")
@@ -86,10 +88,12 @@ PAIR_OF: dict[type[Exception], tuple[int, int]] = {
     ResourceExhausted: (503, 3),
     Unavailable: (503, 2),
     StoreUnavailable: (503, 2),
+    DeadlineExceeded: (504, 2),  # e.g. a forwarded call ran out of time; Handle has no own code
     IdnodeError: (500, 2),
 }
 """Domain error class -> (HTTP status, Handle responseCode). A subclass maps as its nearest
-listed ancestor; anything else is (500, 2)."""
+listed ancestor; anything else is (500, 2). Every class of :data:`resolver.errors.STATUS_OF` is
+listed (a test checks it)."""
 
 
 def pair_of(exc: BaseException) -> tuple[int, int]:
@@ -104,13 +108,9 @@ def error_doc(exc: BaseException, handle: str) -> tuple[int, dict[str, Any]]:
     """HTTP status and JSON document for ``exc``. Errors that are not domain errors become a
     generic server error whose message reveals nothing (they are logged instead)."""
     status, code = pair_of(exc)
-    if isinstance(exc, IdnodeError):
-        message, reason = exc.message, exc.reason
-    elif isinstance(exc, StoreUnavailable):
-        message, reason = "the store is unavailable; retry later", "STORE_UNAVAILABLE"
-    else:
+    if not isinstance(exc, IdnodeError | StoreUnavailable):
         log.error("internal error", exc_info=exc)
-        message, reason = "internal error", "INTERNAL"
+    message, reason, _ = describe(exc)
     doc: dict[str, Any] = {"responseCode": code, "handle": handle, "message": message, "reason": reason}
     if isinstance(exc, InvalidArgument):
         doc["violations"] = [{"field": v.field, "description": v.description} for v in exc.violations]

@@ -18,13 +18,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 import httptools
 import uvloop
 
 from registry import limits
 from registry.service import Registry
-from resolver.handle_rest.app import HandleApp, Request, http_response
+from resolver.handle_rest.app import API, HandleApp, Request, http_response
 from resolver.handle_rest.auth import RestAuthenticator
 from resolver.handle_rest.errors import BodyTooLarge, error_reply
 
@@ -64,6 +65,7 @@ class HttpProtocol(asyncio.Protocol):
         "_parser",
         "_paused",
         "_queue",
+        "_too_large",
         "_transport",
         "_url",
     )
@@ -89,6 +91,7 @@ class HttpProtocol(asyncio.Protocol):
         self._auth_header = b""
         self._body: list[bytes] = []
         self._body_size = 0
+        self._too_large = False
 
     # ---------------------------------------------------------------- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -110,12 +113,8 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserError:  # HttpParserUpgrade too
             self._fail()
-        except httptools.HttpParserError:
-            self._fail()
-        except BodyTooLarge as exc:
-            self._reply(error_reply(exc, "")[1], 413, keep=False)
 
     # ---------------------------------------------------------------- httptools callbacks
     def on_message_begin(self) -> None:
@@ -123,6 +122,7 @@ class HttpProtocol(asyncio.Protocol):
         self._auth_header = b""
         self._body = []
         self._body_size = 0
+        self._too_large = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -132,15 +132,24 @@ class HttpProtocol(asyncio.Protocol):
             self._auth_header = value
 
     def on_body(self, body: bytes) -> None:
+        # An oversized body is read to its end but not kept, then answered 413 (raising here
+        # would only surface as a generic parser error, and closing early could reset the
+        # connection before the client reads the answer).
         self._body_size += len(body)
         if self._body_size > BODY_MAX_BYTES:
-            raise BodyTooLarge(f"the request body exceeds {BODY_MAX_BYTES} bytes")
-        self._body.append(body)
+            self._too_large = True
+            self._body = []
+        else:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
         parser = self._parser
         method = parser.get_method()
         keep = parser.should_keep_alive()
+        if self._too_large:
+            error = BodyTooLarge(f"the request body exceeds {BODY_MAX_BYTES} bytes")
+            self._enqueue_ready(http_response(*error_reply(error, _handle_of(self._url))), keep=False)
+            return
         if method == b"GET" and not self._queue:
             cached = self._app.cached(self._url)
             if cached is not None:
@@ -165,16 +174,18 @@ class HttpProtocol(asyncio.Protocol):
         if self._app.is_slow(request):
             future = self._loop.run_in_executor(self._executor, self._app.handle, request)
             self._enqueue(future, keep)
-        elif self._queue:
-            done: asyncio.Future[bytes] = self._loop.create_future()
-            done.set_result(self._app.handle(request))
-            self._enqueue(done, keep)
         else:
-            self._write(self._app.handle(request), keep)
+            self._enqueue_ready(self._app.handle(request), keep)
 
     # ---------------------------------------------------------------- output
-    def _reply(self, body: bytes, status: int, keep: bool) -> None:
-        self._write(http_response(status, body), keep)
+    def _enqueue_ready(self, response: bytes, keep: bool) -> None:
+        """Send ``response`` now, or after the responses still pending on this connection."""
+        if self._queue:
+            done: asyncio.Future[bytes] = self._loop.create_future()
+            done.set_result(response)
+            self._enqueue(done, keep)
+        else:
+            self._write(response, keep)
 
     def _fail(self) -> None:
         if self._transport is not None:
@@ -206,12 +217,20 @@ class HttpProtocol(asyncio.Protocol):
             error = future.exception()
             if error is not None:
                 log.error("request failed", exc_info=error)
-                self._reply(error_reply(error, "")[1], 500, keep=False)
+                self._write(http_response(*error_reply(error, "")), keep=False)
                 return
             self._write(future.result(), keep)
         if self._paused and len(queue) < _PIPELINE_MAX // 2 and self._transport is not None:
             self._transport.resume_reading()
             self._paused = False
+
+
+def _handle_of(url: bytes) -> str:
+    """The handle an ``/api/handles/`` request target names (best effort, for error replies)."""
+    path = url.partition(b"?")[0].decode("latin-1")
+    if not path.startswith(API + "/"):
+        return ""
+    return unquote(path[len(API) + 1 :], errors="replace")
 
 
 def split_address(address: str) -> tuple[str, int]:
