@@ -1,7 +1,7 @@
 """Cache policy benchmark: hit rate and throughput of each RecordCache policy against LRU.
 
-    .venv/bin/python bench/bench_cache.py            # N = 1e6 keys (about 3 minutes)
-    .venv/bin/python bench/bench_cache.py --quick    # N = 1e5 keys (about 20 seconds)
+    .venv/bin/python bench/bench_cache.py            # N = 1e6 keys (~3 min idle, ~10 min loaded)
+    .venv/bin/python bench/bench_cache.py --quick    # N = 1e5 keys (~20 s idle)
 
 Deterministic traces (seeded) over N keys, cache sized for 10% of the data by bytes (records of
 about 250 bytes, real encoded ``idnode.v1.Record`` bytes so fills pay the real TTL parse):
@@ -15,7 +15,8 @@ of 7 rounds, single thread, the policies taking turns within a round: ``replay``
 through ``get`` (+ ``fill`` on a miss), ``get_hit`` is ``get`` on keys resident in the cache,
 ``fill`` is fills/s of fresh keys into a full cache (evicting as it goes; includes the TTL
 parse). Ratios are against LRU measured in the same run: compare ratios, not absolute figures,
-across machines. Results go to bench/results/cache.json.
+across machines. Results go to bench/results/cache.json (N = 1e6), cache-quick.json (--quick) or
+cache-n<N>.json (-n), unless --out says otherwise.
 
 The TinyLFU sketch hashes Python ``hash(bytes)``, randomised per process: hit rates can move by a
 few in ten thousand between runs unless PYTHONHASHSEED is fixed (this script re-executes itself
@@ -42,7 +43,7 @@ from cache.record_cache import _ENTRY_OVERHEAD, POLICIES, RecordCache
 from registry import codec
 from registry.model import Record, Value
 
-RESULTS = Path(__file__).resolve().parent / "results" / "cache.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 BASELINE = "lru"
 ROUNDS = 7
 
@@ -176,11 +177,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--policies", default=",".join(POLICIES), help="comma-separated, from: " + ", ".join(POLICIES)
     )
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default: see above)")
     args = ap.parse_args(argv)
     if os.environ.get("PYTHONHASHSEED") != "0":
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
     n = args.n or (100_000 if args.quick else 1_000_000)
+    if args.out is None:
+        name = "cache" if n == 1_000_000 else "cache-quick" if args.quick and not args.n else f"cache-n{n}"
+        args.out = RESULTS / f"{name}.json"
     policies = [p for p in args.policies.split(",") if p]
     if BASELINE not in policies:
         policies.insert(0, BASELINE)

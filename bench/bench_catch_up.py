@@ -22,7 +22,11 @@ RECORD = b"v" * 250
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="idnode-catch-up-"))
+    with tempfile.TemporaryDirectory(prefix="idnode-catch-up-") as tmp:
+        run(Path(tmp))
+
+
+def run(root: Path) -> None:
     primary = RocksStore(root / "db", fsync=False)
     for start in range(0, 200_000, 10_000):
         primary.commit(

@@ -1,12 +1,14 @@
 """What the operators' view costs the hot path: server CPU per unary Resolve with metrics off,
-metrics on (the default), and metrics plus the access log, beside a bare grpcio echo server
-measured in the same run.
+metrics on (the default), and metrics plus the access log, beside the bare grpcio echo server of
+:mod:`bench.echo_server` (built like the node's public listener) answering a reply of the size of
+the node's answer for the same records, measured in the same run.
 
 Each configuration runs in its own server process pinned to core 0; the load (64 calls in flight
 from one C-core channel) runs pinned to core 1. Configurations alternate over several rounds and
 medians are printed, so the machine's noise hits them all alike. Run:
 
-    .venv/bin/python -m bench.bench_overhead [--rounds 3] [--seconds 4]
+    .venv/bin/python -m bench.bench_overhead [--rounds 3] [--seconds 4]   # JSON: bench/results/overhead.json
+    .venv/bin/python -m bench.bench_overhead --quick    # 1 round of 1 s, a smoke test: overhead-quick.json
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from pathlib import Path
 
 import grpc
 
+from bench._proc import cpu_seconds
 from registry.pb import resolution_pb2
 from registry.rocks import RocksStore
 from registry.service import Registry
 from resolver.datadir import DataDir
 from resolver.demo import seed
+from resolver.services.wire import TAG1, field
 
 ROOT = Path(__file__).resolve().parent.parent
 IDS = [f"88.118.8/DEMO-000{i}" for i in range(1, 6)]
@@ -37,17 +41,13 @@ SERVER = r"""
 import sys, pathlib
 from concurrent import futures
 import grpc
-mode, data = sys.argv[1], pathlib.Path(sys.argv[2])
+mode, data, reply_bytes = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3])
+from resolver.server import NodeServer, ServerConfig
 if mode == "echo":
-    server = grpc.server(futures.ThreadPoolExecutor(32), options=[("grpc.so_reuseport", 0)])
-    handler = grpc.unary_unary_rpc_method_handler(lambda req, ctx: req)
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("idnode.v1.ResolutionService", {"Resolve": handler}),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
+    from bench.echo_server import build_server
+    server, port = build_server(0, b"x" * reply_bytes, b"", False, ServerConfig())
     server.start()
 else:
-    from resolver.server import NodeServer, ServerConfig
     config = ServerConfig(
         data_dir=data, public_address="127.0.0.1:0", management_address="127.0.0.1:0", fsync=False,
         metrics=mode != "metrics-off", access_log=mode == "metrics+access-log",
@@ -61,11 +61,6 @@ else:
 print(port, flush=True)
 sys.stdin.read()
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load(port: int, seconds: float, inflight: int = 64) -> int:
@@ -91,20 +86,20 @@ def load(port: int, seconds: float, inflight: int = 64) -> int:
     return done[0]
 
 
-def measure(mode: str, data: Path, seconds: float) -> tuple[float, float]:
+def measure(mode: str, data: Path, seconds: float, reply_bytes: int) -> tuple[float, float]:
     """(server CPU microseconds per call, calls per second) for one configuration."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-c", SERVER, mode, str(data)],
+        ["taskset", "-c", "0", sys.executable, "-c", SERVER, mode, str(data), str(reply_bytes)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
         load(port, 1.0)  # warm the cache and the connection
-        before, start = cpu_seconds(proc.pid), time.perf_counter()
+        before, start = cpu_seconds([proc.pid]), time.perf_counter()
         calls = load(port, seconds)
-        elapsed, cpu = time.perf_counter() - start, cpu_seconds(proc.pid) - before
+        elapsed, cpu = time.perf_counter() - start, cpu_seconds([proc.pid]) - before
         return cpu / calls * 1e6, calls / elapsed
     finally:
         proc.kill()
@@ -117,18 +112,28 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "overhead.json")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1 round of 1 s")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: see above)")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds = 1, 1.0
+    if args.out is None:
+        args.out = ROOT / "bench" / "results" / f"overhead{'-quick' if args.quick else ''}.json"
     os.sched_setaffinity(0, {1})  # the load generator: core 1
-    data = Path(tempfile.mkdtemp(prefix="idnode-overhead-"))
-    DataDir(data).init("88.118")
-    with RocksStore(DataDir(data).db) as store:
-        seed(DataDir(data), Registry(store))
     modes = ["echo", "metrics-off", "metrics-on", "metrics+access-log"]
     samples: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
-    for _ in range(args.rounds):
-        for mode in modes:
-            samples[mode].append(measure(mode, data, args.seconds))
+    with tempfile.TemporaryDirectory(prefix="idnode-overhead-") as tmp:
+        data = Path(tmp)
+        DataDir(data).init("88.118")
+        with RocksStore(DataDir(data).db) as store:
+            registry = Registry(store)
+            seed(DataDir(data), registry)
+            # The node's answer: a ResolveResponse whose field 1 is the record (as the node frames it).
+            reply_bytes = round(statistics.mean(len(field(TAG1, registry.resolve(i))) for i in IDS))
+        print(f"echo reply: {reply_bytes} bytes (the node's mean answer for {len(IDS)} demo records)")
+        for _ in range(args.rounds):
+            for mode in modes:
+                samples[mode].append(measure(mode, data, args.seconds, reply_bytes))
     rows = []
     base = statistics.median(us for us, _ in samples["metrics-off"])
     echo = statistics.median(us for us, _ in samples["echo"])
@@ -140,7 +145,8 @@ def main() -> None:
         rate = statistics.median(r for _, r in samples[mode])
         rows.append({"name": mode, "server_cpu_us_per_call": us, "calls_per_s": rate,
                      "baseline": "metrics-off", "baseline_us": base, "ratio": us / base,
-                     "echo_us": echo, "ratio_to_echo": us / echo})  # fmt: skip
+                     "echo_us": echo, "ratio_to_echo": us / echo,
+                     "echo_reply_bytes": reply_bytes})  # fmt: skip
         print(f"{mode:<22}{us:>20.1f}{rate:>10.0f}{us / base:>16.3f}{us / echo:>10.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))

@@ -6,10 +6,11 @@ server), each reporting its own CPU time so that a client-bound run shows:
 - :func:`h2_unary` speaks HTTP/2 directly on a blocking socket: every gRPC request is a pre-encoded
   HEADERS frame (HPACK literals, no dynamic table) plus one DATA frame (5-byte gRPC prefix +
   serialized message), many streams in flight per connection, responses parsed at the frame
-  level only. It costs ~10 us of client CPU per call against ~130 us for grpcio's own Python
-  client (C-core + Python per call, about what the server pays), so one client core can saturate
-  a server core; ``h2load`` (C) is cheaper still but sends the same body on every request, so it
-  cannot draw keys from a popularity distribution. A call answered with DATA counts as ``ok``; a
+  level only. In ``bench/results/resolution.json`` it used 20-55 us of client CPU per call
+  (``client_cpu_cores`` / calls per second over the unary rows), well under the 144-430 us the
+  server spends per call, so one client core can keep a server core busy; ``h2load`` (C) is
+  cheaper still but sends the same body on every request, so it cannot draw keys from a
+  popularity distribution. A call answered with DATA counts as ``ok``; a
   trailers-only answer (NOT_FOUND for a miss, or any error) counts as ``error`` — the run checks
   separately, with the grpcio client, that misses are exactly the NOT_FOUND ones.
 - :func:`grpc_calls` uses grpcio (C-core) with raw-bytes (de)serializers for BatchResolve,
@@ -22,7 +23,6 @@ Both return a dict: ``calls``, ``ok``, ``errors``, ``ids``, ``seconds``, ``cpu_s
 from __future__ import annotations
 
 import multiprocessing
-import resource
 import selectors
 import socket
 import struct
@@ -92,7 +92,6 @@ class _Conn:
         self.got_data: set[int] = set()
         self.buf = b""
         self.send_window = 65535
-        self.peer_initial = 65535
         self.received = 0
         settings = struct.pack(">HI", 4, _BIG_WINDOW) + struct.pack(">HI", 2, 0)  # window; no push
         self.sock.sendall(
@@ -196,11 +195,6 @@ def h2_unary(
                             finished += 1
                 elif ftype == _SETTINGS:
                     if not flags & _ACK:
-                        payload = buf[p:pos]
-                        for i in range(0, len(payload), 6):
-                            ident, value = struct.unpack_from(">HI", payload, i)
-                            if ident == 4:
-                                c.peer_initial = value
                         out.append(_frame(_SETTINGS, _ACK, 0, b""))
                 elif ftype == _PING:
                     if not flags & _ACK:
@@ -263,11 +257,14 @@ def grpc_calls(
     warmup: float = 0.0,
     mix: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``kind``: ``batch`` (unary BatchResolve, ``depth`` threads each with one call in flight),
-    ``stream`` (one StreamResolve per thread, requests sent as answers come back, ``depth`` per
-    thread... one in flight each), ``resolve`` (unary Resolve) or ``mix`` (Resolve, and every
-    20th call a CreateIdentifier over mutual TLS, ``mix`` = {"port", "cred", "prefix",
-    "values"})."""
+    """``depth`` threads, each with its own channel and one call in flight. ``kind``: ``batch``
+    (unary BatchResolve), ``stream`` (one StreamResolve per thread, the next request sent when the
+    previous answer comes back) or ``mix`` (unary Resolve, and every 20th call a CreateIdentifier
+    over mutual TLS; ``mix`` = {"port": management port, "cred": credential directory with
+    ca.pem/cert.pem/key.pem, "prefix": the enterprise's prefix, "run" and "proc": tags that keep
+    the created identifiers unique})."""
+    if kind not in ("batch", "stream", "mix"):
+        raise ValueError(f"unknown kind {kind!r}")
     import threading
 
     import grpc
@@ -326,7 +323,7 @@ def grpc_calls(
                 sent.append(perf())
                 i = (i + 1) % n_msgs
         else:
-            path = "BatchResolve" if kind == "batch" else "Resolve"
+            path = "BatchResolve" if kind == "batch" else "Resolve"  # mix: Resolve
             call = ch.unary_unary(
                 f"/idnode.v1.ResolutionService/{path}", request_serializer=None, response_deserializer=None
             )
@@ -455,5 +452,4 @@ def run_processes(
     merged["t1"] = max(r.get("t1", 0) for r in results) or None
     merged["processes"] = len(results)
     merged["lat"] = lat
-    merged["maxrss_kb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return merged

@@ -8,8 +8,8 @@ SIGTERM. One worker: a :class:`resolver.server.NodeServer` in this process; more
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
 import signal
 import sys
 import threading
@@ -25,26 +25,23 @@ def main() -> None:
         int(sys.argv[3]),
         int(sys.argv[4]),
     )
-    names = {f.name for f in dataclasses.fields(ServerConfig)}
-    kwargs: dict[str, object] = {
-        "data_dir": Path(data_dir),
-        "public_address": "127.0.0.1:0",
-        "management_address": "127.0.0.1:0",
-        "cache_bytes": cache_bytes,
-        "fsync": False,
-    }
-    if "metrics_address" in names and metrics_port:
-        kwargs["metrics_address"] = f"127.0.0.1:{metrics_port}"
-    config = ServerConfig(**kwargs)  # type: ignore[arg-type]
+    config = ServerConfig(
+        data_dir=Path(data_dir),
+        public_address="127.0.0.1:0",
+        management_address="127.0.0.1:0",
+        cache_bytes=cache_bytes,
+        fsync=False,
+        metrics_address=f"127.0.0.1:{metrics_port}" if metrics_port else "",
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    has_metrics = "metrics_address" in kwargs
+    has_metrics = bool(metrics_port)
     if workers == 1:
         server = NodeServer(config)
         server.start()
         info = {
-            "pids": [__import__("os").getpid()],
+            "pids": [os.getpid()],
             "public_port": server.public_port,
             "management_port": server.management_port,
             "metrics_ports": [metrics_port] if has_metrics else [],

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.run --ids 1e6                 # ~6 min on 2 cores, incl. dataset build
     .venv/bin/python -m bench.run --quick                   # 1e5 ids, short runs: a smoke test
+                                                            # (JSON: bench/results/resolution-quick.json)
     .venv/bin/python -m bench.run --ids 1e7 --workers 1,2 --out bench/results/resolution-1e7.json
 
 Every node figure is printed next to a baseline measured in the same run and their ratio:
@@ -39,10 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import dataset, loadgen
+from bench._proc import cpu_seconds as proc_cpu_s
+from bench._proc import free_port, log, percentiles
+from bench._proc import rss_mb as proc_rss_mb
 from bench.echo_server import EchoPool
 
 UNARY_PATH = "/idnode.v1.ResolutionService/Resolve"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 SERVER_CPUS = [0]
 CLIENT_CPUS = [1] if NCPU > 1 else [0]
@@ -56,36 +59,7 @@ TARGETS = {
 }
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 # ------------------------------------------------------------------------------- process stats
-def proc_cpu_s(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total / CLK_TCK
-
-
-def proc_rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    return total / 1024
-
-
 class CpuSampler:
     """Samples the server processes' CPU time every 50 ms so that the CPU spent in exactly the
     load generator's counted window can be interpolated."""
@@ -118,18 +92,6 @@ class CpuSampler:
         return max(0.0, at(t1) - at(t0))
 
 
-def percentiles(lat: array) -> dict[str, float]:
-    if not lat:
-        return {"p50_us": 0.0, "p99_us": 0.0, "p999_us": 0.0}
-    s = sorted(lat)
-    n = len(s)
-    return {
-        "p50_us": s[n // 2] / 1e3,
-        "p99_us": s[min(n - 1, int(n * 0.99))] / 1e3,
-        "p999_us": s[min(n - 1, int(n * 0.999))] / 1e3,
-    }
-
-
 def scrape_cache(ports: list[int]) -> dict[str, float] | None:
     if not ports:
         return None
@@ -160,12 +122,6 @@ def hit_rate(before: dict[str, float] | None, after: dict[str, float] | None) ->
     hits = after["hits"] + after["negative_hits"] - before["hits"] - before["negative_hits"]
     misses = after["misses"] - before["misses"]
     return hits / (hits + misses) if hits + misses else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------- servers
@@ -469,18 +425,25 @@ def verify(port: int, keys: list[bytes], missing: set[bytes]) -> None:
 
     ch = grpc.insecure_channel(f"127.0.0.1:{port}")
     call = ch.unary_unary(UNARY_PATH)
-    for k in keys:
-        try:
-            data = call(dataset.resolve_request(k), timeout=10)
+    try:
+        for k in keys:
+            try:
+                data = call(dataset.resolve_request(k), timeout=10)
+            except grpc.RpcError as exc:
+                if k not in missing or exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise RuntimeError(f"verify: {k!r} answered {exc.code()}") from exc
+                continue
             rec = pb.ResolveResponse.FromString(data).record
-            assert k not in missing and rec.identifier.encode().upper() == k.upper(), k
-        except grpc.RpcError as exc:
-            assert k in missing and exc.code() == grpc.StatusCode.NOT_FOUND, (k, exc)
-    batch = ch.unary_unary("/idnode.v1.ResolutionService/BatchResolve")
-    res = pb.BatchResolveResponse.FromString(batch(b"".join(dataset.resolve_request(k) for k in keys)))
-    assert [r.identifier.encode() for r in res.results] == keys
-    assert sum(r.HasField("error") for r in res.results) == sum(k in missing for k in keys)
-    ch.close()
+            if k in missing or rec.identifier.encode().upper() != k.upper():
+                raise RuntimeError(f"verify: {k!r} answered the record of {rec.identifier!r}")
+        batch = ch.unary_unary("/idnode.v1.ResolutionService/BatchResolve")
+        res = pb.BatchResolveResponse.FromString(batch(b"".join(dataset.resolve_request(k) for k in keys)))
+        if [r.identifier.encode() for r in res.results] != keys:
+            raise RuntimeError("verify: BatchResolve answered other identifiers or another order")
+        if sum(r.HasField("error") for r in res.results) != sum(k in missing for k in keys):
+            raise RuntimeError("verify: BatchResolve errors do not match the unregistered identifiers")
+    finally:
+        ch.close()
 
 
 def enterprise_credential(ds: dataset.Dataset) -> tuple[Path, str]:
@@ -884,7 +847,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache-bytes", type=int, default=256 << 20)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--data-root", default=os.environ.get("IDNODE_BENCH_DATA", "/tmp/idnode-bench"))
-    p.add_argument("--out", default="bench/results/resolution.json")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default bench/results/resolution.json; resolution-quick.json with --quick)",
+    )
     p.add_argument("--no-redis", action="store_true")
     p.add_argument("--no-rest", action="store_true", help="skip the Handle REST measurement")
     p.add_argument(
@@ -893,6 +860,8 @@ def main(argv: list[str] | None = None) -> None:
         help="run batch/stream/mix for every worker count (default: the first only)",
     )
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = f"bench/results/resolution{'-quick' if args.quick else ''}.json"
     if args.quick:
         args.ids = "1e5" if args.ids == "1e6" else args.ids
         args.seconds = min(args.seconds, 1.0)

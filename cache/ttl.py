@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from registry.limits import DEFAULT_TTL_SECONDS
 from registry.pb.record_pb2 import Record
 
 _from_string = Record.FromString
-MAX_TTL: Final = DEFAULT_TTL_SECONDS
-"""TTL of a record without values (nothing in it can go stale sooner than the default)."""
 
 
 def record_min_ttl(data: bytes) -> int:

@@ -14,14 +14,13 @@ from cache.record_cache import RecordCache
 from registry.model import Principal
 from registry.rocks import RocksStore
 from registry.service import Registry, init_node
+from tests.helpers import NODE_PREFIX, TEST_BLOCK_CACHE_BYTES
 
 pytest_plugins = ["tests.node_fixtures", "tests.redis_cluster", "tests.handle_fixtures"]
 
-NODE_PREFIX = "88.118"
 ENTERPRISE_CODE = "8"
 ENTERPRISE_PREFIX = f"{NODE_PREFIX}.{ENTERPRISE_CODE}"
 ENTERPRISE_FINGERPRINT = "fp-8"
-TEST_BLOCK_CACHE_BYTES = 8 << 20
 
 
 @pytest.fixture

@@ -6,6 +6,9 @@ Registered from ``tests/conftest.py`` through ``pytest_plugins``.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +17,12 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from registry.pb import admin_pb2
-from resolver.client import IdnodeClient, IdnodeRpcError
+from registry.pb import admin_pb2, record_pb2
+from resolver.client import IdnodeClient, IdnodeRpcError, value
 from resolver.datadir import DataDir
 from resolver.server import NodeServer, ServerConfig
+from tests.helpers import NODE_PREFIX, TEST_BLOCK_CACHE_BYTES
 
-NODE_PREFIX = "88.118"
-TEST_BLOCK_CACHE_BYTES = 8 << 20
 TEST_CACHE_BYTES = 8 << 20
 
 MakeEnterprise = Callable[..., tuple[str, IdnodeClient]]
@@ -101,6 +103,54 @@ def assert_invalid(err: IdnodeRpcError, field: str) -> None:
     assert field in fields(err), err.violations
     assert all(description for _, description in err.violations)
     assert err.reason
+
+
+def url(n: int | str) -> list[record_pb2.Value]:
+    """One URL value (index 1) naming ``n``: the smallest valid record's values."""
+    return [value(1, "URL", f"https://example.com/{n}")]
+
+
+def run_together(n: int, work: Callable[[int], object], timeout: float = 30.0) -> list[object]:
+    """Run ``work(i)`` for i in range(n) in n threads released at once; each one's result or
+    exception, by ``i``. Fails if a thread is still running after ``timeout`` seconds."""
+    barrier = threading.Barrier(n)
+    results: list[object] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), f"threads still running after {timeout} s"
+    return results
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that (an IdnodeRpcError
+    counts as not yet); fails after ``timeout`` seconds. No assertion on how long it took."""
+    end = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(IdnodeRpcError):
+            result = condition()
+            if result:
+                return result
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def ent(make_enterprise: MakeEnterprise) -> tuple[str, IdnodeClient]:
+    """Enterprise code 8 on the ``node``: its prefix and a client with its credential."""
+    return make_enterprise("8")
 
 
 @pytest.fixture

@@ -173,6 +173,10 @@ def _serve(data_dir: Path) -> subprocess.Popen[str]:
             "127.0.0.1:0",
             "--metrics",
             "",
+            "--http",
+            "",
+            "--https",
+            "",
             "--no-fsync",
         ],
         stdout=subprocess.PIPE,
@@ -209,6 +213,7 @@ def test_serve_seeds_demo_data_stops_on_sigterm_and_keeps_data(tmp_path: Path) -
         record = json.loads(shown.stdout)
         assert record["identifier"] == "88.118.8/DEMO-0003"
         assert any(v.get("text") == "液压阀 HV-12" for v in record["values"])
+        assert record["etag"] and record["create_time"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
@@ -224,7 +229,12 @@ def test_serve_seeds_demo_data_stops_on_sigterm_and_keeps_data(tmp_path: Path) -
             cli, ["--server", public, "resolve", *(f"88.118.8/DEMO-000{i}" for i in range(1, 6)), "--json"]
         )
         assert listing.exit_code == 0, listing.stderr
-        assert len(json.loads(listing.stdout)) == 5
+        found = json.loads(listing.stdout)
+        assert len(found) == 5
+        # The very same record, not a re-seeded copy: a wiped and re-seeded data directory would
+        # have given DEMO-0003 a new etag and creation time.
+        after = next(r for r in found if r["identifier"] == "88.118.8/DEMO-0003")
+        assert (after["etag"], after["create_time"]) == (record["etag"], record["create_time"])
     finally:
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=30) == 0

@@ -15,6 +15,7 @@ from google.protobuf.internal import decoder, encoder
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from cache.ttl import record_min_ttl
 from registry import limits
 from registry.errors import IdnodeError
 from registry.identifier import fold
@@ -24,16 +25,11 @@ from resolver.client import IdnodeClient, value
 from resolver.errors import item_status
 from resolver.server import NodeServer
 from resolver.services.wire import TAG1, field, only_field1, varint
-from tests.node_fixtures import MakeEnterprise, public_target
+from tests.node_fixtures import public_target
 
 SERVICE = "/idnode.v1.ResolutionService/"
 ONLY_FIELD1_MAX = 16 * 1024
 """only_field1 reads payloads shorter than this (a 1- or 2-byte length); longer ones are parsed."""
-
-
-@pytest.fixture
-def ent(make_enterprise: MakeEnterprise) -> tuple[str, IdnodeClient]:
-    return make_enterprise("8")
 
 
 @pytest.fixture
@@ -118,16 +114,27 @@ def slow_path_calls(node: NodeServer, monkeypatch: pytest.MonkeyPatch) -> list[s
 
 
 def test_resolve_bytes_equal_protobuf_serialization(
-    records: dict[str, bytes], channel: grpc.Channel, slow_path_calls: list[str]
+    node: NodeServer, records: dict[str, bytes], channel: grpc.Channel, slow_path_calls: list[str]
 ) -> None:
     resolve = raw_unary(channel, "Resolve")
+    cache = node.registry.cache
     for text, stored in records.items():
         expected = resolution_pb2.ResolveResponse(record=record_pb2.Record.FromString(stored))
+        cached = record_min_ttl(stored) > 0  # a record with a ttl=0 value is never cached
+        first = True
         for spelling in (text, text.lower(), text.upper()):
             request = resolution_pb2.ResolveRequest(identifier=spelling).SerializeToString()
-            for _ in range(2):  # from the store, then from the cache
+            for _ in range(2):
+                before = cache.stats()
                 raw = resolve(request, timeout=10)
+                after = cache.stats()
                 assert raw == expected.SerializeToString(), text
+                # The first answer comes from the store, every later one (any spelling) from the cache.
+                from_cache = cached and not first
+                assert (after.hits - before.hits, after.misses - before.misses) == (
+                    (1, 0) if from_cache else (0, 1)
+                ), text
+                first = False
     assert slow_path_calls == []  # all answered from the stored bytes
 
 

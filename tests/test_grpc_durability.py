@@ -73,7 +73,7 @@ def start_node(tmp_path: Path) -> Iterator[Callable[[Path], NodeProcess]]:
         p.terminate()
 
 
-def url(i: int, version: int = 1) -> list[record_pb2.Value]:
+def numbered_values(i: int, version: int = 1) -> list[record_pb2.Value]:
     return [value(1, "URL", f"https://example.com/{i}/v{version}"), value(2, "SEQ", str(i))]
 
 
@@ -90,8 +90,8 @@ def test_acknowledged_writes_survive_sigkill(
 
     ids = [f"{prefix}/DUR-{i:04d}" for i in range(N)]
     with IdnodeClient(first.management, credentials=creds) as c:
-        etags = [c.create(ident, url(i)).etag for i, ident in enumerate(ids)]
-        updated = c.update(ids[0], url(0, version=2), etag=etags[0])
+        etags = [c.create(ident, numbered_values(i)).etag for i, ident in enumerate(ids)]
+        updated = c.update(ids[0], numbered_values(0, version=2), etag=etags[0])
         c.create(f"{prefix}/DOOMED", [])
         c.delete(f"{prefix}/DOOMED")
         batch = c.batch_create([(f"{prefix}/BATCH-{i}", []) for i in range(10)], request_id="durable-batch")
@@ -136,7 +136,7 @@ def test_graceful_stop_and_restart(tmp_path: Path, start_node: Callable[[Path], 
     first = start_node(data)
     with IdnodeClient(first.management, credentials=DataDir(data).admin.directory) as admin:
         admin.create_enterprise("8")
-        admin.create(f"{NODE_PREFIX}.8/GRACEFUL", url(1))
+        admin.create(f"{NODE_PREFIX}.8/GRACEFUL", numbered_values(1))
     assert first.terminate() == 0
 
     second = start_node(data)

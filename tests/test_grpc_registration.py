@@ -12,17 +12,7 @@ from grpc_status import rpc_status
 from registry import limits
 from registry.pb import record_pb2, registration_pb2
 from resolver.client import IdnodeClient, value
-from tests.node_fixtures import MakeEnterprise, assert_invalid, fields, rpc_error, status_details
-
-
-@pytest.fixture
-def ent(make_enterprise: MakeEnterprise) -> tuple[str, IdnodeClient]:
-    return make_enterprise("8")
-
-
-def url(n: int | str) -> list[record_pb2.Value]:
-    return [value(1, "URL", f"https://example.com/{n}")]
-
+from tests.node_fixtures import MakeEnterprise, assert_invalid, fields, rpc_error, status_details, url
 
 # ------------------------------------------------------------------------------ Create / Get
 

@@ -11,12 +11,7 @@ from registry import limits
 from registry.pb import resolution_pb2
 from resolver.client import IdnodeClient, value
 from resolver.services.wire import varint
-from tests.node_fixtures import MakeEnterprise, assert_invalid, raw_rpc_error, rpc_error, status_details
-
-
-@pytest.fixture
-def ent(make_enterprise: MakeEnterprise) -> tuple[str, IdnodeClient]:
-    return make_enterprise("8")
+from tests.node_fixtures import assert_invalid, raw_rpc_error, rpc_error, status_details
 
 
 def three_values() -> list:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tests.node_fixtures import (
     node_config,
     public_target,
     rpc_error,
+    run_together,
     save_credential,
 )
 
@@ -363,27 +363,6 @@ def test_enterprise_private_key_is_not_logged(
 # ------------------------------------------------------------------------------ concurrent writers
 
 
-def _run_together(n: int, work: Callable[[int], object]) -> list[object]:
-    """Run ``work(i)`` for i in range(n) in n threads released at once; results or exceptions."""
-    barrier = threading.Barrier(n)
-    results: list[object] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = work(i)
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not any(t.is_alive() for t in threads)
-    return results
-
-
 def test_concurrent_creates_of_one_identifier(
     node: NodeServer, make_enterprise: MakeEnterprise, credentials_root: Path, admin_client: IdnodeClient
 ) -> None:
@@ -393,7 +372,7 @@ def test_concurrent_creates_of_one_identifier(
     try:
         for c in clients:  # connect first, so the race is between the creates
             c.batch_resolve([])
-        results = _run_together(
+        results = run_together(
             8, lambda i: clients[i].create(spellings[i], [value(1, "URL", f"https://{i}")])
         )
     finally:
@@ -417,7 +396,7 @@ def test_concurrent_conditional_updates(
     try:
         for other in clients:
             other.batch_resolve([])
-        results = _run_together(
+        results = run_together(
             8,
             lambda i: clients[i].update(
                 f"{prefix}/CAS", [value(1, "URL", f"https://{i}")], etag=created.etag
@@ -444,7 +423,7 @@ def test_concurrent_overlapping_batches(
     try:
         for other in clients:
             other.batch_resolve([])
-        results = _run_together(4, lambda i: clients[i].batch_create(batches[i]))
+        results = run_together(4, lambda i: clients[i].batch_create(batches[i]))
     finally:
         for other in clients:
             other.close()

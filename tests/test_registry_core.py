@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Callable
 
 import pytest
@@ -32,13 +31,10 @@ from registry.service import (
     set_admin_fingerprints,
 )
 from registry.store import Table
+from tests.helpers import NODE_PREFIX, url
+from tests.node_fixtures import run_together
 
-NODE_PREFIX = "88.118"  # as set up by the ``registry`` fixture
 E = "88.118.8"  # the ``enterprise`` fixture's prefix
-
-
-def url(n: int | str = 1) -> list[Value]:
-    return [Value(1, "URL", f"https://example.com/{n}")]
 
 
 def ident(suffix: str, prefix: str = E) -> str:
@@ -771,6 +767,9 @@ def test_negative_cache_is_invalidated_by_create(registry: Registry, enterprise:
 def test_delete_is_visible_through_the_cache(registry: Registry, enterprise: Principal) -> None:
     registry.create(enterprise, ident("gone"), url())
     registry.resolve(ident("gone"))
+    hits = registry.cache.stats().hits
+    registry.resolve(ident("gone"))
+    assert registry.cache.stats().hits == hits + 1  # the record is in the cache
     registry.delete(enterprise, ident("gone"))
     with pytest.raises(NotFound):
         registry.resolve(ident("gone"))
@@ -778,23 +777,12 @@ def test_delete_is_visible_through_the_cache(registry: Registry, enterprise: Pri
 
 # ============================================================================ concurrency
 def run_concurrently(n: int, fn: Callable[[int], object]) -> tuple[list[object], list[BaseException]]:
-    barrier = threading.Barrier(n)
-    results: list[object] = []
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        try:
-            results.append(fn(i))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results, errors
+    """:func:`tests.node_fixtures.run_together`, its outcomes split into (results, exceptions)."""
+    outcomes = run_together(n, fn)
+    return (
+        [o for o in outcomes if not isinstance(o, BaseException)],
+        [o for o in outcomes if isinstance(o, BaseException)],
+    )
 
 
 def test_concurrent_create_of_one_identifier(

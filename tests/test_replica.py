@@ -22,20 +22,17 @@ import pytest
 
 from cache.record_cache import RecordCache
 from registry.identifier import fold
-from registry.model import Principal, Value
+from registry.model import Principal
 from registry.replica import ReplicaStore
 from registry.rocks import RocksStore
 from registry.service import Registry
 from registry.store import Add, Delete, Put, StoreUnavailable, Table, Txn
 from resolver import fanout as fanout_module
 from resolver.fanout import ReplicaFanout, ReplicaFollower
-from tests.conftest import ENTERPRISE_PREFIX, TEST_BLOCK_CACHE_BYTES
+from tests.conftest import ENTERPRISE_PREFIX
+from tests.helpers import TEST_BLOCK_CACHE_BYTES, url
 
 E = ENTERPRISE_PREFIX
-
-
-def url(n: int | str) -> list[Value]:
-    return [Value(1, "URL", f"https://example.com/{n}")]
 
 
 def commit_put(store: RocksStore, key: bytes, value: bytes) -> int:
@@ -130,29 +127,34 @@ def test_a_late_change_the_secondary_already_has_is_ignored(
 
 
 def test_other_reads_catch_up_first(store: RocksStore, replica: ReplicaStore) -> None:
+    """Scans, reads of the other tables and counters catch up with the primary by themselves.
+    Nothing is applied to the overlay, and each read follows a commit of its own, so that no read
+    passes on an earlier one's catch-up."""
     replica.catch_up()
-    store.commit(
-        Txn(
-            writes=(
-                Put(Table.RECORDS, b"A/1", b"r1"),
-                Put(Table.RECORDS, b"A/2", b"r2"),
-                Put(Table.RECORDS, b"B/1", b"r3"),
-                Put(Table.META, b"m", b"meta"),
-                Put(Table.ENTERPRISES, b"E", b"ent"),
-            ),
-            adds=(Add(b"ids:A", 2), Add(b"ids:B", 1), Add(b"other", 7)),
-        )
-    )
-    # nothing applied to the overlay: each read must catch up with the primary by itself
+    store.commit(Txn(writes=(Put(Table.RECORDS, b"A/1", b"r1"), Put(Table.RECORDS, b"A/2", b"r2"))))
     assert replica.pending() == 0
     assert replica.scan(Table.RECORDS, b"A/", b"A0", 10) == [(b"A/1", b"r1"), (b"A/2", b"r2")]
-    assert replica.get_many(Table.RECORDS, [b"A/2", b"B/1", b"C/1"]) == [b"r2", b"r3", None]
+    store.commit(Txn(writes=(Put(Table.META, b"m", b"meta"),)))
     assert replica.get(Table.META, b"m") == b"meta"
-    assert replica.get(Table.ENTERPRISES, b"E") == b"ent"
+    store.commit(Txn(writes=(Put(Table.ENTERPRISES, b"E", b"ent"),)))
+    assert replica.get_many(Table.ENTERPRISES, [b"E", b"F"]) == [b"ent", None]
+    store.commit(Txn(adds=(Add(b"other", 7),)))
     assert replica.counter(b"other") == 7
+    store.commit(Txn(adds=(Add(b"ids:A", 2), Add(b"ids:B", 1))))
     assert replica.counters(b"ids:") == {b"ids:A": 2, b"ids:B": 1}
     store.commit(Txn(adds=(Add(b"other", 1),)))
     assert replica.counter(b"other") == 8
+
+
+def test_record_reads_do_not_catch_up(store: RocksStore, replica: ReplicaStore) -> None:
+    """get / get_many of RECORDS answer from the overlay, else from the secondary as it stands:
+    a commit reaches them through ``apply`` or the next catch-up, never by the read itself."""
+    replica.catch_up()
+    store.commit(Txn(writes=(Put(Table.RECORDS, b"B/1", b"r3"),)))
+    assert replica.get_many(Table.RECORDS, [b"B/1", b"C/1"]) == [None, None]
+    assert replica.get(Table.RECORDS, b"B/1") is None
+    replica.catch_up()
+    assert replica.get_many(Table.RECORDS, [b"B/1", b"C/1"]) == [b"r3", None]
 
 
 def test_replica_refuses_commits(replica: ReplicaStore, secondary: RocksStore) -> None:

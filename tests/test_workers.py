@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -27,7 +26,7 @@ from resolver.client import IdnodeClient, value
 from resolver.datadir import DataDir
 from resolver.pb import resolution_pb2_grpc
 from resolver.workers import WorkerPool
-from tests.node_fixtures import NODE_PREFIX, node_config, save_credential
+from tests.node_fixtures import NODE_PREFIX, node_config, save_credential, wait_for
 
 CHANNELS = 24
 GENEROUS = 60.0
@@ -146,13 +145,6 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), after pid and comm
 
 
-def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + GENEROUS
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.05)
-
-
 def unique() -> str:
     return f"https://example.com/{uuid.uuid4().hex}"
 
@@ -219,7 +211,7 @@ def test_a_killed_reader_is_restarted_and_the_node_stays_current(node: Node) -> 
     # a write while the reader is dead or restarting is acknowledged all the same
     url = unique()
     node.ent.update(text, [value(1, "URL", url)])
-    wait_until(lambda: pool.readers[1] is not old, "the supervisor to restart the reader")
+    wait_for(lambda: pool.readers[1] is not old, "the supervisor to restart the reader", GENEROUS)
     new = pool.readers[1]
     assert new.is_alive() and new.pid != old_pid
     assert old.exitcode == -signal.SIGKILL
