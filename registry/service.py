@@ -45,8 +45,6 @@ from registry.model import Enterprise, EnterpriseState, Principal, Record, Role,
 from registry.store import Add, ConditionFailed, Delete, Expect, Put, Store, Table, Txn
 from registry.templates import TemplateCatalog
 from registry.validation import check_record_size, page, value_violations
-from registry.validation import decode_page_token as decode_page_token  # re-exported
-from registry.validation import encode_page_token as encode_page_token  # re-exported
 
 META_NODE_PREFIX = b"node_prefix"
 META_CREATED = b"created_ns"

@@ -19,8 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from registry.store import Table
 from resolver.cli import cli
 from resolver.client import IdnodeClient, IdnodeRpcError, value
 from resolver.hierarchy import HOPS_KEY, VIA_KEY, Router
-from tests.node_fixtures import rpc_error, save_credential
+from tests.node_fixtures import rpc_error, save_credential, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN = Principal.admin()
@@ -218,19 +217,6 @@ class Hierarchy:
     a: Node
     b: Node
     tmp: Path
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Poll ``condition`` until it returns something truthy (no assertion on how long it took)."""
-    end = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(IdnodeRpcError):
-            result = condition()
-            if result:
-                return result
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def route_of(node: Node, prefix: str) -> str:

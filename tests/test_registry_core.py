@@ -23,14 +23,9 @@ from registry.errors import (
 from registry.identifier import fold
 from registry.model import EnterpriseState, Principal, Record, Role, Value
 from registry.rocks import RocksStore
-from registry.service import (
-    CreateOutcome,
-    Registry,
-    decode_page_token,
-    encode_page_token,
-    set_admin_fingerprints,
-)
+from registry.service import CreateOutcome, Registry, set_admin_fingerprints
 from registry.store import Table
+from registry.validation import decode_page_token, encode_page_token
 from tests.helpers import NODE_PREFIX, url
 from tests.node_fixtures import run_together
 
