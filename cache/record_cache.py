@@ -31,6 +31,9 @@ from cache.lru import LruPolicy
 from cache.policy import Policy
 from cache.policy_sieve import SievePolicy
 from cache.ttl import record_min_ttl
+from registry import native
+
+_SIEVE = native.load("cache._sieve")
 
 NEGATIVE: Final = b""
 """What :meth:`RecordCache.get` returns for a cached "not registered". (An encoded record is never
@@ -99,6 +102,9 @@ class RecordCache:
         self.negative_ttl = negative_ttl
         self._policy: Policy = POLICIES[policy](max_bytes)
         self._pos_get = self._policy.get
+        self._native_sieve = (
+            _SIEVE.get_many if _SIEVE is not None and isinstance(self._policy, SievePolicy) else None
+        )
         self._neg: OrderedDict[bytes, float] = OrderedDict()
         self._clock = clock
         self._ttl_of = ttl_of
@@ -132,8 +138,17 @@ class RecordCache:
         return None
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """:meth:`get` for each key, in order, with one clock read: the batch resolve path."""
+        """:meth:`get` for each key, in order, with one clock read: the batch resolve path. With
+        the SIEVE policy and the native module (:mod:`cache._sieve`) the loop runs in C, holding
+        the GIL, so the batch sees one state of the cache."""
         now = self._clock()
+        if self._native_sieve is not None and isinstance(keys, list):
+            out, hits, negative, expired = self._native_sieve(self._policy._map, self._neg, keys, now)  # type: ignore[attr-defined]
+            self.hits += hits
+            self.negative_hits += negative
+            self.expired += expired
+            self.misses += len(keys) - hits - negative
+            return out
         pos_get, neg = self._pos_get, self._neg
         out: list[bytes | None] = []
         append = out.append

@@ -206,17 +206,21 @@ class Registry:
         return value
 
     def lookup_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """:meth:`lookup` for many keys, in order: one cache pass, one store read for the misses."""
+        """:meth:`lookup` for many keys, in order: one cache pass, one store read for the misses.
+
+        An identifier with no record gets a false value: None, or b"" when the cache answered
+        with a cached absence (callers test ``if not data``; this spares the hot path a pass
+        that turns one into the other)."""
         cache = self.cache
         found = cache.get_many(keys)
-        missing = [i for i, value in enumerate(found) if value is None]
-        if missing:
+        if None in found:
+            missing = [i for i, value in enumerate(found) if value is None]
             epoch = cache.epoch()
             values = self.store.get_many(Table.RECORDS, [keys[i] for i in missing])
             for i, value in zip(missing, values, strict=True):
                 cache.fill(keys[i], value, epoch)
                 found[i] = value
-        return [value or None for value in found]  # NEGATIVE (b"") -> None
+        return found
 
     def resolve(
         self, text: str, types: Sequence[str] = (), indexes: Sequence[int] = (), field: str = "identifier"

@@ -36,3 +36,9 @@ TAG4 = b"\x22"
 TAG5 = b"\x2a"
 TAG6 = b"\x32"
 TAG7 = b"\x3a"
+
+
+def field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: ``tag`` is the pre-computed key byte, e.g. b"\\n" for field 1."""
+    n = len(payload)
+    return tag + (SMALL_VARINTS[n] if n < SMALL_LIMIT else varint(n)) + payload

@@ -15,21 +15,38 @@ from google.protobuf.internal import decoder, encoder
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from cache import _sieve, record_cache
 from cache.ttl import record_min_ttl
 from registry import limits
 from registry.errors import IdnodeError
 from registry.identifier import fold
 from registry.pb import record_pb2, resolution_pb2
 from registry.store import Table
+from resolver import _hotpath
 from resolver.client import IdnodeClient, value
 from resolver.errors import item_status
 from resolver.server import NodeServer
+from resolver.services import resolution, wire
 from resolver.services.wire import TAG1, field, only_field1, varint
 from tests.node_fixtures import public_target
 
 SERVICE = "/idnode.v1.ResolutionService/"
 ONLY_FIELD1_MAX = 16 * 1024
 """only_field1 reads payloads shorter than this (a 1- or 2-byte length); longer ones are parsed."""
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def hot_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs twice: with the native batch loops (:mod:`resolver._hotpath`,
+    :mod:`cache._sieve`, which must be built) and with their pure-Python twins."""
+    if request.param == "native":
+        assert wire.batch_identifiers is _hotpath.batch_identifiers
+        assert record_cache._SIEVE is _sieve
+    else:
+        monkeypatch.setattr(record_cache, "_SIEVE", None)
+        for name in ("batch_identifiers", "fold_keys", "frame_results"):
+            monkeypatch.setattr(resolution, name, getattr(wire, f"py_{name}"))
+    return request.param
 
 
 @pytest.fixture
@@ -245,7 +262,8 @@ def test_batch_resolve_mixed_items(
         assert result == expected, text
         assert result.error.code == code
         assert result.error.message
-    # the found items are byte for byte where they would be in a protobuf-built answer
+    # byte for byte the answer protobuf would build (found items and error statuses alike)
+    assert raw == answer.SerializeToString()
     for text in (texts[0], texts[3], texts[5]):
         assert found(text, records[text]).SerializeToString() in raw
 

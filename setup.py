@@ -1,0 +1,17 @@
+"""Native accelerators: optional C extensions with pure-Python twins.
+
+Everything else is in pyproject.toml. Each extension is ``optional``: without a C compiler the
+install still succeeds and the node runs its pure-Python code paths, which produce the same bytes
+(tests/test_native.py compares the two). ``IDNODE_NATIVE=0`` turns the native paths off at run
+time; ``IDNODE_REQUIRE_NATIVE=1`` (set by scripts/test.sh) makes a missing build an error.
+"""
+
+from setuptools import Extension, setup
+
+NATIVE = [
+    Extension("cache._sieve", ["cache/_sieve.c"], optional=True),
+    Extension("resolver._hotpath", ["resolver/_hotpath.c"], optional=True),
+    Extension("registry.bulk._csvfast", ["registry/bulk/_csvfast.c"], optional=True),
+]
+
+setup(ext_modules=NATIVE)

@@ -1,0 +1,223 @@
+"""The native accelerators of the resolve hot path against their pure-Python twins and protobuf.
+
+:mod:`resolver._hotpath` and :mod:`cache._sieve` are imported directly, so these tests fail when
+the build is missing (scripts/test.sh also sets IDNODE_REQUIRE_NATIVE=1).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from cache import _sieve
+from cache.record_cache import RecordCache
+from registry import native
+from registry.errors import AlreadyExists, EtagMismatch, InvalidArgument, NotFound, PermissionDenied
+from registry.pb import resolution_pb2 as pb
+from resolver import _hotpath
+from resolver.errors import item_status, item_status_bytes
+from resolver.services import wire
+
+identifier_texts = st.text(max_size=40)
+raw_items = st.lists(st.binary(max_size=300), max_size=30)
+
+
+def test_native_modules_are_what_the_hot_path_uses() -> None:
+    assert native.load("resolver._hotpath") is _hotpath
+    assert wire.frame_results is _hotpath.frame_results
+    assert wire.fold_keys is _hotpath.fold_keys
+    assert wire.batch_identifiers is _hotpath.batch_identifiers
+
+
+def test_native_off_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDNODE_NATIVE", "0")
+    assert native.load("resolver._hotpath") is None
+    monkeypatch.setenv("IDNODE_NATIVE", "1")
+    monkeypatch.setenv("IDNODE_REQUIRE_NATIVE", "1")
+    with pytest.raises(ImportError):
+        native.load("resolver._no_such_extension")
+    monkeypatch.delenv("IDNODE_REQUIRE_NATIVE")
+    assert native.load("resolver._no_such_extension") is None
+
+
+# ------------------------------------------------------------------------------ fold_keys
+@given(raw_items)
+@example([b"88.118.8/abc-z", b"ABC", b"", "标识-a".encode()])
+def test_fold_keys_equals_bytes_upper(raws: list[bytes]) -> None:
+    folded = _hotpath.fold_keys(raws)
+    assert folded == wire.py_fold_keys(raws) == [r.upper() for r in raws]
+
+
+def test_fold_keys_rejects_non_bytes() -> None:
+    with pytest.raises(TypeError):
+        _hotpath.fold_keys(["text"])  # type: ignore[list-item]
+
+
+# ------------------------------------------------------------------------------ frame_results
+@st.composite
+def framing_cases(draw: st.DrawFn) -> tuple[list[bytes], list[bytes | None], dict[int, bytes]]:
+    raws = draw(st.lists(st.binary(min_size=1, max_size=200), max_size=20))
+    found: list[bytes | None] = []
+    slow: dict[int, bytes] = {}
+    for i in range(len(raws)):
+        kind = draw(st.sampled_from(["record", "none", "negative", "big"]))
+        if kind == "record":
+            found.append(draw(st.binary(min_size=1, max_size=300)))
+        elif kind == "big":
+            found.append(b"\x01" * draw(st.sampled_from([127, 128, 16383, 16384, 70_000])))
+        else:
+            found.append(None if kind == "none" else b"")
+            slow[i] = draw(st.binary(max_size=50))
+    return raws, found, slow
+
+
+@given(framing_cases())
+def test_frame_results_equals_the_python_twin(
+    case: tuple[list[bytes], list[bytes | None], dict[int, bytes]],
+) -> None:
+    raws, found, slow = case
+    framed = _hotpath.frame_results(raws, found, slow)
+    assert framed == wire.py_frame_results(raws, found, slow)
+    if not slow:  # all found: field 1 items of ResolveResult{identifier = 1, record = 2}
+        assert framed == b"".join(
+            wire.field(wire.TAG1, wire.field(wire.TAG1, r) + wire.field(wire.TAG2, d or b""))
+            for r, d in zip(raws, found, strict=True)
+        )
+
+
+def test_frame_results_reports_a_missing_slow_item_and_bad_arguments() -> None:
+    with pytest.raises(KeyError):
+        _hotpath.frame_results([b"a"], [None], {})
+    with pytest.raises(ValueError):
+        _hotpath.frame_results([b"a"], [], {})
+    with pytest.raises(TypeError):
+        _hotpath.frame_results(["a"], [b"x"], {})  # type: ignore[list-item]
+
+
+# ------------------------------------------------------------------------------ batch_identifiers
+@given(st.lists(identifier_texts, max_size=20))
+def test_batch_identifiers_of_a_plain_request(texts: list[str]) -> None:
+    for message in (pb.BatchResolveRequest, pb.StreamResolveRequest):
+        raw = message(identifiers=texts).SerializeToString()
+        assert _hotpath.batch_identifiers(raw) == [t.encode("utf-8", "surrogatepass") for t in texts]
+
+
+@given(
+    st.lists(identifier_texts, max_size=5),
+    st.lists(st.text(max_size=5), max_size=2),
+    st.lists(st.integers(0, 2**32 - 1), max_size=2),
+    st.booleans(),
+)
+def test_batch_identifiers_leaves_other_requests_to_protobuf(
+    texts: list[str], types: list[str], indexes: list[int], recursive: bool
+) -> None:
+    request = pb.BatchResolveRequest(identifiers=texts, types=types, indexes=indexes, recursive=recursive)
+    got = _hotpath.batch_identifiers(request.SerializeToString())
+    if types or indexes or recursive:
+        assert got is None
+    else:
+        assert got == [t.encode("utf-8", "surrogatepass") for t in texts]
+
+
+@given(st.binary(max_size=200))
+@example(b"\x0a\x02\xc3\x28")  # invalid UTF-8
+@example(b"\x0a\x03\xed\xa0\x80")  # a surrogate
+@example(b"\x0a\x02\xc0\xaf")  # overlong
+@example(b"\x0a\x04\xf4\x90\x80\x80")  # above U+10FFFF
+@example(b"\x0a\x05ab")  # truncated
+@example(b"\x8a\x00\x00")  # field 1 with a two-byte tag
+@example(b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f")  # absurd length
+def test_batch_identifiers_never_accepts_what_protobuf_rejects(raw: bytes) -> None:
+    """Anything it reads, protobuf reads as the same identifiers and nothing else."""
+    got = _hotpath.batch_identifiers(raw)
+    try:
+        request = pb.BatchResolveRequest.FromString(raw)
+    except DecodeError:
+        assert got is None
+        return
+    if got is not None:
+        assert [t.encode() for t in request.identifiers] == got
+        assert not request.types and not request.indexes and not request.recursive
+
+
+# ------------------------------------------------------------------------------ cache._sieve
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sieve_get_many_equals_the_python_loop(seed: int) -> None:
+    """Two caches driven by the same random operations, one with the C loop and one without,
+    answer every batch alike and count alike."""
+    rnd = random.Random(seed)
+    clock = Clock()
+    caches = [RecordCache(4000, policy="sieve", clock=clock, ttl_of=lambda v: len(v) % 5) for _ in range(2)]
+    caches[1]._native_sieve = None
+    assert caches[0]._native_sieve is _sieve.get_many
+    keys = [f"K{i}".encode() for i in range(60)]
+    for _ in range(400):
+        op = rnd.random()
+        key = rnd.choice(keys)
+        if op < 0.3:
+            value = bytes(rnd.randrange(1, 256) for _ in range(rnd.randrange(1, 90)))
+            for c in caches:
+                c.fill(key, value, c.epoch())
+        elif op < 0.4:
+            for c in caches:
+                c.fill(key, None, c.epoch())
+        elif op < 0.45:
+            for c in caches:
+                c.invalidate(key)
+        elif op < 0.5:
+            clock.now += rnd.choice([0.5, 2.0, 61.0])
+        else:
+            batch = [rnd.choice(keys) for _ in range(rnd.randrange(0, 30))]
+            answers = [c.get_many(list(batch)) for c in caches]
+            assert answers[0] == answers[1]
+        assert caches[0].stats() == caches[1].stats()
+        assert caches[0]._policy._map == caches[1]._policy._map  # the same visited bits
+
+
+def test_sieve_get_many_rejects_malformed_maps() -> None:
+    with pytest.raises(TypeError):
+        _sieve.get_many({b"k": "not a node"}, {}, [b"k"], 0.0)
+    with pytest.raises(TypeError):
+        _sieve.get_many({}, {b"k": "not a time"}, [b"k"], 0.0)
+    assert _sieve.get_many({}, {b"k": 5}, [b"k", b"j"], 1.0) == ([b"", None], 0, 1, 0)
+
+
+# ------------------------------------------------------------------------------ item_status_bytes
+@given(
+    st.sampled_from([NotFound, AlreadyExists, EtagMismatch, PermissionDenied]),
+    st.text(),
+    st.one_of(st.none(), st.text(min_size=1, max_size=20)),
+    st.dictionaries(st.text(max_size=10), st.text(max_size=30), max_size=1),
+)
+@example(NotFound, "88.118.8/X is not registered", None, {"identifier": "88.118.8/X"})
+@example(NotFound, "", "", {})
+def test_item_status_bytes_equal_protobuf(
+    cls: type[NotFound], message: str, reason: str | None, metadata: dict[str, str]
+) -> None:
+    for text in (message, *metadata, *metadata.values()):
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+            return  # a lone surrogate is not UTF-8: no protocol carries it
+    exc = cls(message, reason=reason, metadata=metadata)
+    assert item_status_bytes(exc) == item_status(exc).SerializeToString()
+
+
+def test_item_status_bytes_of_other_errors_come_from_protobuf() -> None:
+    bad = InvalidArgument.single("identifiers[3]", "must not be empty")
+    assert item_status_bytes(bad) == item_status(bad).SerializeToString()
+    two = NotFound("gone", metadata={"identifier": "a", "prefix": "b"})
+    assert item_status_bytes(two) == item_status(two).SerializeToString()
+    boom = RuntimeError("secret detail")
+    assert item_status_bytes(boom) == item_status(boom).SerializeToString()
+    assert b"secret" not in item_status_bytes(boom)
