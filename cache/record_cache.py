@@ -49,6 +49,14 @@ NEGATIVE_TTL_SECONDS: Final = 60.0
 PolicyName = Literal["sieve", "lru", "tinylfu"]
 
 
+def _sieve(max_weight: int) -> Policy:
+    """SIEVE: the C implementation (:mod:`cache._sieve`) when built, else the Python one; both
+    evict the same entries in the same order."""
+    if _SIEVE is not None:
+        return _SIEVE.Sieve(max_weight)
+    return SievePolicy(max_weight)
+
+
 def _tinylfu(max_weight: int) -> Policy:
     from cache.policy_tinylfu import TinyLfuPolicy  # optional dependency: imported on use only
 
@@ -57,7 +65,7 @@ def _tinylfu(max_weight: int) -> Policy:
 
 POLICIES: Final[dict[str, Callable[[int], Policy]]] = {
     "lru": LruPolicy,
-    "sieve": SievePolicy,
+    "sieve": _sieve,
     "tinylfu": _tinylfu,
 }
 """Eviction policies by name: the keys are what ``RecordCache(policy=...)`` accepts."""
@@ -102,8 +110,8 @@ class RecordCache:
         self.negative_ttl = negative_ttl
         self._policy: Policy = POLICIES[policy](max_bytes)
         self._pos_get = self._policy.get
-        self._native_sieve = (
-            _SIEVE.get_many if _SIEVE is not None and isinstance(self._policy, SievePolicy) else None
+        self._native_get_many = (
+            self._policy.get_many if _SIEVE is not None and isinstance(self._policy, _SIEVE.Sieve) else None
         )
         self._neg: OrderedDict[bytes, float] = OrderedDict()
         self._clock = clock
@@ -139,11 +147,11 @@ class RecordCache:
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """:meth:`get` for each key, in order, with one clock read: the batch resolve path. With
-        the SIEVE policy and the native module (:mod:`cache._sieve`) the loop runs in C, holding
-        the GIL, so the batch sees one state of the cache."""
+        the native SIEVE policy (:mod:`cache._sieve`) the loop runs in C, holding the GIL, so the
+        batch sees one state of the cache."""
         now = self._clock()
-        if self._native_sieve is not None and isinstance(keys, list):
-            out, hits, negative, expired = self._native_sieve(self._policy._map, self._neg, keys, now)  # type: ignore[attr-defined]
+        if self._native_get_many is not None and isinstance(keys, list):
+            out, hits, negative, expired = self._native_get_many(keys, self._neg, now)
             self.hits += hits
             self.negative_hits += negative
             self.expired += expired

@@ -13,7 +13,8 @@ from google.protobuf.message import DecodeError
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from cache import _sieve
+from cache import _sieve, record_cache
+from cache.policy_sieve import SievePolicy
 from cache.record_cache import RecordCache
 from registry import native
 from registry.errors import AlreadyExists, EtagMismatch, InvalidArgument, NotFound, PermissionDenied
@@ -145,6 +146,47 @@ def test_batch_identifiers_never_accepts_what_protobuf_rejects(raw: bytes) -> No
 
 
 # ------------------------------------------------------------------------------ cache._sieve
+def python_order(policy: SievePolicy) -> tuple[list[tuple[bytes, bool]], int]:
+    """SievePolicy's live queue with visited bits, and the hand's position among live entries."""
+    order = []
+    hand = 0
+    for i, key in enumerate(policy._queue):
+        if i == policy._hand:
+            hand = len(order)
+        if key is not None:
+            order.append((key, policy._map[key][1]))
+    return order, hand
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_native_sieve_evicts_exactly_like_the_python_policy(seed: int) -> None:
+    """The same random puts, gets, replacements and removals on both: the same answers, sizes,
+    queue order, visited bits and hand after every step (so the same evictions, compactions
+    included: the weights force thousands of evictions)."""
+    rnd = random.Random(seed)
+    native_policy, python_policy = _sieve.Sieve(2_000), SievePolicy(2_000)
+    keys = [f"key-{i}".encode() for i in range(rnd.choice([20, 300]))]
+    for step in range(3_000):
+        key = rnd.choice(keys)
+        op = rnd.random()
+        if op < 0.45:
+            entry = (bytes(rnd.randrange(4)), float(step), rnd.choice([1, 30, 200, 900, 2_000, 2_001]))
+            native_policy.put(key, entry)
+            python_policy.put(key, entry)
+        elif op < 0.85:
+            assert native_policy.get(key) == python_policy.get(key)
+        elif op < 0.99:
+            native_policy.remove(key)
+            python_policy.remove(key)
+        else:
+            native_policy.clear()
+            python_policy.clear()
+        assert native_policy.sizes() == python_policy.sizes()
+        assert native_policy._order() == python_order(python_policy), step
+        assert native_policy._consistent()
+    assert native_policy.name == "sieve" and native_policy.max_weight == 2_000
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -154,14 +196,17 @@ class Clock:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_sieve_get_many_equals_the_python_loop(seed: int) -> None:
-    """Two caches driven by the same random operations, one with the C loop and one without,
-    answer every batch alike and count alike."""
+def test_cache_get_many_in_c_equals_the_python_loop(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two record caches driven by the same random operations, one on the C policy (and its
+    get_many) and one on the Python policy, answer every batch alike and count alike."""
     rnd = random.Random(seed)
     clock = Clock()
-    caches = [RecordCache(4000, policy="sieve", clock=clock, ttl_of=lambda v: len(v) % 5) for _ in range(2)]
-    caches[1]._native_sieve = None
-    assert caches[0]._native_sieve is _sieve.get_many
+    native_cache = RecordCache(4000, policy="sieve", clock=clock, ttl_of=lambda v: len(v) % 5)
+    monkeypatch.setattr(record_cache, "_SIEVE", None)
+    python_cache = RecordCache(4000, policy="sieve", clock=clock, ttl_of=lambda v: len(v) % 5)
+    assert isinstance(native_cache._policy, _sieve.Sieve)
+    assert isinstance(python_cache._policy, SievePolicy)
+    caches = (native_cache, python_cache)
     keys = [f"K{i}".encode() for i in range(60)]
     for _ in range(400):
         op = rnd.random()
@@ -180,18 +225,24 @@ def test_sieve_get_many_equals_the_python_loop(seed: int) -> None:
             clock.now += rnd.choice([0.5, 2.0, 61.0])
         else:
             batch = [rnd.choice(keys) for _ in range(rnd.randrange(0, 30))]
-            answers = [c.get_many(list(batch)) for c in caches]
-            assert answers[0] == answers[1]
-        assert caches[0].stats() == caches[1].stats()
-        assert caches[0]._policy._map == caches[1]._policy._map  # the same visited bits
+            assert native_cache.get_many(list(batch)) == python_cache.get_many(list(batch))
+        assert native_cache.stats() == python_cache.stats()
+        assert native_cache._policy._order() == python_order(python_cache._policy)
 
 
-def test_sieve_get_many_rejects_malformed_maps() -> None:
+def test_native_sieve_rejects_what_it_cannot_hold() -> None:
+    policy = _sieve.Sieve(100)
     with pytest.raises(TypeError):
-        _sieve.get_many({b"k": "not a node"}, {}, [b"k"], 0.0)
+        policy.put("text", (b"v", 1.0, 1))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        _sieve.get_many({}, {b"k": "not a time"}, [b"k"], 0.0)
-    assert _sieve.get_many({}, {b"k": 5}, [b"k", b"j"], 1.0) == ([b"", None], 0, 1, 0)
+        policy.put(b"k", (b"v", 1.0))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        policy.get_many([b"k"], {b"k": "not a time"}, 0.0)
+    with pytest.raises(TypeError):
+        policy.get_many(["k"], {}, 0.0)
+    assert policy.get_many([b"k", b"j"], {b"k": 5}, 1.0) == ([b"", None], 0, 1, 0)
+    policy.put(b"big", (b"v", 1.0, 101))  # heavier than the whole cache: not kept
+    assert policy.sizes() == (0, 0)
 
 
 # ------------------------------------------------------------------------------ item_status_bytes
