@@ -71,6 +71,9 @@ def build(root: Path, n: int, seed: int = 1, log=print) -> Dataset:
         if doc.get("n") == n and doc.get("seed") == seed:
             return Dataset(root, n, seed, doc.get("build_seconds", 0.0), reused=True)
     if root.exists():
+        leftovers = {p.name for p in root.iterdir()}
+        if leftovers - {"manifest.json", "ids.bin", "ids.idx", "rows.csv", "rejects.csv", "node"}:
+            raise RuntimeError(f"{root} holds files that are not a dataset's: not deleting it")
         shutil.rmtree(root)
     root.mkdir(parents=True)
     t0 = time.perf_counter()
