@@ -498,7 +498,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     unary_msgs = {d: [dataset.resolve_request(k) for k in samples[d][0]] for d in dists}
     batch100 = {d: dataset.batches(samples[d][0], 100) for d in dists}
     batch1000 = {d: dataset.batches(samples[d][0], 1000) for d in dists}
-    cred_dir, ent_prefix = enterprise_credential(ds)
     workers_list = [int(w) for w in args.workers.split(",")]
     run_tag = str(int(time.time()))
 
@@ -554,14 +553,19 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         finally:
             redis.stop()
 
-    # ---- baselines: echo, per process count
-    for w in workers_list:
-        cfg = f"echo x{w}"
-        log(f"baseline: bare grpcio echo, {w} process(es)")
-        pinned = w == 1 and NCPU > 1
-        pool = EchoPool(w, record_bytes + 3, 1000 * (record_bytes + 40), cpus=SERVER_CPUS if pinned else None)
-        port = pool.start()
-        try:
+    # ---- baselines: echo, per process count. The pools stay up (idle) while the node is measured:
+    # each unary node row is paired with an echo row measured just before it (see `paired_echo`).
+    echo_pools: dict[int, tuple[EchoPool, int]] = {}
+    try:
+        for w in workers_list:
+            cfg = f"echo x{w}"
+            log(f"baseline: bare grpcio echo, {w} process(es)")
+            pinned = w == 1 and NCPU > 1
+            pool = EchoPool(
+                w, record_bytes + 3, 1000 * (record_bytes + 40), cpus=SERVER_CPUS if pinned else None
+            )
+            port = pool.start()
+            echo_pools[w] = (pool, port)
             cc = CLIENT_CPUS if pinned else None
             baselines[f"echo c1 x{w}"] = suite.unary(
                 "baseline: echo unary c=1", cfg, port, pool.pids, unary_msgs[d0], 1, 1, cc
@@ -573,8 +577,43 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 baselines[f"echo batch1000 x{w}"] = suite.grpc(
                     "baseline: echo batch(1000)", cfg, port, pool.pids, "batch", batch1000[d0], 1000, 4, 2, cc
                 )
-        finally:
+        measure_node(
+            suite, args, ds, samples, unary_msgs, batch100, batch1000, baselines, echo_pools, run_tag
+        )
+    finally:
+        for pool, _ in echo_pools.values():
             pool.stop()
+    log(f"suite finished in {time.perf_counter() - t_start:.0f}s")
+    suite.rows.append(
+        {
+            "name": "_meta",
+            "dataset_build_seconds": ds.build_seconds,
+            "dataset_reused": ds.reused,
+            "suite_seconds": time.perf_counter() - t_start,
+            "loadavg_start": load0,
+            "loadavg_end": os.getloadavg(),
+        }
+    )
+    return suite.rows
+
+
+def measure_node(
+    suite: Suite,
+    args: argparse.Namespace,
+    ds: dataset.Dataset,
+    samples: dict[str, tuple[list[bytes], set[bytes]]],
+    unary_msgs: dict[str, list[bytes]],
+    batch100: dict[str, list[bytes]],
+    batch1000: dict[str, list[bytes]],
+    baselines: dict[str, dict[str, Any]],
+    echo_pools: dict[int, tuple[EchoPool, int]],
+    run_tag: str,
+) -> None:
+    """Every node configuration: cache modes x worker counts x key distributions."""
+    dists = args.dists.split(",")
+    d0 = dists[0]
+    workers_list = [int(w) for w in args.workers.split(",")]
+    cred_dir, ent_prefix = enterprise_credential(ds)
 
     # ---- the node
     for cache in args.cache.split(","):
@@ -600,10 +639,26 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                             row["baseline"] = {"name": base, "ids_per_s": b["ids_per_s"]}
                             row["ratio"] = row["ids_per_s"] / b["ids_per_s"]
 
-                    r = suite.unary("Resolve c=1", c, node.port, node.pids, unary_msgs[d], 1, 1, cc, mp)
-                    rel(r, f"echo c1 x{w}")
-                    r = suite.unary("Resolve c=64", c, node.port, node.pids, unary_msgs[d], 64, 1, cc, mp)
-                    rel(r, f"echo c64 x{w}")
+                    pool, echo_port = echo_pools[w]
+                    for depth in (1, 64):
+                        # The echo of the same process count, measured just before the node: the
+                        # ratio then compares two figures taken seconds apart on this noisy machine.
+                        paired = suite.unary(
+                            f"baseline: echo unary c={depth} (paired)",
+                            f"echo x{w}",
+                            echo_port,
+                            pool.pids,
+                            unary_msgs[d],
+                            depth,
+                            1,
+                            cc,
+                        )
+                        key = f"echo c{depth} x{w} before {c}"
+                        baselines[key] = paired
+                        r = suite.unary(
+                            f"Resolve c={depth}", c, node.port, node.pids, unary_msgs[d], depth, 1, cc, mp
+                        )
+                        rel(r, key)
                     if w != workers_list[0] and not args.all_workloads_every_workers:
                         continue
                     r = suite.grpc(
@@ -664,18 +719,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         rel(r, f"echo c64 x{w}")
             finally:
                 node.stop()
-    log(f"suite finished in {time.perf_counter() - t_start:.0f}s")
-    suite.rows.append(
-        {
-            "name": "_meta",
-            "dataset_build_seconds": ds.build_seconds,
-            "dataset_reused": ds.reused,
-            "suite_seconds": time.perf_counter() - t_start,
-            "loadavg_start": load0,
-            "loadavg_end": os.getloadavg(),
-        }
-    )
-    return suite.rows
 
 
 def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
