@@ -16,10 +16,11 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rocksdict import SstFileWriter
 
-from registry import limits
+from registry import limits, native
 from registry.bulk.fastcodec import _tail, _timestamp, _type_field, _varint
 from registry.bulk.formats import (
     Chunk,
@@ -39,6 +40,17 @@ from registry.model import Enterprise, Value
 from registry.rocks import sst_options
 from registry.validation import value_violations
 from registry.wire import SMALL_VARINTS, TAG1, TAG2, TAG3, TAG4, TAG6
+
+_csvfast = native.load("registry.bulk._csvfast")
+"""The C twin of the CSV fast path (``registry/bulk/_csvfast.c``), or None: pure Python."""
+_LIMITS = (
+    limits.VALUE_DATA_MAX_BYTES,
+    limits.RECORD_MAX_BYTES,
+    limits.IDENTIFIER_MAX_CHARS,
+    limits.PREFIX_MAX_CHARS,
+    limits.SEGMENT_MAX_CHARS,
+)
+"""The limits the C twin must have been built with (``_csvfast.LIMITS``) for it to be used."""
 
 ALREADY_EXISTS = "ALREADY_EXISTS"
 EXISTS_MESSAGE = "is already registered (in the node or earlier in the input)"
@@ -106,7 +118,12 @@ class CsvPlan:
     It takes only rows that are certainly good under the API's rules and makes exactly the bytes
     :meth:`RowChecker.check` makes; any row it is unsure of (:meth:`encode` returns None) goes to
     the full checker, which finds its exact reject reason. ``usable`` is False when some column
-    breaks a value rule: then every row goes to the full checker."""
+    breaks a value rule: then every row goes to the full checker.
+
+    ``native`` is its C twin (``registry/bulk/_csvfast.c``), used by :func:`_build_chunk` on chunks
+    of plain UTF-8 without quotes, CRs or NULs: it takes a subset of the rows :meth:`encode` takes
+    (those whose prefix already has an owner entry in ``_owners``, which only :meth:`encode` fills)
+    and makes the same bytes; tests/test_bulk_native.py compares the two paths."""
 
     def __init__(self, columns: Sequence[Column], checker: RowChecker) -> None:
         self.checker = checker
@@ -130,6 +147,12 @@ class CsvPlan:
         self._times = times
         self._owners: dict[str, tuple[str, bytes] | None] = {}
         self.nonce = rules.nonce
+        self.native: Any = None
+        """The C encoder of these columns (:mod:`registry.bulk._csvfast`), sharing ``_owners``;
+        None without the extension or when every row goes to the full checker."""
+        if self.usable and _csvfast is not None and _csvfast.LIMITS == _LIMITS:
+            cells = [(position, head, tail, binary) for position, _, head, tail, binary in self.cells]
+            self.native = _csvfast.Encoder(self.width, cells, self.nonce, self._owners)
 
     def _owner(self, prefix: str, text: str) -> tuple[str, bytes] | None:
         """(owner prefix, encoded owner and times) for identifiers under ``prefix`` when rows under
@@ -226,13 +249,10 @@ def _build_chunk(
     settings give the same bytes, so the importer may rebuild a chunk in-process (``want_values``)."""
     # A row's etag number is chunk.start + n: a chunk of L bytes has at most L rows, so the numbers
     # of different chunks never meet.
-    text, dirty = decode_text(chunk.data)
     result = ChunkResult(chunk.seq, chunk.start, chunk.end)
     good: list[tuple[bytes, int, str, bytes]] = []
     rejects = result.rejects
     fmt = settings.fmt
-    rows = split_rows(text, fmt)
-    n = 0
     columns = settings.columns
     csv = settings.fmt is Format.CSV
     check = checker.check
@@ -244,25 +264,88 @@ def _build_chunk(
         plan = checker.plan if checker.plan.usable else None
     fast = plan.encode if plan is not None else None
     start = chunk.start
-    for n, row in enumerate(rows, start=1):
-        if fast is not None and not (dirty and bad_utf8(row)):
-            done = fast(row, start + n)  # type: ignore[arg-type]
-            if done is not None:
-                good.append((done[0], n, done[1], done[2]))
-                continue
+    dirty = False
+
+    def full(row: list[str] | str, n: int) -> None:
+        """The full checker's verdict on row ``n``: a good record or a reject."""
         identifier = row_identifier(row, fmt)
         try:
             identifier, values, meta = decode_row(row, fmt, columns, dirty, now)
-            checked = check(chunk.start + n, identifier, values, meta, stamped=csv)
+            checked = check(start + n, identifier, values, meta, stamped=csv)
         except IdnodeError as exc:
             rejects.append(Reject(n, identifier, exc.reason, reject_message(exc)))
-            continue
+            return
         good.append((checked.key, n, checked.owner, checked.data))
+
+    n = 0
+    dups: list[tuple[int, bytes]] = []
+    native = plan.native if plan is not None and _csvfast is not None else None
+    if native is not None and type(chunk.data) is bytes and _csvfast.usable(chunk.data):  # type: ignore[union-attr]
+        # Strict UTF-8 without quotes, CRs or NULs (the chunks split with str.split below): the C
+        # encoder takes the rows it is sure of and hands back, in order, each one it is not sure
+        # of, which goes through the very steps of the loop below; so the owner memos fill in the
+        # same order, and every result is the same. See registry/bulk/_csvfast.c.
+        batch = native.rows(chunk.data, start)
+        got = batch.next()
+        while got is not None:
+            n, line = got
+            row = line.decode().split(",")
+            done = fast(row, start + n)  # type: ignore[misc]
+            if done is not None:
+                good.append((done[0], n, done[1], done[2]))
+            else:
+                full(row, n)
+            got = batch.next()
+        n = batch.count
+        keys, numbers, owners, values, dups, result.superseded, result.skipped = batch.settle(
+            good, _CONFLICT_CODES[settings.conflict]
+        )
+    else:
+        text, dirty = decode_text(chunk.data)
+        for n, row in enumerate(split_rows(text, fmt), start=1):
+            if fast is not None and not (dirty and bad_utf8(row)):
+                done = fast(row, start + n)  # type: ignore[arg-type]
+                if done is not None:
+                    good.append((done[0], n, done[1], done[2]))
+                    continue
+            full(row, n)
+        keys, numbers, owners, values = _settle(good, settings.conflict, result, dups)
+    for number, record in dups:
+        rejects.append(Reject(number, _identifier(record), ALREADY_EXISTS, EXISTS_MESSAGE))
     result.row_count = n
     result.missing = sorted(checker.missing)
+    rejects.sort(key=lambda r: r.row)
+    result.keys = keys
+    result.rows = numbers
+    result.owners = owners
+    if settings.sst_dir is not None and not want_values and len(keys) >= settings.sst_min_rows:
+        path = Path(settings.sst_dir) / f"chunk-{chunk.seq:09d}-{os.getpid()}.sst"
+        writer = SstFileWriter(sst_options())
+        writer.open(str(path))
+        for key, data in zip(keys, values, strict=True):
+            writer[key] = data
+        writer.finish()
+        result.sst = str(path)
+    else:
+        result.values = values
+    return result
+
+
+_CONFLICT_CODES = {Conflict.FAIL: 0, Conflict.SKIP: 1, Conflict.REPLACE: 2}
+"""``_csvfast.Rows.settle``'s numbers for the policies."""
+
+
+def _settle(
+    good: list[tuple[bytes, int, str, bytes]],
+    conflict: Conflict,
+    result: ChunkResult,
+    dups: list[tuple[int, bytes]],
+) -> tuple[list[bytes], list[int], list[str], list[bytes]]:
+    """The keys, rows, owners and records of ``good`` (in row order) ascending by key, duplicates
+    settled by ``conflict`` (counted in ``result``; with FAIL each later duplicate's row and record
+    is added to ``dups``). ``_csvfast.Rows.settle`` is its C twin."""
     good.sort(key=_first)
     kept: list[tuple[bytes, int, str, bytes]] = []
-    conflict = settings.conflict
     for item in good:
         if kept and kept[-1][0] == item[0]:
             if conflict is Conflict.REPLACE:
@@ -271,24 +354,10 @@ def _build_chunk(
             elif conflict is Conflict.SKIP:
                 result.skipped += 1
             else:
-                rejects.append(Reject(item[1], _identifier(item[3]), ALREADY_EXISTS, EXISTS_MESSAGE))
+                dups.append((item[1], item[3]))
             continue
         kept.append(item)
-    rejects.sort(key=lambda r: r.row)
-    result.keys = [k[0] for k in kept]
-    result.rows = [k[1] for k in kept]
-    result.owners = [k[2] for k in kept]
-    if settings.sst_dir is not None and not want_values and len(kept) >= settings.sst_min_rows:
-        path = Path(settings.sst_dir) / f"chunk-{chunk.seq:09d}-{os.getpid()}.sst"
-        writer = SstFileWriter(sst_options())
-        writer.open(str(path))
-        for key, _, _, data in kept:
-            writer[key] = data
-        writer.finish()
-        result.sst = str(path)
-    else:
-        result.values = [k[3] for k in kept]
-    return result
+    return [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept], [k[3] for k in kept]
 
 
 def _first(item: tuple[bytes, int, str, bytes]) -> bytes:

@@ -36,6 +36,7 @@ from registry.bulk.chunks import (
     Conflict,
     Reject,
     Settings,
+    _csvfast,
     build_chunk,
     init_worker,
     work,
@@ -506,6 +507,8 @@ class KeyFilter:
 
     def test_and_add(self, keys: list[bytes]) -> list[int]:
         """Add ``keys`` (distinct); return the positions of those that may have been added before."""
+        if _csvfast is not None:  # the same probes in C
+            return _csvfast.filter_test_and_add(self._bits, keys)
         bits = self._bits
         mask = self.BITS - 1
         out = []
