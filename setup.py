@@ -8,10 +8,11 @@ time; ``IDNODE_REQUIRE_NATIVE=1`` (set by scripts/test.sh) makes a missing build
 
 from setuptools import Extension, setup
 
+SHARED = ["registry/native_wire.h"]
 NATIVE = [
     Extension("cache._sieve", ["cache/_sieve.c"], optional=True),
-    Extension("resolver._hotpath", ["resolver/_hotpath.c"], optional=True),
-    Extension("registry.bulk._csvfast", ["registry/bulk/_csvfast.c"], optional=True),
+    Extension("resolver._hotpath", ["resolver/_hotpath.c"], depends=SHARED, optional=True),
+    Extension("registry.bulk._csvfast", ["registry/bulk/_csvfast.c"], depends=SHARED, optional=True),
 ]
 
 setup(ext_modules=NATIVE)

@@ -21,23 +21,7 @@
 #include <Python.h>
 #include <string.h>
 
-static Py_ssize_t varint_size(uint64_t n) {
-    Py_ssize_t size = 1;
-    while (n >= 0x80) {
-        n >>= 7;
-        size++;
-    }
-    return size;
-}
-
-static char *put_varint(char *out, uint64_t n) {
-    while (n >= 0x80) {
-        *out++ = (char)((n & 0x7F) | 0x80);
-        n >>= 7;
-    }
-    *out++ = (char)n;
-    return out;
-}
+#include "../registry/native_wire.h"
 
 /* Reads a varint at *pos (< end); returns 0 on truncation or more than 10 bytes. */
 static int get_varint(const unsigned char **pos, const unsigned char *end, uint64_t *value) {
@@ -55,38 +39,6 @@ static int get_varint(const unsigned char **pos, const unsigned char *end, uint6
         shift += 7;
     }
     return 0;
-}
-
-/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as protobuf requires
- * of a string field. */
-static int valid_utf8(const unsigned char *s, Py_ssize_t n) {
-    Py_ssize_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) {
-            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80) return 0;
-            i += 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            if (i + 2 >= n || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80) return 0;
-            if (c == 0xE0 && s[i + 1] < 0xA0) return 0; /* overlong */
-            if (c == 0xED && s[i + 1] > 0x9F) return 0; /* surrogate */
-            i += 3;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            if (i + 3 >= n || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 ||
-                (s[i + 3] & 0xC0) != 0x80)
-                return 0;
-            if (c == 0xF0 && s[i + 1] < 0x90) return 0; /* overlong */
-            if (c == 0xF4 && s[i + 1] > 0x8F) return 0; /* above U+10FFFF */
-            i += 4;
-        } else {
-            return 0;
-        }
-    }
-    return 1;
 }
 
 static PyObject *batch_identifiers(PyObject *self, PyObject *arg) {
@@ -146,12 +98,15 @@ static PyObject *fold_keys(PyObject *self, PyObject *arg) {
             PyList_SET_ITEM(out, i, item);
             continue;
         }
-        PyObject *folded = PyBytes_FromStringAndSize(s, len);
+        /* A fresh object: PyBytes_FromStringAndSize(s, 1) would answer CPython's shared
+         * one-byte singleton, and changing it in place would change b"h" everywhere. */
+        PyObject *folded = PyBytes_FromStringAndSize(NULL, len);
         if (folded == NULL) {
             Py_DECREF(out);
             return NULL;
         }
         char *d = PyBytes_AS_STRING(folded);
+        memcpy(d, s, (size_t)len);
         for (; j < len; j++)
             if (d[j] >= 'a' && d[j] <= 'z') d[j] = (char)(d[j] - 32);
         PyList_SET_ITEM(out, i, folded);

@@ -53,6 +53,14 @@ def test_fold_keys_equals_bytes_upper(raws: list[bytes]) -> None:
     assert folded == wire.py_fold_keys(raws) == [r.upper() for r in raws]
 
 
+def test_fold_keys_never_changes_a_shared_bytes_object() -> None:
+    """One-byte bytes objects are CPython singletons: folding b"h" must not turn every b"h" into
+    b"H" (it did, and protobuf's own varint encoder then produced wrong bytes)."""
+    one = bytes((0x68,))
+    assert _hotpath.fold_keys([one]) == [b"H"]
+    assert one == b"h" and bytes((0x68,)) == b"h"
+
+
 def test_fold_keys_rejects_non_bytes() -> None:
     with pytest.raises(TypeError):
         _hotpath.fold_keys(["text"])  # type: ignore[list-item]

@@ -59,6 +59,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include "../native_wire.h"
 #include <structmember.h>
 #include <stdint.h>
 #include <string.h>
@@ -74,55 +76,6 @@
 #define FILTER_BITS ((uint64_t)1 << 28)
 
 /* ------------------------------------------------------------------------------------ helpers */
-static Py_ssize_t varint_size(uint64_t n) {
-    Py_ssize_t size = 1;
-    while (n >= 0x80) {
-        n >>= 7;
-        size++;
-    }
-    return size;
-}
-
-static char *put_varint(char *out, uint64_t n) {
-    while (n >= 0x80) {
-        *out++ = (char)((n & 0x7F) | 0x80);
-        n >>= 7;
-    }
-    *out++ = (char)n;
-    return out;
-}
-
-/* The code point of the strict UTF-8 sequence at s[*i] (s[*i] >= 0x80, *i < n), advancing *i past
- * it; -1 for anything bytes.decode("utf-8") rejects (overlong forms, surrogates, > U+10FFFF,
- * truncation). */
-static long decode_utf8(const unsigned char *s, Py_ssize_t n, Py_ssize_t *i) {
-    Py_ssize_t k = *i;
-    unsigned char c = s[k];
-    if (c >= 0xC2 && c <= 0xDF) {
-        if (k + 1 >= n || (s[k + 1] & 0xC0) != 0x80) return -1;
-        *i = k + 2;
-        return ((long)(c & 0x1F) << 6) | (s[k + 1] & 0x3F);
-    }
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (k + 2 >= n || (s[k + 1] & 0xC0) != 0x80 || (s[k + 2] & 0xC0) != 0x80) return -1;
-        if (c == 0xE0 && s[k + 1] < 0xA0) return -1; /* overlong */
-        if (c == 0xED && s[k + 1] > 0x9F) return -1; /* surrogate */
-        *i = k + 3;
-        return ((long)(c & 0x0F) << 12) | ((long)(s[k + 1] & 0x3F) << 6) | (s[k + 2] & 0x3F);
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (k + 3 >= n || (s[k + 1] & 0xC0) != 0x80 || (s[k + 2] & 0xC0) != 0x80 ||
-            (s[k + 3] & 0xC0) != 0x80)
-            return -1;
-        if (c == 0xF0 && s[k + 1] < 0x90) return -1; /* overlong */
-        if (c == 0xF4 && s[k + 1] > 0x8F) return -1; /* above U+10FFFF */
-        *i = k + 4;
-        return ((long)(c & 0x07) << 18) | ((long)(s[k + 1] & 0x3F) << 12) |
-               ((long)(s[k + 2] & 0x3F) << 6) | (s[k + 3] & 0x3F);
-    }
-    return -1;
-}
-
 static inline int is_alnum(unsigned char c) {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
