@@ -11,6 +11,7 @@ reopens an existing database, so the options are passed per column family.
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 from collections.abc import Sequence
@@ -73,13 +74,33 @@ class RocksStore:
         block_cache_bytes: int = 256 << 20,
         fsync: bool = True,
         secondary_dir: str | Path | None = None,
+        bulk_load: bool = False,
     ) -> None:
         """With ``secondary_dir``, open a read-only *secondary* instance that follows the primary
         process owning ``path`` through :meth:`catch_up` (several may run beside the primary);
-        :meth:`commit` then raises :class:`StoreUnavailable`."""
+        :meth:`commit` then raises :class:`StoreUnavailable`.
+
+        ``bulk_load``: RocksDB's bulk-load settings for this session (no automatic compaction, no
+        write stalls on level-0 files): ingested files pile up in level 0 until the caller runs
+        :meth:`compact`, which then merges them once, with one thread per core, instead of
+        compacting overlapping files again and again while they arrive. The caller must compact
+        before it finishes (an offline import does): reads across hundreds of level-0 files are
+        slow, and a normal open only compacts them in the background."""
         self.path = Path(path)
         self.secondary = secondary_dir is not None
         opts = _options(Cache(block_cache_bytes))
+        if bulk_load:
+            # The parts of RocksDB's PrepareForBulkLoad that suit an existing database (it also
+            # sets num_levels to 2, which a database with more levels refuses to open with).
+            opts.set_disable_auto_compactions(True)
+            opts.set_level_zero_file_num_compaction_trigger(1 << 30)
+            opts.set_level_zero_slowdown_writes_trigger(1 << 30)
+            opts.set_level_zero_stop_writes_trigger(1 << 30)
+            opts.set_soft_pending_compaction_bytes_limit(0)
+            opts.set_hard_pending_compaction_bytes_limit(0)
+            cores = os.cpu_count() or 1
+            opts.set_max_subcompactions(cores)
+            opts.set_max_background_jobs(max(2, cores))
         families = {t.value: opts for t in Table} | {_COUNTERS: opts}
         extra: dict[str, object] = {}
         if secondary_dir is not None:

@@ -119,7 +119,7 @@ def run_import(
     :class:`BulkImportError` unless ``restart``.
 
     ``workers`` processes check rows (default: one per core; 0: in this process). ``compact``
-    compacts the records table at the end.
+    compacts the records table at the end; an offline import (``target`` a path) always does.
     """
     with contextlib.ExitStack() as stack:
         if isinstance(target, Registry):
@@ -127,7 +127,12 @@ def run_import(
         else:
             # The existence checks need the filter and index blocks of every file in the block cache
             # (~12 MiB per 10^7 keys); a cache too small for them turns each check into disk reads.
-            store = stack.enter_context(contextlib.closing(RocksStore(target, block_cache_bytes=256 << 20)))
+            # Bulk-load mode: ingested chunk files are compacted once, at the end (always: see
+            # RocksStore's bulk_load), not again and again by background compaction meanwhile.
+            store = stack.enter_context(
+                contextlib.closing(RocksStore(target, block_cache_bytes=256 << 20, bulk_load=True))
+            )
+            compact = True
             registry, exclusive = Registry(store, clock=clock), True
         return _Importer(registry, exclusive=exclusive, clock=clock).run(
             source=source,
