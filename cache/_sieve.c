@@ -68,16 +68,23 @@ static Py_ssize_t find_cell(Sieve *self, PyObject *key, Py_hash_t hash) {
     }
 }
 
-/* Rebuild the index for the live slots with room for `need` entries. */
-static int rebuild_index(Sieve *self, Py_ssize_t need) {
+/* A fresh index array with room for `need` entries (all EMPTY) and its size; NULL with
+ * MemoryError set. */
+static Py_ssize_t *new_index(Py_ssize_t need, Py_ssize_t *size_out) {
     Py_ssize_t size = 8;
     while (size < need * 2 + 8) size <<= 1;
     Py_ssize_t *index = PyMem_Malloc(sizeof(Py_ssize_t) * size);
     if (index == NULL) {
         PyErr_NoMemory();
-        return -1;
+        return NULL;
     }
     for (Py_ssize_t i = 0; i < size; i++) index[i] = EMPTY;
+    *size_out = size;
+    return index;
+}
+
+/* Index the live slots in `index` (from new_index) and make it the table's index. */
+static void install_index(Sieve *self, Py_ssize_t *index, Py_ssize_t size) {
     for (Py_ssize_t pos = 0; pos < self->len; pos++) {
         Slot *s = &self->queue[pos];
         if (s->key == NULL) continue;
@@ -89,6 +96,14 @@ static int rebuild_index(Sieve *self, Py_ssize_t need) {
     self->index = index;
     self->mask = size - 1;
     self->used = self->live;
+}
+
+/* Rebuild the index for the live slots with room for `need` entries. */
+static int rebuild_index(Sieve *self, Py_ssize_t need) {
+    Py_ssize_t size;
+    Py_ssize_t *index = new_index(need, &size);
+    if (index == NULL) return -1;
+    install_index(self, index, size);
     return 0;
 }
 
@@ -108,6 +123,10 @@ static void tombstone(Sieve *self, Py_ssize_t cell) {
 /* SievePolicy._maybe_compact: drop tombstones once they are half the queue (and at least 64). */
 static int maybe_compact(Sieve *self) {
     if (self->dead * 2 <= self->len || self->dead < 64) return 0;
+    /* The new index first: if that allocation fails, nothing has moved yet. */
+    Py_ssize_t size;
+    Py_ssize_t *index = new_index(self->live, &size);
+    if (index == NULL) return -1;
     Py_ssize_t out = 0, hand = 0;
     for (Py_ssize_t pos = 0; pos < self->len; pos++) {
         if (pos == self->hand) hand = out;
@@ -116,7 +135,8 @@ static int maybe_compact(Sieve *self) {
     self->hand = self->hand < self->len ? hand : 0;
     self->len = out;
     self->dead = 0;
-    return rebuild_index(self, self->live);
+    install_index(self, index, size);
+    return 0;
 }
 
 /* SievePolicy._evict_one: walk the hand from the oldest entry, clearing visited bits, and evict
@@ -157,6 +177,10 @@ static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds) {
     static char *names[] = {"max_weight", NULL};
     Py_ssize_t max_weight;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "n", names, &max_weight)) return -1;
+    if (max_weight < 0 || max_weight > PY_SSIZE_T_MAX / 2) { /* so weights can never overflow */
+        PyErr_SetString(PyExc_ValueError, "Sieve: max_weight out of range");
+        return -1;
+    }
     self->max_weight = max_weight;
     return 0;
 }
@@ -196,7 +220,11 @@ static PyObject *sieve_put(Sieve *self, PyObject *args) {
     Py_ssize_t weight;
     if (!PyArg_ParseTuple(args, "OO!:put", &key, &PyTuple_Type, &entry)) return NULL;
     if (check_key(key) < 0) return NULL;
-    if (!PyArg_ParseTuple(entry, "O!dn:entry", &PyBytes_Type, &data, &expires, &weight)) return NULL;
+    if (!PyArg_ParseTuple(entry, "Odn:entry", &data, &expires, &weight)) return NULL;
+    if (!PyBytes_CheckExact(data)) { /* a subclass's __del__ could run Python code mid-update */
+        PyErr_SetString(PyExc_TypeError, "Sieve data must be bytes");
+        return NULL;
+    }
     if (weight > self->max_weight) Py_RETURN_NONE;
     Py_hash_t hash = PyObject_Hash(key);
     if (hash == -1) return NULL;

@@ -23,20 +23,21 @@
 
 #include "../registry/native_wire.h"
 
-/* Reads a varint at *pos (< end); returns 0 on truncation or more than 10 bytes. */
-static int get_varint(const unsigned char **pos, const unsigned char *end, uint64_t *value) {
+/* Reads a varint of at most 5 bytes at *pos (< end), as protobuf's parser demands of a tag or a
+ * length (a longer one, even with zero padding, is "Wire format was corrupt"); returns 0 on
+ * truncation, on a longer varint, or on a value above INT32_MAX. */
+static int get_varint32(const unsigned char **pos, const unsigned char *end, uint64_t *value) {
     uint64_t result = 0;
-    int shift = 0;
     const unsigned char *p = *pos;
-    while (p < end && shift < 70) {
+    for (int shift = 0; p < end && shift < 35; shift += 7) {
         unsigned char byte = *p++;
         result |= (uint64_t)(byte & 0x7F) << shift;
         if (!(byte & 0x80)) {
+            if (result > 0x7FFFFFFF) return 0;
             *pos = p;
             *value = result;
             return 1;
         }
-        shift += 7;
     }
     return 0;
 }
@@ -52,9 +53,9 @@ static PyObject *batch_identifiers(PyObject *self, PyObject *arg) {
         if (*p == 0x0A) { /* field 1, length-delimited: the common one-byte tag */
             p++;
         } else {
-            if (!get_varint(&p, end, &tag) || tag != 0x0A) goto not_plain;
+            if (!get_varint32(&p, end, &tag) || tag != 0x0A) goto not_plain;
         }
-        if (!get_varint(&p, end, &length) || length > (uint64_t)(end - p)) goto not_plain;
+        if (!get_varint32(&p, end, &length) || length > (uint64_t)(end - p)) goto not_plain;
         if (!valid_utf8(p, (Py_ssize_t)length)) goto not_plain;
         PyObject *item = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)length);
         if (item == NULL) goto fail;
@@ -93,7 +94,7 @@ static PyObject *fold_keys(PyObject *self, PyObject *arg) {
         const char *s = PyBytes_AS_STRING(item);
         Py_ssize_t len = PyBytes_GET_SIZE(item), j = 0;
         while (j < len && !(s[j] >= 'a' && s[j] <= 'z')) j++;
-        if (j == len) {
+        if (j == len && PyBytes_CheckExact(item)) {
             Py_INCREF(item);
             PyList_SET_ITEM(out, i, item);
             continue;
@@ -142,9 +143,13 @@ static PyObject *frame_results(PyObject *self, PyObject *args) {
             if (key == NULL) return NULL;
             PyObject *item = PyDict_GetItemWithError(slow, key);
             Py_DECREF(key);
-            if (item == NULL || !PyBytes_Check(item)) {
+            if (item == NULL) {
                 if (!PyErr_Occurred())
                     PyErr_Format(PyExc_KeyError, "frame_results: no slow result for item %zd", i);
+                return NULL;
+            }
+            if (!PyBytes_Check(item)) {
+                PyErr_Format(PyExc_TypeError, "frame_results: slow result %zd is not bytes", i);
                 return NULL;
             }
             total += PyBytes_GET_SIZE(item);

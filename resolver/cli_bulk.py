@@ -52,9 +52,7 @@ if TYPE_CHECKING:
 )
 @click.option("--workers", type=click.IntRange(min=0), help="Worker processes [one per core; 0: none].")
 @click.option("--restart", is_flag=True, help="Discard an unfinished import's checkpoint and start afresh.")
-@click.option(
-    "--compact", is_flag=True, help="Compact the records table afterwards (an offline import always does)."
-)
+@click.option("--compact", is_flag=True, help="Compact the records table afterwards.")
 @click.option(
     "--via",
     metavar="HOST:PORT",

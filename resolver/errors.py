@@ -105,8 +105,8 @@ _DOMAIN = field(TAG2, ERROR_DOMAIN.encode())
 def item_status_bytes(exc: Exception) -> bytes:
     """``item_status(exc).SerializeToString()``, assembled from bytes for the shape a batch
     repeats most (a NotFound per missing identifier): a domain error with at most one metadata
-    entry and no BadRequest. Others are built by protobuf. tests/test_errors_wire.py checks the
-    two give the same bytes."""
+    entry and no BadRequest. Others are built by protobuf. tests/test_native.py checks the two
+    give the same bytes."""
     if not isinstance(exc, IdnodeError) or isinstance(exc, InvalidArgument) or len(exc.metadata) > 1:
         return item_status(exc).SerializeToString()
     info = field(TAG1, exc.reason.encode()) + _DOMAIN

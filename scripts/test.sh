@@ -26,7 +26,7 @@ if ! git diff --quiet -- registry/pb resolver/pb 2>/dev/null; then
   exit 1
 fi
 echo "== native accelerators built"
-export IDNODE_REQUIRE_NATIVE=1
+export IDNODE_REQUIRE_NATIVE=1 IDNODE_NATIVE=1
 .venv/bin/python -c 'from registry import native
 for name in ("cache._sieve", "resolver._hotpath", "registry.bulk._csvfast"):
     native.load(name)'

@@ -7,6 +7,7 @@ the build is missing (scripts/test.sh also sets IDNODE_REQUIRE_NATIVE=1).
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 from google.protobuf.message import DecodeError
@@ -19,9 +20,10 @@ from cache.record_cache import RecordCache
 from registry import native
 from registry.errors import AlreadyExists, EtagMismatch, InvalidArgument, NotFound, PermissionDenied
 from registry.pb import resolution_pb2 as pb
+from registry.service import Registry
 from resolver import _hotpath
 from resolver.errors import item_status, item_status_bytes
-from resolver.services import wire
+from resolver.services import resolution, wire
 
 identifier_texts = st.text(max_size=40)
 raw_items = st.lists(st.binary(max_size=300), max_size=30)
@@ -140,6 +142,8 @@ def test_batch_identifiers_leaves_other_requests_to_protobuf(
 @example(b"\x0a\x05ab")  # truncated
 @example(b"\x8a\x00\x00")  # field 1 with a two-byte tag
 @example(b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f")  # absurd length
+@example(b"\x8a\x80\x80\x80\x80\x00\x01a")  # a tag varint of 6 bytes (zero-padded)
+@example(b"\x0a\x81\x80\x80\x80\x80\x00a")  # a length varint of 6 bytes
 def test_batch_identifiers_never_accepts_what_protobuf_rejects(raw: bytes) -> None:
     """Anything it reads, protobuf reads as the same identifiers and nothing else."""
     got = _hotpath.batch_identifiers(raw)
@@ -280,3 +284,26 @@ def test_item_status_bytes_of_other_errors_come_from_protobuf() -> None:
     boom = RuntimeError("secret detail")
     assert item_status_bytes(boom) == item_status(boom).SerializeToString()
     assert b"secret" not in item_status_bytes(boom)
+
+
+# ------------------------------------------------------------------------------ the NotFound memo
+def test_not_found_memo_is_bounded_in_bytes(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anonymous callers flooding distinct misses cannot grow the memo past its byte bound, and
+    every answer is still a NotFound item."""
+    monkeypatch.setattr(resolution, "_ABSENT_MEMO_MAX_BYTES", 2_000)
+    handlers = resolution.ResolutionHandlers(registry)
+    for round_ in range(3):
+        raws = [f"88.118.8/MISS-{round_}-{i}".encode() for i in range(50)]
+        answer = pb.BatchResolveResponse.FromString(handlers.plain_results(list(raws)))
+        assert [r.error.code for r in answer.results] == [5] * 50
+        assert handlers._absent_bytes <= 2_000 + 400  # the bound, plus the entry that crossed it
+    long_id = ("88.118.8/" + "X" * 200).encode()
+    handlers.plain_results([long_id])
+    assert long_id not in handlers._absent
+
+
+def test_native_sieve_refuses_a_weight_bound_that_could_overflow() -> None:
+    with pytest.raises(ValueError):
+        _sieve.Sieve(sys.maxsize)
+    with pytest.raises(ValueError):
+        _sieve.Sieve(-1)

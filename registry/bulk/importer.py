@@ -119,7 +119,7 @@ def run_import(
     :class:`BulkImportError` unless ``restart``.
 
     ``workers`` processes check rows (default: one per core; 0: in this process). ``compact``
-    compacts the records table at the end; an offline import (``target`` a path) always does.
+    compacts the records table at the end.
     """
     with contextlib.ExitStack() as stack:
         if isinstance(target, Registry):
@@ -127,12 +127,10 @@ def run_import(
         else:
             # The existence checks need the filter and index blocks of every file in the block cache
             # (~12 MiB per 10^7 keys); a cache too small for them turns each check into disk reads.
-            # Bulk-load mode: ingested chunk files are compacted once, at the end (always: see
-            # RocksStore's bulk_load), not again and again by background compaction meanwhile.
+            # Bulk-load settings: overlapping chunk files are compacted in fewer, larger batches.
             store = stack.enter_context(
                 contextlib.closing(RocksStore(target, block_cache_bytes=256 << 20, bulk_load=True))
             )
-            compact = True
             registry, exclusive = Registry(store, clock=clock), True
         return _Importer(registry, exclusive=exclusive, clock=clock).run(
             source=source,

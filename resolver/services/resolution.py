@@ -39,7 +39,11 @@ if TYPE_CHECKING:
     from resolver.hierarchy import Router
 
 SERVICE_NAME = "idnode.v1.ResolutionService"
-_ABSENT_MEMO_MAX = 1 << 16
+_ABSENT_MEMO_MAX_BYTES = 4 << 20
+"""Bound of the NotFound memo (keys and items; measured ~3.5 KB at most per entry): cleared when
+reached, so anonymous callers flooding misses cannot grow it past this."""
+_ABSENT_MEMO_MAX_KEY = 128
+"""Identifiers longer than this (bytes) are not memoised."""
 
 
 class ResolutionHandlers:
@@ -49,6 +53,7 @@ class ResolutionHandlers:
         self.registry = registry
         self.router = router
         self._absent: dict[bytes, bytes] = {}
+        self._absent_bytes = 0
         """Framed NotFound items by identifier bytes: such an item depends on nothing but the
         identifier, and a batch repeats the same misses (a memo, cleared when full; whether an
         identifier is registered is still decided by the lookup, every time)."""
@@ -121,12 +126,12 @@ class ResolutionHandlers:
             found = self.registry.lookup_many(fold_keys(raws))
         slow: dict[int, bytes] = {}
         if not all(found):
-            absent = self._absent
+            absent = {} if types or indexes else self._absent
             for i, data in enumerate(found):
                 if not data:
                     raw = raws[i]
                     item = absent.get(raw)
-                    if item is None or types or indexes:
+                    if item is None:
                         item = self._slow_result(i, raw.decode(), raw, types, indexes, recursive, context)
                     slow[i] = item
         return frame_results(raws, found, slow)
@@ -156,9 +161,12 @@ class ResolutionHandlers:
             elif not filtered:
                 missing = self.registry.missing(text, f"identifiers[{i}]")  # raises InvalidArgument
                 item = field(TAG1, ident + field(TAG3, item_status_bytes(missing)))
-                if len(self._absent) >= _ABSENT_MEMO_MAX:
-                    self._absent.clear()
-                self._absent[text_bytes] = item
+                if len(text_bytes) <= _ABSENT_MEMO_MAX_KEY:
+                    if self._absent_bytes >= _ABSENT_MEMO_MAX_BYTES:
+                        self._absent.clear()
+                        self._absent_bytes = 0
+                    self._absent[text_bytes] = item
+                    self._absent_bytes += len(text_bytes) + len(item)
                 return item
             else:
                 data = self.registry.resolve(text, types, indexes, field=f"identifiers[{i}]")
