@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 
 from registry import codec, limits
 from registry.bulk.chunks import ALREADY_EXISTS, Reject, split_rows
@@ -58,7 +58,7 @@ from registry.bulk.session import (
 )
 from registry.errors import IdnodeError
 from registry.pb import record_pb2
-from resolver.client import IdnodeClient
+from resolver.client import IdnodeClient, status_details
 
 BATCH_ROWS = limits.BATCH_CREATE_MAX
 
@@ -99,18 +99,8 @@ def journal_path(reject_path: Path) -> Path:
 
 def status_reason(status: status_pb2.Status) -> tuple[str, str]:
     """(reason, one-line message) of a per-item error status, as the offline reject file words them."""
-    reason = ""
-    violations: list[str] = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason = info.reason
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            violations.extend(f"{v.field}: {v.description}" for v in bad.field_violations)
-    return reason or str(status.code), "; ".join(violations) or status.message
+    reason, violations = status_details(status)
+    return reason or str(status.code), "; ".join(f"{f}: {d}" for f, d in violations) or status.message
 
 
 Row = tuple[int, str, list[record_pb2.Value]]

@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from registry.pb import admin_pb2, changes_pb2, hierarchy_pb2, record_pb2, registration_pb2, resolution_pb2
@@ -91,19 +91,26 @@ class IdnodeRpcError(Exception):
 
     @classmethod
     def from_rpc_error(cls, err: grpc.RpcError) -> IdnodeRpcError:
-        reason, violations = "", []
         status = rpc_status.from_call(err)  # type: ignore[arg-type]
-        if status is not None:
-            for detail in status.details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    reason = info.reason
-                elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                    bad = error_details_pb2.BadRequest()
-                    detail.Unpack(bad)
-                    violations = [(v.field, v.description) for v in bad.field_violations]
-        return cls(err.code(), err.details() or "", reason, tuple(violations))  # type: ignore[attr-defined]
+        reason, violations = status_details(status) if status is not None else ("", ())
+        return cls(err.code(), err.details() or "", reason, violations)  # type: ignore[attr-defined]
+
+
+def status_details(status: status_pb2.Status) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(ErrorInfo reason, BadRequest (field, description) pairs) of a ``google.rpc.Status``; ""
+    and () for details it does not carry."""
+    reason = ""
+    violations: list[tuple[str, str]] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations.extend((v.field, v.description) for v in bad.field_violations)
+    return reason, tuple(violations)
 
 
 def all_pages(fetch: Callable[[str], Any], items: str) -> Iterator[Any]:
