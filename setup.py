@@ -13,6 +13,7 @@ NATIVE = [
     Extension("cache._sieve", ["cache/_sieve.c"], optional=True),
     Extension("resolver._hotpath", ["resolver/_hotpath.c"], depends=SHARED, optional=True),
     Extension("registry.bulk._csvfast", ["registry/bulk/_csvfast.c"], depends=SHARED, optional=True),
+    Extension("registry.bulk._runs", ["registry/bulk/_runs.c"], optional=True),
 ]
 
 setup(ext_modules=NATIVE)

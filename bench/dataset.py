@@ -63,23 +63,66 @@ class Dataset:
 
 
 def build(root: Path, n: int, seed: int = 1, log=print) -> Dataset:
-    """Build (or reuse) the dataset of ``n`` identifiers under ``root``."""
+    """Build (or reuse) the dataset of ``n`` identifiers under ``root``.
+
+    Resumable: generated rows (``rows.csv``, complete once ``ids.idx`` exists) are kept until the
+    import has finished, and the import itself resumes from its checkpoint, so running the same
+    build again after a kill continues where it stopped."""
     root = Path(root)
     manifest = root / "manifest.json"
     if manifest.exists():
         doc = json.loads(manifest.read_text())
         if doc.get("n") == n and doc.get("seed") == seed:
             return Dataset(root, n, seed, doc.get("build_seconds", 0.0), reused=True)
+    t0 = time.perf_counter()
+    if _generated(root, n, seed):
+        log(f"dataset: reusing the {n:,} rows generated before")
+    else:
+        generate_rows(root, n, seed)
+        log(f"dataset: generated {n:,} rows in {time.perf_counter() - t0:.1f}s; importing")
+    dd = DataDir(root / "node")
+    if not dd.db.exists():
+        dd.init(NODE_PREFIX)
+    summary = run_import(
+        str(dd.db),
+        str(root / "rows.csv"),
+        create_enterprises=True,
+        issue_fingerprint=_fingerprint,
+        reject_path=str(root / "rejects.csv"),
+        compact=True,
+    )
+    if summary.imported != n:
+        raise RuntimeError(f"bulk import loaded {summary.imported} of {n} rows: {summary}")
+    (root / "rows.csv").unlink()
+    seconds = time.perf_counter() - t0
+    log(f"dataset: imported {summary.imported:,} in {summary.seconds:.1f}s; built in {seconds:.1f}s")
+    manifest.write_text(json.dumps({"n": n, "seed": seed, "build_seconds": round(seconds, 1)}))
+    return Dataset(root, n, seed, seconds)
+
+
+def _generated(root: Path, n: int, seed: int) -> bool:
+    """Whether ``root`` holds the complete generated rows of (n, seed) (see :func:`generate_rows`)."""
+    try:
+        doc = json.loads((root / "generated.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return doc == {"n": n, "seed": seed} and (root / "rows.csv").exists()
+
+
+def generate_rows(root: Path, n: int, seed: int = 1) -> None:
+    """Write ``rows.csv`` (the import's input), ``ids.bin`` and ``ids.idx`` under a fresh ``root``
+    (deleting a previous dataset there, never a directory holding anything else); then
+    ``generated.json``, which marks the rows complete."""
     if root.exists():
         leftovers = {p.name for p in root.iterdir()}
-        if leftovers - {"manifest.json", "ids.bin", "ids.idx", "rows.csv", "rejects.csv", "node"}:
+        known = {"manifest.json", "generated.json", "ids.bin", "ids.idx", "rows.csv", "rejects.csv", "node"}
+        if leftovers - known:
             raise RuntimeError(f"{root} holds files that are not a dataset's: not deleting it")
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    t0 = time.perf_counter()
-    csv_path = root / "rows.csv"
     offsets = array("Q", [0])
-    with open(csv_path, "w", encoding="utf-8", newline="") as out, open(root / "ids.bin", "wb") as ids:
+    rows = root / "rows.csv"
+    with open(rows, "w", encoding="utf-8", newline="") as out, open(root / "ids.bin", "wb") as ids:
         sink = io.StringIO()
         writer = csv.writer(sink, lineterminator="\n")
         writer.writerow(["identifier", *(f"{i}:{t}" for i, t in COLUMNS)])
@@ -100,25 +143,7 @@ def build(root: Path, n: int, seed: int = 1, log=print) -> Dataset:
         out.write(sink.getvalue())
         ids.write(b"".join(chunk))
     (root / "ids.idx").write_bytes(offsets.tobytes())
-    t_gen = time.perf_counter() - t0
-    log(f"dataset: generated {n:,} rows in {t_gen:.1f}s; importing")
-    dd = DataDir(root / "node")
-    dd.init(NODE_PREFIX)
-    summary = run_import(
-        str(dd.db),
-        str(csv_path),
-        create_enterprises=True,
-        issue_fingerprint=_fingerprint,
-        reject_path=str(root / "rejects.csv"),
-        compact=True,
-    )
-    if summary.imported != n:
-        raise RuntimeError(f"bulk import loaded {summary.imported} of {n} rows: {summary}")
-    csv_path.unlink()
-    seconds = time.perf_counter() - t0
-    log(f"dataset: imported {summary.imported:,} in {summary.seconds:.1f}s; built in {seconds:.1f}s")
-    manifest.write_text(json.dumps({"n": n, "seed": seed, "build_seconds": round(seconds, 1)}))
-    return Dataset(root, n, seed, seconds)
+    (root / "generated.json").write_text(json.dumps({"n": n, "seed": seed}))
 
 
 def sample(ds: Dataset, m: int, dist: str, seed: int = 2) -> tuple[list[bytes], int]:

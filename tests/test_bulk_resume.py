@@ -105,20 +105,41 @@ def test_kill_minus_9_then_rerun_equals_an_uninterrupted_import(tmp_path: Path, 
     assert not list(Path(str(db) + ".bulk").glob("*/*.sst"))
 
 
-@pytest.mark.parametrize("point", ["before-commit", "before-ingest"])
-def test_kill_at_the_worst_moments(tmp_path: Path, point: str) -> None:
+def _seed(db: Path, tmp_path: Path) -> None:
+    """One record of enterprise 88.118.8 already in the node: that owner's rows are then looked up
+    and written chunk by chunk (SST files of chunks), the others' go through runs and the merge."""
+    seed = tmp_path / "seed.csv"
+    seed.write_text("identifier,URL\n88.118.8/SEED-1,https://example.com/seed\n")
+    assert run_import(db, seed, reject_path=tmp_path / f"seed-{db.name}.rejects.csv").imported == 1
+
+
+@pytest.mark.parametrize(
+    ("point", "n", "seeded"),
+    [
+        ("before-commit", 5, False),
+        ("before-merge-commit", 0, False),
+        ("before-merge-ingest", 0, False),
+        ("before-commit", 5, True),
+        ("before-ingest", 5, True),
+    ],
+)
+def test_kill_at_the_worst_moments(tmp_path: Path, point: str, n: int, seeded: bool) -> None:
     """SIGKILL exactly after the rejects are written but before the commit, and after the commit
-    but before its SST file is ingested; the rerun must neither lose nor double anything."""
+    but before its SST file is ingested, of a chunk or of a merged partition; the rerun must
+    neither lose nor double anything."""
     src = _source(tmp_path)
     reference = make_node(tmp_path / "reference")
-    expected = run_import(reference, src, reject_path=tmp_path / "ref.rejects.csv", workers=0)
     db = make_node(tmp_path / "db")
+    if seeded:
+        _seed(reference, tmp_path)
+        _seed(db, tmp_path)
+    expected = run_import(reference, src, reject_path=tmp_path / "ref.rejects.csv", workers=0)
     rejects = tmp_path / "rejects.csv"
     args = [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), "fail"]
-    env = {**os.environ, "IDNODE_BULK_FAILPOINT": f"{point}:5"}
+    env = {**os.environ, "IDNODE_BULK_FAILPOINT": f"{point}:{n}"}
     killed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, start_new_session=True)
     assert killed.returncode == -signal.SIGKILL
-    if point == "before-ingest":  # the committed-but-not-ingested file is still there
+    if point.endswith("ingest"):  # the committed-but-not-ingested file is still there
         assert list(Path(str(db) + ".bulk").glob("*/*.sst"))
     final = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=True)
     summary = json.loads(final.stdout)

@@ -1,17 +1,21 @@
 """Turning one chunk of input into sorted, checked, encoded records (runs in worker processes).
 
-A chunk's result holds its good records sorted by key, either written to an SST file (big chunks,
-when the target store can ingest) or returned as bytes, plus its rejects. Duplicates inside the
-chunk are settled here by the conflict policy; duplicates against the node (and against earlier
-chunks, which are committed by then) are settled by the importer at commit time.
+A chunk's result holds its good records sorted by key, written to a run file (records of owners
+whose key range held nothing when an offline import began: merged with the other runs at the end,
+see :mod:`registry.bulk.runs`), to an SST file (other big chunks, when the target store can ingest)
+or returned as bytes, plus its rejects. Duplicates inside the chunk are settled here by the
+conflict policy; duplicates against the node (and against earlier chunks, which are committed by
+then) are settled by the importer at commit time, or when the runs are merged.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import enum
 import gc
+import mmap
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +25,7 @@ from typing import Any
 from rocksdict import SstFileWriter
 
 from registry import limits, native
+from registry.bulk import runs
 from registry.bulk.fastcodec import _tail, _timestamp, _type_field, _varint
 from registry.bulk.formats import (
     Chunk,
@@ -35,7 +40,7 @@ from registry.bulk.formats import (
 from registry.bulk.rows import RowChecker, RowRules, etag_for, reject_message
 from registry.codec import decode_record
 from registry.errors import IdnodeError
-from registry.identifier import prefix_length
+from registry.identifier import fold, prefix_length
 from registry.model import Enterprise, Value
 from registry.rocks import sst_options
 from registry.validation import value_violations
@@ -78,7 +83,8 @@ class Reject:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """What every worker needs; picklable. ``sst_dir`` None means never write SST files."""
+    """What every worker needs; picklable. ``sst_dir`` None means never write SST or run files;
+    ``runs`` says records of owners not in ``stale_owners`` go to run files there."""
 
     rules: RowRules
     fmt: Format
@@ -86,6 +92,10 @@ class Settings:
     conflict: Conflict
     sst_dir: str | None
     sst_min_rows: int
+    runs: bool = False
+    stale_owners: frozenset[bytes] = frozenset()
+    """Owners (folded, :func:`registry.identifier.fold`) whose key range held records when the import
+    began: their records are looked up and written chunk by chunk, never through runs."""
 
 
 @dataclass(slots=True)
@@ -107,6 +117,9 @@ class ChunkResult:
     superseded: int = 0
     """Rows written and then overwritten by a later row of the same chunk (replace)."""
     missing: list[str] = field(default_factory=list)
+    run: str | None = None
+    """The run file holding this chunk's records of fresh owners (none of them in ``keys``)."""
+    run_records: int = 0
 
 
 class CsvPlan:
@@ -315,6 +328,8 @@ def _build_chunk(
     result.row_count = n
     result.missing = sorted(checker.missing)
     rejects.sort(key=lambda r: r.row)
+    if settings.runs and not want_values and keys:
+        keys, numbers, owners, values = _spill(chunk, settings, result, keys, numbers, owners, values)
     result.keys = keys
     result.rows = numbers
     result.owners = owners
@@ -329,6 +344,40 @@ def _build_chunk(
     else:
         result.values = values
     return result
+
+
+def _spill(
+    chunk: Chunk,
+    settings: Settings,
+    result: ChunkResult,
+    keys: list[bytes],
+    numbers: list[int],
+    owners: list[str],
+    values: list[bytes],
+) -> tuple[list[bytes], list[int], list[str], list[bytes]]:
+    """Write the records of owners not in ``settings.stale_owners`` to a run file (made durable by
+    the importer before a checkpoint names it); return the other records."""
+    stale = settings.stale_owners
+    if stale and any(fold(o) in stale for o in set(owners)):
+        direct = [i for i, o in enumerate(owners) if fold(o) in stale]
+        spill = [i for i, o in enumerate(owners) if fold(o) not in stale]
+        rest = ([keys[i] for i in direct], [numbers[i] for i in direct], [owners[i] for i in direct])
+        rest_values = [values[i] for i in direct]
+        keys, numbers, values = (
+            [keys[i] for i in spill],
+            [numbers[i] for i in spill],
+            [values[i] for i in spill],
+        )
+    else:
+        rest, rest_values = ([], [], []), []
+    if keys:
+        assert settings.sst_dir is not None
+        path = Path(settings.sst_dir) / f"chunk-{chunk.seq:09d}-{os.getpid()}.run"
+        with open(path, "wb") as f:
+            f.write(runs.frame(keys, values, numbers))
+        result.run = str(path)
+        result.run_records = len(keys)
+    return rest[0], rest[1], rest[2], rest_values
 
 
 _CONFLICT_CODES = {Conflict.FAIL: 0, Conflict.SKIP: 1, Conflict.REPLACE: 2}
@@ -368,6 +417,67 @@ def _identifier(data: bytes) -> str:
     return decode_record(data).identifier
 
 
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One merge task: the records of ``runs`` (paths, in input order) with lo <= key < hi."""
+
+    number: int
+    runs: tuple[str, ...]
+    lo: bytes | None
+    hi: bytes | None
+
+
+@dataclass(slots=True)
+class Merged:
+    """A merged partition: ``sst`` (None when it holds no record) with ``records`` records,
+    ``owners`` {owner: records}, and the records not kept as (run, chunk row, identifier)."""
+
+    number: int
+    sst: str | None
+    records: int
+    owners: dict[str, int]
+    dups: list[tuple[int, int, str]]
+
+
+MERGE_BATCH = 1 << 14
+
+
+def merge_partition(part: Partition, settings: Settings, checker: RowChecker) -> Merged:
+    """Merge one key range of the runs into an SST file (see :mod:`registry.bulk.runs`): equal keys
+    keep the latest run's record under ``replace``, else the earliest's. Deterministic."""
+    assert settings.sst_dir is not None
+    path = Path(settings.sst_dir) / f"part-{part.number:06d}.sst"
+    dups: list[tuple[int, int, str]] = []
+    records = 0
+    with contextlib.ExitStack() as stack:
+        bufs = []
+        for run in part.runs:
+            f = stack.enter_context(open(run, "rb"))
+            bufs.append(stack.enter_context(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)))
+        merger = runs.Merger(bufs, part.lo, part.hi, settings.conflict is Conflict.REPLACE)
+        writer = None
+        while (batch := merger.next(MERGE_BATCH)) is not None:
+            keys, values, found = batch
+            if writer is None and keys:
+                writer = SstFileWriter(sst_options())
+                writer.open(str(path))
+            for key, data in zip(keys, values, strict=True):
+                writer[key] = data  # type: ignore[index]
+            records += len(keys)
+            dups.extend((run, row, _identifier(data)) for run, row, data in found)
+        counts = merger.counts
+        del merger, batch
+        bufs.clear()
+        if writer is not None:
+            writer.finish()
+    owners: dict[str, int] = {}
+    for prefix, n in counts.items():
+        text = prefix.decode()
+        owner = checker._owner(text, text + "/x")  # memoised; every run record's prefix had one
+        owners[owner] = owners.get(owner, 0) + n
+    return Merged(part.number, str(path) if records else None, records, owners, dups)
+
+
 # -- worker process state -------------------------------------------------------------------
 _settings: Settings | None = None
 _checker: RowChecker | None = None
@@ -378,6 +488,12 @@ def init_worker(settings: Settings) -> None:
     global _settings, _checker
     _settings = settings
     _checker = RowChecker(settings.rules)
+
+
+def merge(part: Partition) -> Merged:
+    """Pool task: :func:`merge_partition` with this process's settings."""
+    assert _settings is not None and _checker is not None, "init_worker was not called"
+    return merge_partition(part, _settings, _checker)
 
 
 def work(chunk: Chunk) -> ChunkResult:

@@ -10,6 +10,12 @@ atomic step, the records (WriteBatch) or the pending SST file name, the counter 
 IMPORT_BATCH audit entry and the checkpoint; then ingests the SST file. See :mod:`registry.bulk.journal` for
 how a killed import resumes.
 
+Offline, records of owners whose key range held nothing when the import began never meet the node
+chunk by chunk: each chunk's are written as a sorted run file, and once the input is read the runs
+are merged (an external merge sort, :mod:`registry.bulk.runs`), one key range per worker, into SST
+files that do not overlap; each goes straight to RocksDB's bottom level, so no compaction rewrites
+what was imported. Duplicates across chunks are settled in that merge.
+
 Memory is bounded by the number of chunks in flight (workers + 2) times the chunk size, whatever
 the input's size.
 """
@@ -18,9 +24,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
+import mmap
 import multiprocessing
 import os
+import queue
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,16 +39,20 @@ from typing import BinaryIO
 
 from registry import codec
 from registry.audit import Draft, Operation
+from registry.bulk import runs
 from registry.bulk.chunks import (
     ALREADY_EXISTS,
     EXISTS_MESSAGE,
     ChunkResult,
     Conflict,
+    Merged,
+    Partition,
     Reject,
     Settings,
     _csvfast,
     build_chunk,
     init_worker,
+    merge,
     work,
 )
 from registry.bulk.formats import Chunk, ChunkReader, Format, Source, source_identity
@@ -54,6 +68,7 @@ from registry.bulk.session import (
     fingerprint,
     import_format,
     open_reader,
+    sort_rejects,
     source_name,
     start_rejects,
     summary,
@@ -161,6 +176,7 @@ class _Importer:
         """Keys this run committed (offline only; see :meth:`_lookup`)."""
         self.fresh: dict[str, bool] = {}
         """Owner prefix -> its key range held no record when this run first met it."""
+        self.syncer: _RunSyncer | None = None
 
     def run(
         self,
@@ -211,6 +227,7 @@ class _Importer:
             # Into a running node, records go through WriteBatches: its commit listeners (the
             # reader workers' caches) must be told every written record's value.
             self.sst_dir = self._sst_dir() if self.exclusive else None
+            self._clear_scratch(ck if resumed else None)
             if resumed:
                 self._finish_pending(ck)
                 if ck.offset:
@@ -218,6 +235,12 @@ class _Importer:
             ck.reject_bytes = start_rejects(reject, resumed=resumed, reject_bytes=ck.reject_bytes)
             rows_at_start = ck.rows
             enterprises = {k: v for k, v in self.store.scan(Table.ENTERPRISES, b"", b"\xff" * 8, 1 << 62)}
+            if self.sst_dir is not None and ck.stale is None:
+                ck.stale = sorted(
+                    k.decode("utf-8", "surrogatepass")
+                    for k in enterprises
+                    if self.store.scan(Table.RECORDS, k + b".", k + b"0", 1)
+                )
             rules = RowRules(
                 self.registry.node_prefix,
                 enterprises,
@@ -238,17 +261,25 @@ class _Importer:
                 conflict,
                 str(self.sst_dir) if self.sst_dir else None,
                 max(sst_min_rows, 1),
+                runs=self.sst_dir is not None,
+                stale_owners=frozenset(o.encode("utf-8", "surrogatepass") for o in ck.stale or ()),
             )
             self.checker = RowChecker(rules)
             self.conflict = conflict
             self.ck = ck
             self.rejects = open(reject, "ab")  # noqa: SIM115 - closed below
             self.progress.update(ck.rows, ck.rejected, src.position(), src.size)
+            gc_was_enabled = gc.isenabled()
+            gc.disable()  # chunk results are big and acyclic: the collector's passes are wasted
             try:
                 self._pipeline(reader, src, workers)
             finally:
                 self.rejects.close()
+                if gc_was_enabled:
+                    gc.enable()
             ck = self.ck
+            if ck.runs:  # the merge's rejects were appended last
+                sort_rejects(reject)
             ck.state = "done"
             ck.seconds += time.monotonic() - started
             self.store.commit(Txn(writes=(Put(Table.META, self.ckpt_key, ck.encode()),)))
@@ -284,23 +315,44 @@ class _Importer:
         return path
 
     def _finish_pending(self, ck: Checkpoint) -> None:
-        """Ingest the SST files the last run committed but may not have ingested; drop strays."""
+        """Ingest the SST files the last run committed but may not have ingested."""
         there = [p for p in ck.pending if os.path.exists(p)]
         if there and isinstance(self.store, RocksStore):
             self.store.ingest(Table.RECORDS, there)
         ck.pending = []
-        if self.sst_dir is not None:
-            for leftover in self.sst_dir.glob("*.sst"):
+
+    def _clear_scratch(self, ck: Checkpoint | None) -> None:
+        """Delete what the scratch directory holds beyond ``ck`` (None: a new import): SST and run
+        files of chunks and partitions not committed. Pending SST files and committed runs stay."""
+        if self.sst_dir is None:
+            return
+        keep = set(ck.pending) if ck is not None else set()
+        keep.update(str(self._run_path(i)) for i in range(ck.runs if ck is not None else 0))
+        for leftover in [*self.sst_dir.glob("*.sst"), *self.sst_dir.glob("*.run")]:
+            if str(leftover) not in keep:
                 leftover.unlink()
 
     # -- the pipeline --------------------------------------------------------------------------
     def _pipeline(self, reader: ChunkReader, src: Source, workers: int | None) -> None:
+        if self.sst_dir is not None:
+            self.syncer = _RunSyncer(self.registry, self.sst_dir)
+        try:
+            self._read_and_merge(reader, src, workers)
+        finally:
+            if self.syncer is not None:
+                self.syncer.close()
+                self.syncer = None
+
+    def _read_and_merge(self, reader: ChunkReader, src: Source, workers: int | None) -> None:
         n = (os.cpu_count() or 1) if workers is None else workers
         if n <= 0:
             init_worker(self.settings)
             for chunk in reader:
                 self._commit(chunk, work(chunk))
                 self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
+            self._drain()
+            for part in self._partitions(n):
+                self._commit_merged(merge(part))
             return
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(n, initializer=init_worker, initargs=(self.settings,)) as pool:
@@ -315,6 +367,108 @@ class _Importer:
                 done_chunk, pending = window.popleft()
                 self._commit(done_chunk, pending.get())
                 self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
+            self._drain()
+            for merged in pool.imap(merge, self._partitions(n)):
+                self._commit_merged(merged)
+
+    # -- merging the runs ----------------------------------------------------------------------
+    PARTITION_RECORDS = 250_000
+    """About this many run records per merge partition (one SST file each): bounds a merging
+    worker's memory (it maps this much of the runs) whatever the input's size."""
+
+    def _partitions(self, workers: int) -> list[Partition]:
+        """The merge partitions still to commit; the first call of an import cuts the runs' key
+        space at quantiles of their index keys and checkpoints the cuts (a resumed merge must cut
+        the same way)."""
+        ck = self.ck
+        if not ck.runs:
+            return []
+        assert self.sst_dir is not None
+        paths = tuple(str(self._run_path(i)) for i in range(ck.runs))
+        if ck.splits is None:
+            samples: list[bytes] = []
+            total = 0
+            for path in paths:
+                with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                    _, count, keys, _ = runs.read_index(m)
+                total += count
+                samples += keys[:: max(1, 512 // runs.INDEX_EVERY)]  # bounded: ~1 key per 512 records
+            samples.sort()
+            parts = max(1, -(-total // self.PARTITION_RECORDS))
+            if total >= 2 * self.PARTITION_RECORDS // 5:  # enough to keep every worker busy
+                parts = max(parts, workers)
+            parts = min(parts, len(samples))
+            cuts = sorted({samples[len(samples) * p // parts] for p in range(1, parts)})
+            ck.splits = [c.decode("utf-8", "surrogatepass") for c in cuts]
+            self.store.commit(Txn(writes=(Put(Table.META, self.ckpt_key, ck.encode()),)))
+        cuts_b: list[bytes | None] = [None, *(c.encode("utf-8", "surrogatepass") for c in ck.splits), None]
+        return [Partition(p, paths, cuts_b[p], cuts_b[p + 1]) for p in range(ck.merged, len(cuts_b) - 1)]
+
+    def _commit_merged(self, merged: Merged) -> None:
+        """Commit one merged partition: its counts, rejects and checkpoint, then ingest its file."""
+        ck = self.ck
+        rejects: list[Reject] = []
+        skipped = replaced = 0
+        if self.conflict is Conflict.FAIL:
+            rejects = [
+                Reject(ck.run_bases[run] + row, ident, ALREADY_EXISTS, EXISTS_MESSAGE)
+                for run, row, ident in merged.dups
+            ]
+            rejects.sort(key=lambda r: r.row)
+        elif self.conflict is Conflict.SKIP:
+            skipped = len(merged.dups)
+        else:
+            replaced = len(merged.dups)
+        reject_bytes = ck.reject_bytes + (write_rejects(self.rejects, rejects) if rejects else 0)
+        dropped = len(rejects) + skipped
+        updated = replace(
+            ck,
+            imported=ck.imported - dropped,
+            rejected=ck.rejected + len(rejects),
+            skipped=ck.skipped + skipped,
+            replaced=ck.replaced + replaced,
+            reject_bytes=reject_bytes,
+            merged=ck.merged + 1,
+            pending=[merged.sst] if merged.sst else [],
+        )
+        adds = [Add(count_key(owner), n) for owner, n in merged.owners.items()]
+        adds.append(Add(COUNT_TOTAL, merged.records))
+        draft = Draft(
+            Operation.IMPORT_BATCH,
+            self.principal,
+            "bulk-import",
+            detail={
+                "source": self.source_name,
+                "merge_partition": str(merged.number),
+                "rows": "0",
+                "imported": str(merged.records + replaced),
+                "replaced": str(replaced),
+                "rejected": str(len(rejects)),
+                "skipped": str(skipped),
+            },
+        )
+        txn = Txn((), (Put(Table.META, self.ckpt_key, updated.encode()),), tuple(adds))
+        failpoint("before-merge-commit", merged.number)
+        self._commit_and_ingest(txn, draft, updated.pending, "before-merge-ingest", merged.number)
+        updated.pending = []
+        self.ck = updated
+
+    def _commit_and_ingest(self, txn: Txn, draft: Draft, paths: list[str], point: str, n: int) -> None:
+        """Commit ``txn`` (which names ``paths`` as pending) with its audit entry, then ingest."""
+        store = self.store
+        audit = self.registry.audit
+        if failpoint_armed(point, n):  # the state a crash inside ingest() leaves
+            audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, [], t))  # type: ignore[attr-defined]
+            failpoint(point, n)
+        audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, paths, t))  # type: ignore[attr-defined]
+
+    def _run_path(self, i: int) -> Path:
+        assert self.sst_dir is not None
+        return self.sst_dir / f"run-{i:09d}.run"
+
+    def _drain(self) -> None:
+        if self.syncer is not None:
+            self.syncer.drain()
 
     def _ensure_enterprises(self, prefixes: list[str]) -> None:
         registry = self.registry
@@ -331,6 +485,7 @@ class _Importer:
             created.append(prefix)
         if created:
             self.ck.enterprises_created.extend(created)
+            self._drain()
             self.store.commit(Txn(writes=(Put(Table.META, self.ckpt_key, self.ck.encode()),)))
 
     def _commit(self, chunk: Chunk, res: ChunkResult) -> None:
@@ -348,7 +503,6 @@ class _Importer:
                 self.rejects.seek(0, os.SEEK_END)
 
     def _try_commit(self, chunk: Chunk, res: ChunkResult) -> None:
-        store = self.store
         ck = self.ck
         base = ck.rows
         keys = res.keys
@@ -361,8 +515,10 @@ class _Importer:
         kept: range | list[int] = range(len(keys))
         if conflicts and self.conflict is not Conflict.REPLACE:
             if values is None:  # rare: rebuild the chunk here, with its values, instead of the SST
-                values = build_chunk(chunk, self.settings, self.checker, want_values=True).values
-                assert values is not None
+                rebuilt = build_chunk(chunk, self.settings, self.checker, want_values=True)
+                assert rebuilt.values is not None
+                by_key = dict(zip(rebuilt.keys, rebuilt.values, strict=True))  # it holds run records too
+                values = [by_key[k] for k in keys]
                 if sst:
                     os.unlink(sst)
                     sst = res.sst = None
@@ -402,11 +558,19 @@ class _Importer:
         reject_bytes = ck.reject_bytes
         if rejects:
             reject_bytes += write_rejects(self.rejects, rejects)
+        run_bases = ck.run_bases
+        if res.run is not None:
+            # Named by its place among the committed runs (the checkpoint below commits it); a
+            # crash before that commit leaves a file the resumed import deletes or overwrites.
+            os.replace(res.run, self._run_path(ck.runs))
+            run_bases = [*run_bases, base]
         updated = replace(
             ck,
             offset=res.end,
             rows=ck.rows + res.row_count,
-            imported=ck.imported + len(kept) + res.superseded,
+            runs=ck.runs + (res.run is not None),
+            run_bases=run_bases,
+            imported=ck.imported + len(kept) + res.superseded + res.run_records,
             rejected=ck.rejected + len(rejects),
             skipped=ck.skipped + skipped,
             replaced=ck.replaced + replaced,
@@ -427,23 +591,30 @@ class _Importer:
                 "offset": str(res.start),
                 "rows": str(res.row_count),
                 "imported": str(len(kept) + res.superseded),
+                "sorted": str(res.run_records),
                 "replaced": str(replaced),
                 "rejected": str(len(rejects)),
                 "skipped": str(skipped),
             },
         )
-        audit = self.registry.audit
         failpoint("before-commit", res.seq)
-        if sst:
-            txn = Txn(expects, (checkpoint,), adds)
-            if failpoint_armed("before-ingest", res.seq):  # the state a crash inside ingest() leaves
-                audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, [], t))  # type: ignore[attr-defined]
-                failpoint("before-ingest", res.seq)
-            audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, [sst], t))  # type: ignore[attr-defined]
+        run = str(self._run_path(ck.runs)) if res.run is not None else None
+        if run is not None and not keys and self.syncer is not None:
+            # Nothing for the node yet: the run's durability and this checkpoint go to the background.
+            assert not adds
+            self.syncer.submit(run, Txn(writes=(checkpoint,)), draft)
         else:
-            assert values is not None
-            puts = [Put(Table.RECORDS, keys[i], values[i]) for i in kept]
-            audit.commit(Txn(expects, (*puts, checkpoint), adds), [draft])
+            self._drain()  # a checkpoint committed now must not be overtaken by an older one
+            if run is not None:  # this commit names the run, which must be durable first
+                _sync_file(run)
+                _sync_file(str(self.sst_dir))
+            if sst:
+                txn = Txn(expects, (checkpoint,), adds)
+                self._commit_and_ingest(txn, draft, [sst], "before-ingest", res.seq)
+            else:
+                assert values is not None
+                puts = [Put(Table.RECORDS, keys[i], values[i]) for i in kept]
+                self.registry.audit.commit(Txn(expects, (*puts, checkpoint), adds), [draft])
         updated.pending = []
         self.ck = updated
         if not self.exclusive:  # an offline store has no readers whose cache could be stale
@@ -496,6 +667,62 @@ class _Importer:
             resumed=resumed,
             already_done=already_done,
         )
+
+
+class _RunSyncer:
+    """Commits run-only chunks in the background: makes each chunk's run file (and its name) durable,
+    then commits the chunk's checkpoint and audit entry, in submission order, so workers never wait
+    on the disk and the checkpoint never names a run a power loss could take back.
+
+    The queue is bounded (the import waits when the disk falls behind); the first error is raised
+    by the next :meth:`submit` or :meth:`drain`."""
+
+    def __init__(self, registry: Registry, directory: Path, depth: int = 4) -> None:
+        self._audit = registry.audit
+        self._directory = directory
+        self._queue: queue.Queue[tuple[str, Txn, Draft] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="bulk-run-sync", daemon=True)
+        self._thread.start()
+
+    def submit(self, run: str, txn: Txn, draft: Draft) -> None:
+        self._raise()
+        self._queue.put((run, txn, draft))
+
+    def drain(self) -> None:
+        """Wait until everything submitted is committed."""
+        self._queue.join()
+        self._raise()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    run, txn, draft = item
+                    _sync_file(run)
+                    _sync_file(str(self._directory))  # the run's new name
+                    self._audit.commit(txn, [draft])
+            except BaseException as exc:  # handed to the importing thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+
+def _sync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 class KeyFilter:

@@ -44,6 +44,17 @@ class Checkpoint:
     """SST files committed for ingestion but possibly not ingested yet."""
     enterprises_created: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    stale: list[str] | None = None
+    """Folded owners whose key range held records when the import began (None: not yet known);
+    the records of all others go through run files (:mod:`registry.bulk.runs`)."""
+    runs: int = 0
+    """Run files committed: ``run-000000000.run`` ... in the import's scratch directory."""
+    run_bases: list[int] = field(default_factory=list)
+    """Rows before each run's chunk (a run's rows count from its chunk's first row)."""
+    splits: list[str] | None = None
+    """The keys (UTF-8) that cut the runs into merge partitions; set when merging begins."""
+    merged: int = 0
+    """Merge partitions committed (their SST files ingested or named in ``pending``)."""
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

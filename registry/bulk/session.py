@@ -145,6 +145,32 @@ def start_rejects(reject: Path, *, resumed: bool, reject_bytes: int) -> int:
     return len(REJECT_HEADER)
 
 
+SORT_REJECTS_MAX_BYTES = 256 << 20
+"""A reject file up to this size is put in row order once the runs are merged (their duplicates
+are found last); a bigger one keeps the merge's rejects after the others."""
+
+
+def sort_rejects(reject: Path) -> None:
+    """Put the lines of the reject file in row order (atomically: a kill leaves either order; the
+    length never changes, so a resumed import's checkpoint still fits it)."""
+    if reject.stat().st_size > SORT_REJECTS_MAX_BYTES:
+        return
+    with open(reject, newline="", encoding="utf-8") as f:
+        lines = list(csv.reader(f))
+    body = sorted(lines[1:], key=lambda line: int(line[0]))
+    if body == lines[1:]:
+        return
+    buf = io.StringIO()
+    buf.write(REJECT_HEADER)
+    csv.writer(buf, lineterminator="\n").writerows(body)
+    tmp = reject.with_name(reject.name + ".sorting")
+    with open(tmp, "wb") as f:
+        f.write(buf.getvalue().encode("utf-8", "backslashreplace"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, reject)
+
+
 def write_rejects(file: BinaryIO, rejects: Iterable[Reject], base: int = 0) -> int:
     """Append the lines of ``rejects`` (their rows counted from ``base``) to the reject file
     durably; return the number of bytes written."""

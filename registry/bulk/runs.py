@@ -1,0 +1,208 @@
+"""Sorted run files and their k-way merge: the external sort of an offline bulk import.
+
+An offline import into key ranges that held nothing when it started writes each chunk's checked,
+sorted records to a *run* file instead of the node; at the end the runs are merged into SST files
+whose key ranges do not overlap, so RocksDB ingests each straight into its bottom level and no
+compaction ever rewrites them (``registry.bulk.importer``).
+
+Run file layout (all integers little-endian)::
+
+    records   count x (u32 key length, key, u32 value length, value, u64 row)   keys strictly ascending
+    index     every INDEX_EVERY-th record from the first: (u64 offset, u32 key length, key)
+    footer    u64 records_end, u64 count, u64 index_entries, u32 INDEX_EVERY, 4 bytes padding, MAGIC
+
+``row`` is the record's row number within its chunk. The index lets a merge of one key range
+start near its first key without reading the run from the beginning.
+
+:class:`Merger` merges runs given in input order (run 0 holds the earliest rows). Records with
+equal keys are settled here: the earliest run's is kept (``keep_last`` False) or the latest's
+(``keep_last`` True); each other one is reported as a duplicate. ``registry/bulk/_runs.c`` is the
+C twin of :func:`frame` and :class:`Merger`, with the same results (tests/test_runs.py).
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import struct
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from registry import native
+
+MAGIC = b"IDNRUN01"
+INDEX_EVERY = 64
+_HEAD = struct.Struct("<I")
+_ROW = struct.Struct("<Q")
+_INDEX = struct.Struct("<QI")
+FOOTER = struct.Struct("<QQQI4x8s")
+
+
+class RunCorrupt(ValueError):
+    """A run file that is not whole (a footer, index or record that does not fit)."""
+
+
+def py_frame(keys: Sequence[bytes], values: Sequence[bytes], rows: Sequence[int]) -> bytes:
+    """The bytes of a run file holding ``keys[i] -> values[i]`` from chunk row ``rows[i]``
+    (``frame`` is this or its C twin).
+
+    Raises ValueError unless ``keys`` ascend strictly and the three sequences have one length."""
+    if not len(keys) == len(values) == len(rows):
+        raise ValueError("keys, values and rows differ in length")
+    out = bytearray()
+    index = bytearray()
+    previous = None
+    for i, (key, value, row) in enumerate(zip(keys, values, rows, strict=True)):
+        if previous is not None and key <= previous:
+            raise ValueError("run keys must ascend strictly")
+        previous = key
+        if i % INDEX_EVERY == 0:
+            index += _INDEX.pack(len(out), len(key))
+            index += key
+        out += _HEAD.pack(len(key))
+        out += key
+        out += _HEAD.pack(len(value))
+        out += value
+        out += _ROW.pack(row)
+    records_end = len(out)
+    entries = -(-len(keys) // INDEX_EVERY)
+    out += index
+    out += FOOTER.pack(records_end, len(keys), entries, INDEX_EVERY, MAGIC)
+    return bytes(out)
+
+
+def read_index(buf: Any) -> tuple[int, int, list[bytes], list[int]]:
+    """(records_end, count, index keys, their offsets) of the run in ``buf`` (bytes, mmap).
+
+    Raises :class:`RunCorrupt` when ``buf`` is not a whole run file."""
+    size = len(buf)
+    if size < FOOTER.size:
+        raise RunCorrupt("run file shorter than its footer")
+    records_end, count, entries, every, magic = FOOTER.unpack_from(buf, size - FOOTER.size)
+    if magic != MAGIC or every != INDEX_EVERY or records_end > size - FOOTER.size:
+        raise RunCorrupt("not a run file (footer)")
+    if entries != -(-count // INDEX_EVERY):
+        raise RunCorrupt("run index size does not match its count")
+    keys: list[bytes] = []
+    offsets: list[int] = []
+    pos = records_end
+    end = size - FOOTER.size
+    for _ in range(entries):
+        if pos + _INDEX.size > end:
+            raise RunCorrupt("run index cut short")
+        offset, length = _INDEX.unpack_from(buf, pos)
+        pos += _INDEX.size
+        if pos + length > end or offset >= records_end:
+            raise RunCorrupt("run index entry out of bounds")
+        keys.append(bytes(buf[pos : pos + length]))
+        offsets.append(offset)
+        pos += length
+    if pos != end:
+        raise RunCorrupt("run index size does not match its footer")
+    return records_end, count, keys, offsets
+
+
+def _records(buf: Any, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[bytes, bytes, int]]:
+    """(key, value, row) of the run in ``buf`` with lo <= key < hi (None: unbounded), ascending."""
+    records_end, _, index_keys, offsets = read_index(buf)
+    pos = 0
+    if lo is not None and index_keys:
+        at = bisect.bisect_right(index_keys, lo) - 1
+        if at > 0:
+            pos = offsets[at]
+    while pos < records_end:
+        if pos + 4 > records_end:
+            raise RunCorrupt("run record cut short")
+        (klen,) = _HEAD.unpack_from(buf, pos)
+        key_at = pos + 4
+        if key_at + klen + 4 > records_end:
+            raise RunCorrupt("run record cut short")
+        (vlen,) = _HEAD.unpack_from(buf, key_at + klen)
+        value_at = key_at + klen + 4
+        if value_at + vlen + 8 > records_end:
+            raise RunCorrupt("run record cut short")
+        key = bytes(buf[key_at : key_at + klen])
+        pos = value_at + vlen + 8
+        if lo is not None and key < lo:
+            continue
+        if hi is not None and key >= hi:
+            return
+        yield key, bytes(buf[value_at : value_at + vlen]), _ROW.unpack_from(buf, value_at + vlen)[0]
+
+
+def _tagged(
+    run: int, buf: Any, lo: bytes | None, hi: bytes | None
+) -> Iterator[tuple[bytes, int, bytes, int]]:
+    """(key, run, value, row): the sort order of a merge (equal keys: the earlier run first)."""
+    for key, value, row in _records(buf, lo, hi):
+        yield key, run, value, row
+
+
+class PyMerger:
+    """(``Merger`` is this or its C twin.) The records of ``runs`` (buffers of run files, in input
+    order) with lo <= key < hi, merged into ascending distinct keys; see the module docstring for
+    equal keys.
+
+    :meth:`next` hands them out in batches. ``counts`` counts the kept records by key prefix (the
+    bytes before the first ``/``)."""
+
+    def __init__(self, runs: Sequence[Any], lo: bytes | None, hi: bytes | None, keep_last: bool) -> None:
+        for buf in runs:
+            read_index(buf)  # every run is checked before anything is merged
+        self._merged = heapq.merge(*(_tagged(i, buf, lo, hi) for i, buf in enumerate(runs)))
+        self._peek: tuple[bytes, int, bytes, int] | None = next(self._merged, None)
+        self._keep_last = keep_last
+        self._broken: RunCorrupt | None = None
+        self.counts: dict[bytes, int] = {}
+
+    def next(self, limit: int) -> tuple[list[bytes], list[bytes], list[tuple[int, int, bytes]]] | None:
+        """Up to ``limit`` (>= 1) kept records as (keys, values) and the duplicates met on the way as
+        (run, row, value), ascending by key then run; None once every record has been handed out."""
+        if self._broken is not None:
+            raise self._broken
+        try:
+            return self._next(limit)
+        except RunCorrupt as exc:
+            self._broken = exc  # as the C twin: every later call raises too
+            raise
+
+    def _next(self, limit: int) -> tuple[list[bytes], list[bytes], list[tuple[int, int, bytes]]] | None:
+        if self._peek is None:
+            return None
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        dups: list[tuple[int, int, bytes]] = []
+        counts = self.counts
+        while self._peek is not None and len(keys) < max(limit, 1):
+            group = [self._peek]
+            self._peek = next(self._merged, None)
+            while self._peek is not None and self._peek[0] == group[0][0]:
+                group.append(self._peek)
+                self._peek = next(self._merged, None)
+            kept = len(group) - 1 if self._keep_last else 0
+            key, _, value, _ = group[kept]
+            keys.append(key)
+            values.append(value)
+            dups.extend((run, row, data) for j, (_, run, data, row) in enumerate(group) if j != kept)
+            prefix = key.split(b"/", 1)[0]
+            counts[prefix] = counts.get(prefix, 0) + 1
+        return keys, values, dups
+
+
+_native = native.load("registry.bulk._runs")
+"""The C twin (``registry/bulk/_runs.c``), or None."""
+frame = _native.frame if _native is not None else py_frame
+Merger: Any = _native.Merger if _native is not None else PyMerger
+
+
+__all__ = [
+    "FOOTER",
+    "INDEX_EVERY",
+    "MAGIC",
+    "Merger",
+    "PyMerger",
+    "RunCorrupt",
+    "frame",
+    "py_frame",
+    "read_index",
+]

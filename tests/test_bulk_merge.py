@@ -1,0 +1,109 @@
+"""The offline import's external sort: records of fresh owners go through run files, merged at the
+end into SST files that do not overlap (registry.bulk.runs, registry.bulk.importer).
+
+The reference for every comparison is an independent path: the same rows imported into a running
+node's Registry (chunk by chunk, looked up and written through WriteBatches, no runs at all)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+from registry.bulk import importer, run_import
+from registry.model import Principal, Value
+from registry.rocks import RocksStore
+from registry.service import Registry
+from tests.bulk_support import assert_counts_match, content, counters, gen_data, make_node
+
+HEADER = "identifier,URL\n"
+RECORD_KEY = re.compile(rb"^88\.118\.\d+/")
+
+
+def _source(tmp_path: Path, rows: int = 3000) -> Path:
+    """Generated rows under 88.118.8 and .9, with duplicates near and far (other spellings too)."""
+    path = tmp_path / "gen.csv"
+    gen_data().write(str(path), rows, 2, 5)
+    lines = path.read_text().replace("88.118.1/", "88.118.8/").replace("88.118.2/", "88.118.9/").splitlines()
+    out = [lines[0]]
+    for i, row in enumerate(lines[1:]):
+        out.append(row)
+        if i % 211 == 7:
+            out.append(lines[1 + i // 3].upper().replace("HTTPS", "https"))  # far earlier
+        if i % 307 == 5:
+            out.append(lines[i])  # the row before again
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def _online(db: Path, src: Path, policy: str, rejects: Path) -> object:
+    with RocksStore(db) as store:
+        return run_import(Registry(store), src, on_conflict=policy, reject_path=rejects, workers=0)
+
+
+def _record_files(db: Path) -> list[dict]:
+    with RocksStore(db) as store:
+        files = store._db.live_files()
+    return [f for f in files if RECORD_KEY.match(f["start_key"]) and RECORD_KEY.match(f["end_key"])]
+
+
+@pytest.mark.parametrize("policy", ["fail", "skip", "replace"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_merged_import_equals_the_online_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, workers: int
+) -> None:
+    monkeypatch.setattr(importer._Importer, "PARTITION_RECORDS", 700)  # several partitions
+    src = _source(tmp_path)
+    reference = make_node(tmp_path / "reference")
+    expected = _online(reference, src, policy, tmp_path / "ref.rejects.csv")
+    db = make_node(tmp_path / "db")
+    rejects = tmp_path / "rejects.csv"
+    got = run_import(db, src, on_conflict=policy, reject_path=rejects, workers=workers, chunk_bytes=16 << 10)
+    fields = ("rows", "imported", "rejected", "skipped", "replaced")
+    assert [getattr(got, f) for f in fields] == [getattr(expected, f) for f in fields]
+    assert got.rejected + got.skipped + got.replaced > 0  # the duplicates were met
+    assert content(db) == content(reference)
+    assert counters(db) == counters(reference)
+    assert_counts_match(db)
+    assert rejects.read_text() == (tmp_path / "ref.rejects.csv").read_text()
+    assert not list(Path(str(db) + ".bulk").glob("*/*"))  # runs and SST files are gone
+
+
+def test_merged_files_do_not_overlap_and_skip_level_0(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each partition's SST file covers its own key range and is ingested below level 0, so no
+    compaction has to merge them."""
+    monkeypatch.setattr(importer._Importer, "PARTITION_RECORDS", 500)
+    db = make_node(tmp_path / "db")
+    summary = run_import(db, _source(tmp_path), workers=0, chunk_bytes=16 << 10)
+    files = sorted(_record_files(db), key=lambda f: f["start_key"])
+    assert len(files) >= summary.imported // 500
+    assert sum(f["num_entries"] for f in files) == summary.imported
+    assert all(f["level"] > 0 for f in files)
+    for before, after in itertools.pairwise(files):
+        assert before["end_key"] < after["start_key"]
+
+
+def test_owner_with_records_goes_chunk_by_chunk_beside_the_merge(tmp_path: Path) -> None:
+    """88.118.8 holds a record before the import (conflicting with a row): its rows are looked up
+    and written per chunk; 88.118.9's go through the merge. Both settle duplicates the same way."""
+    src = _source(tmp_path)
+    first = next(r.split(",")[0] for r in src.read_text().splitlines() if r.startswith("88.118.8/"))
+    nodes = []
+    for name in ("reference", "db"):
+        node = make_node(tmp_path / name)
+        with RocksStore(node) as store:
+            Registry(store).create(Principal.admin(), first, [Value(1, "URL", "https://old")])
+        nodes.append(node)
+    reference, db = nodes
+    expected = _online(reference, src, "fail", tmp_path / "ref.rejects.csv")
+    got = run_import(db, src, reject_path=tmp_path / "rejects.csv", workers=2, chunk_bytes=16 << 10)
+    assert (got.imported, got.rejected) == (expected.imported, expected.rejected)
+    assert content(db) == content(reference)
+    assert content(db)[first][1][0][2] == "https://old"
+    assert_counts_match(db)
+    assert (tmp_path / "rejects.csv").read_text() == (tmp_path / "ref.rejects.csv").read_text()
