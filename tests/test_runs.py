@@ -323,6 +323,45 @@ def test_merge_of_long_runs(seed: int) -> None:
                 assert drain(_runs.Merger(bufs, lo, hi, keep_last), limits) == python
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_partition_ranges_hold_every_record_of_their_partition(tmp_path: Path, seed: int) -> None:
+    """Merging each partition from just its byte ranges (runs.ranges, read_range, plain=True) gives
+    what merging the whole runs between the same cuts gives, in both twins."""
+    run_records = long_runs(seed)
+    paths = []
+    for i, records in enumerate(run_records):
+        paths.append(tmp_path / f"run-{i}.run")
+        paths[-1].write_bytes(framed(records))
+    every_key = sorted({k for r in run_records for k in r})
+    rng = random.Random(seed)
+    for n_cuts in (0, 1, 3, 17):
+        cuts = sorted(set(rng.sample(every_key, n_cuts) + [every_key[0] + b"\x00"] * (n_cuts > 2)))
+        per_run = []
+        for path in paths:
+            tail, size = runs.tail_bytes(str(path))
+            assert size - len(tail) == read_index(path.read_bytes())[0]  # just the index and footer
+            per_run.append(runs.ranges(tail, cuts, size))
+        bounds: list[bytes | None] = [None, *cuts, None]
+        for p in range(len(cuts) + 1):
+            whole = [path.read_bytes() for path in paths]
+            parts = [runs.read_range(str(path), *per_run[i][p]) for i, path in enumerate(paths)]
+            assert sum(map(len, parts)) <= sum(map(len, whole))
+            keep_last = rng.random() < 0.5
+            expected = drain(PyMerger(whole, bounds[p], bounds[p + 1], keep_last), [500])
+            assert drain(PyMerger(parts, bounds[p], bounds[p + 1], keep_last, plain=True), [500]) == expected
+            if _runs is not None:
+                got = drain(_runs.Merger(parts, bounds[p], bounds[p + 1], keep_last, plain=True), [500])
+                assert got == expected
+
+
+@pytest.mark.parametrize("merger", mergers())
+def test_plain_records_cut_short_raise(merger: Any) -> None:
+    data = framed({b"a": (b"1", 1), b"b": (b"2", 2)})
+    records_end = read_index(data)[0]
+    with pytest.raises(ValueError):
+        drain(merger([data[: records_end - 3]], None, None, False, plain=True), [10])
+
+
 @pytest.mark.parametrize("merger", mergers())
 def test_the_index_seek_skips_the_blocks_below_lo(merger: Any) -> None:
     """A broken first record is never read when lo lies past the first index entry."""

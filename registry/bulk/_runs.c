@@ -626,10 +626,11 @@ static void Merger_dealloc(Merger *self) {
 }
 
 static PyObject *Merger_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"runs", "lo", "hi", "keep_last", NULL};
+    static char *kwlist[] = {"runs", "lo", "hi", "keep_last", "plain", NULL};
     PyObject *runs_arg, *lo, *hi;
-    int keep_last;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOp:Merger", kwlist, &runs_arg, &lo, &hi, &keep_last))
+    int keep_last, plain = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOp|$p:Merger", kwlist, &runs_arg, &lo, &hi, &keep_last,
+                                     &plain))
         return NULL;
     if ((lo != Py_None && !PyBytes_Check(lo)) || (hi != Py_None && !PyBytes_Check(hi))) {
         PyErr_SetString(PyExc_TypeError, "Merger() lo and hi must be bytes or None");
@@ -675,7 +676,11 @@ static PyObject *Merger_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     for (Py_ssize_t i = 0; i < n; i++) {
         Cursor *c = &self->cursors[i];
         c->buf = self->views[i].buf;
-        if (check_run(c->buf, (uint64_t)self->views[i].len, &c->end, &c->entries) < 0) goto fail;
+        if (plain) { /* records only (runs.read_range): no index, no footer */
+            c->end = (uint64_t)self->views[i].len;
+            c->entries = 0;
+        } else if (check_run(c->buf, (uint64_t)self->views[i].len, &c->end, &c->entries) < 0)
+            goto fail;
         if (c->entries > most_entries) most_entries = c->entries;
     }
     /* Then each run's first record, in run order (heapq.merge's priming), with no common prefix

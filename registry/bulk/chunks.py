@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import enum
 import gc
-import mmap
 import os
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,12 +418,15 @@ def _identifier(data: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Partition:
-    """One merge task: the records of ``runs`` (paths, in input order) with lo <= key < hi."""
+    """One merge task: the records of ``runs`` (paths, in input order) with lo <= key < hi, which
+    lie in bytes ``starts[i]:ends[i]`` of run ``i`` (:func:`registry.bulk.runs.ranges`)."""
 
     number: int
     runs: tuple[str, ...]
     lo: bytes | None
     hi: bytes | None
+    starts: array
+    ends: array
 
 
 @dataclass(slots=True)
@@ -449,27 +451,21 @@ def merge_partition(part: Partition, settings: Settings, checker: RowChecker) ->
     path = Path(settings.sst_dir) / f"part-{part.number:06d}.sst"
     dups: list[tuple[int, int, str]] = []
     records = 0
-    with contextlib.ExitStack() as stack:
-        bufs = []
-        for run in part.runs:
-            f = stack.enter_context(open(run, "rb"))
-            bufs.append(stack.enter_context(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)))
-        merger = runs.Merger(bufs, part.lo, part.hi, settings.conflict is Conflict.REPLACE)
-        writer = None
-        while (batch := merger.next(MERGE_BATCH)) is not None:
-            keys, values, found = batch
-            if writer is None and keys:
-                writer = SstFileWriter(sst_options())
-                writer.open(str(path))
-            for key, data in zip(keys, values, strict=True):
-                writer[key] = data  # type: ignore[index]
-            records += len(keys)
-            dups.extend((run, row, _identifier(data)) for run, row, data in found)
-        counts = merger.counts
-        del merger, batch
-        bufs.clear()
-        if writer is not None:
-            writer.finish()
+    bufs = [runs.read_range(p, s, e) for p, s, e in zip(part.runs, part.starts, part.ends, strict=True)]
+    merger = runs.Merger(bufs, part.lo, part.hi, settings.conflict is Conflict.REPLACE, plain=True)
+    writer = None
+    while (batch := merger.next(MERGE_BATCH)) is not None:
+        keys, values, found = batch
+        if writer is None and keys:
+            writer = SstFileWriter(sst_options())
+            writer.open(str(path))
+        for key, data in zip(keys, values, strict=True):
+            writer[key] = data  # type: ignore[index]
+        records += len(keys)
+        dups.extend((run, row, _identifier(data)) for run, row, data in found)
+    counts = merger.counts
+    if writer is not None:
+        writer.finish()
     owners: dict[str, int] = {}
     for prefix, n in counts.items():
         text = prefix.decode()

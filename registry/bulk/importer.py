@@ -25,13 +25,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
-import mmap
 import multiprocessing
 import os
 import queue
 import secrets
 import threading
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -389,8 +389,8 @@ class _Importer:
             samples: list[bytes] = []
             total = 0
             for path in paths:
-                with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                    _, count, keys, _ = runs.read_index(m)
+                tail, size = runs.tail_bytes(path)
+                _, count, keys, _ = runs.read_index(tail, size - len(tail))
                 total += count
                 samples += keys[:: max(1, 512 // runs.INDEX_EVERY)]  # bounded: ~1 key per 512 records
             samples.sort()
@@ -401,8 +401,21 @@ class _Importer:
             cuts = sorted({samples[len(samples) * p // parts] for p in range(1, parts)})
             ck.splits = [c.decode("utf-8", "surrogatepass") for c in cuts]
             self.store.commit(Txn(writes=(Put(Table.META, self.ckpt_key, ck.encode()),)))
-        cuts_b: list[bytes | None] = [None, *(c.encode("utf-8", "surrogatepass") for c in ck.splits), None]
-        return [Partition(p, paths, cuts_b[p], cuts_b[p + 1]) for p in range(ck.merged, len(cuts_b) - 1)]
+        cuts = [c.encode("utf-8", "surrogatepass") for c in ck.splits]
+        # Each partition's byte range in each run, from the runs' indexes (read once more here, so
+        # that a resumed merge needs nothing but the cuts).
+        starts = [array("Q") for _ in range(len(cuts) + 1)]
+        ends = [array("Q") for _ in range(len(cuts) + 1)]
+        for path in paths:
+            tail, size = runs.tail_bytes(path)
+            for p, (start, end) in enumerate(runs.ranges(tail, cuts, size)):
+                starts[p].append(start)
+                ends[p].append(end)
+        bounds: list[bytes | None] = [None, *cuts, None]
+        return [
+            Partition(p, paths, bounds[p], bounds[p + 1], starts[p], ends[p])
+            for p in range(ck.merged, len(cuts) + 1)
+        ]
 
     def _commit_merged(self, merged: Merged) -> None:
         """Commit one merged partition: its counts, rejects and checkpoint, then ingest its file."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import os
 import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -71,22 +72,26 @@ def py_frame(keys: Sequence[bytes], values: Sequence[bytes], rows: Sequence[int]
     return bytes(out)
 
 
-def read_index(buf: Any) -> tuple[int, int, list[bytes], list[int]]:
-    """(records_end, count, index keys, their offsets) of the run in ``buf`` (bytes, mmap).
+def read_index(buf: Any, base: int = 0) -> tuple[int, int, list[bytes], list[int]]:
+    """(records_end, count, index keys, their offsets) of the run in ``buf`` (bytes, mmap); with
+    ``base``, ``buf`` holds only the run's bytes from offset ``base`` on (at least its index and
+    footer, as :func:`tail_bytes` reads them).
 
     Raises :class:`RunCorrupt` when ``buf`` is not a whole run file."""
-    size = len(buf)
-    if size < FOOTER.size:
+    size = base + len(buf)
+    if len(buf) < FOOTER.size:
         raise RunCorrupt("run file shorter than its footer")
-    records_end, count, entries, every, magic = FOOTER.unpack_from(buf, size - FOOTER.size)
+    records_end, count, entries, every, magic = FOOTER.unpack_from(buf, size - FOOTER.size - base)
     if magic != MAGIC or every != INDEX_EVERY or records_end > size - FOOTER.size:
         raise RunCorrupt("not a run file (footer)")
     if entries != -(-count // INDEX_EVERY):
         raise RunCorrupt("run index size does not match its count")
+    if records_end < base:
+        raise ValueError("the bytes given start after the run's index")
     keys: list[bytes] = []
     offsets: list[int] = []
-    pos = records_end
-    end = size - FOOTER.size
+    pos = records_end - base
+    end = size - FOOTER.size - base
     for _ in range(entries):
         if pos + _INDEX.size > end:
             raise RunCorrupt("run index cut short")
@@ -102,9 +107,58 @@ def read_index(buf: Any) -> tuple[int, int, list[bytes], list[int]]:
     return records_end, count, keys, offsets
 
 
-def _records(buf: Any, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[bytes, bytes, int]]:
-    """(key, value, row) of the run in ``buf`` with lo <= key < hi (None: unbounded), ascending."""
-    records_end, _, index_keys, offsets = read_index(buf)
+def ranges(buf: Any, cuts: Sequence[bytes], size: int) -> list[tuple[int, int]]:
+    """For the run whose footer and index are in ``buf`` (the run's last bytes; the run is ``size``
+    bytes long), the byte range of its records holding every key of each partition that ``cuts``
+    (ascending) makes: [None, cuts[0]), [cuts[0], cuts[1]) ... [cuts[-1], None). A range may also hold
+    a few records of the partition before (fewer than INDEX_EVERY); :class:`Merger` with ``plain``
+    skips them. Read each with :func:`read_range`."""
+    records_end, _, keys, offsets = read_index(buf, size - len(buf))
+    bounds = [0]
+    for cut in cuts:
+        bounds.append(bisect.bisect_left(keys, cut))
+    out = []
+    for p in range(len(cuts) + 1):
+        at = bisect.bisect_right(keys, cuts[p - 1]) - 1 if p > 0 else 0
+        start = offsets[at] if at > 0 else 0
+        end_at = bounds[p + 1] if p < len(cuts) else len(keys)
+        end = offsets[end_at] if end_at < len(keys) else records_end
+        out.append((start, max(start, end)))
+    return out
+
+
+def tail_bytes(path: str) -> tuple[bytes, int]:
+    """(the footer and index of the run file at ``path``, the file's size), for :func:`ranges`."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < FOOTER.size:
+            raise RunCorrupt("run file shorter than its footer")
+        records_end = FOOTER.unpack(os.pread(f.fileno(), FOOTER.size, size - FOOTER.size))[0]
+        if records_end > size - FOOTER.size:
+            raise RunCorrupt("not a run file (footer)")
+        return os.pread(f.fileno(), size - records_end, records_end), size
+
+
+def read_range(path: str, start: int, end: int) -> bytes:
+    """Bytes ``start:end`` of the run file at ``path``: whole records, for ``Merger(plain=True)``.
+    Read into memory of this process's own (a mapping of the file would map whole page-cache folios,
+    megabytes a run, for a few hundred kilobytes read)."""
+    with open(path, "rb") as f:
+        data = os.pread(f.fileno(), end - start, start)
+    if len(data) != end - start:
+        raise RunCorrupt("run file shorter than its index says")
+    return data
+
+
+def _records(
+    buf: Any, lo: bytes | None, hi: bytes | None, plain: bool = False
+) -> Iterator[tuple[bytes, bytes, int]]:
+    """(key, value, row) of the run in ``buf`` with lo <= key < hi (None: unbounded), ascending;
+    ``plain``: ``buf`` holds records only (:func:`read_range`)."""
+    if plain:
+        records_end, index_keys, offsets = len(buf), [], []
+    else:
+        records_end, _, index_keys, offsets = read_index(buf)
     pos = 0
     if lo is not None and index_keys:
         at = bisect.bisect_right(index_keys, lo) - 1
@@ -131,10 +185,10 @@ def _records(buf: Any, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[byt
 
 
 def _tagged(
-    run: int, buf: Any, lo: bytes | None, hi: bytes | None
+    run: int, buf: Any, lo: bytes | None, hi: bytes | None, plain: bool
 ) -> Iterator[tuple[bytes, int, bytes, int]]:
     """(key, run, value, row): the sort order of a merge (equal keys: the earlier run first)."""
-    for key, value, row in _records(buf, lo, hi):
+    for key, value, row in _records(buf, lo, hi, plain):
         yield key, run, value, row
 
 
@@ -146,10 +200,13 @@ class PyMerger:
     :meth:`next` hands them out in batches. ``counts`` counts the kept records by key prefix (the
     bytes before the first ``/``)."""
 
-    def __init__(self, runs: Sequence[Any], lo: bytes | None, hi: bytes | None, keep_last: bool) -> None:
-        for buf in runs:
-            read_index(buf)  # every run is checked before anything is merged
-        self._merged = heapq.merge(*(_tagged(i, buf, lo, hi) for i, buf in enumerate(runs)))
+    def __init__(
+        self, runs: Sequence[Any], lo: bytes | None, hi: bytes | None, keep_last: bool, *, plain: bool = False
+    ) -> None:
+        if not plain:
+            for buf in runs:
+                read_index(buf)  # every run is checked before anything is merged
+        self._merged = heapq.merge(*(_tagged(i, buf, lo, hi, plain) for i, buf in enumerate(runs)))
         self._peek: tuple[bytes, int, bytes, int] | None = next(self._merged, None)
         self._keep_last = keep_last
         self._broken: RunCorrupt | None = None
