@@ -20,10 +20,10 @@ from tests.bulk_support import make_node
 NOW = 1_722_000_000_123_456_789
 
 
-def checker_for(db: Path, principal: Principal) -> RowChecker:
+def checker_for(db: Path, principal: Principal, create: bool = False) -> RowChecker:
     with RocksStore(db) as store:
         enterprises = dict(store.scan(Table.ENTERPRISES, b"", b"\xff" * 8, 1 << 30))
-    return RowChecker(RowRules("88.118", enterprises, principal, NOW, 12345))
+    return RowChecker(RowRules("88.118", enterprises, principal, NOW, 12345, create_enterprises=create))
 
 
 def full(checker: RowChecker, row: list[str], number: int, header: str) -> tuple[bytes, str, bytes] | str:
@@ -68,11 +68,16 @@ def test_fast_path_makes_the_full_checkers_bytes(tmp_path: Path) -> None:
     db = make_node(tmp_path / "db")
     header = "identifier,URL,2:product.batch,9:blob base64,4:note ttl=60"
     rng = random.Random(7)
-    for principal in (Principal.admin(), Principal.enterprise("88.118.8")):
-        checker = checker_for(db, principal)
+    # create: 88.118.77 is an enterprise the import creates; its rows take the fast path too.
+    for principal, create in (
+        (Principal.admin(), False),
+        (Principal.enterprise("88.118.8"), False),
+        (Principal.admin(), True),
+    ):
+        checker = checker_for(db, principal, create)
         plan = CsvPlan(parse_header(header), checker)
         assert plan.usable
-        taken = 0
+        taken = created = 0
         for number in range(1, 3000):
             row = [rng.choice(IDENTS)] + [rng.choice(CELLS) for _ in range(4)]
             if rng.random() < 0.02:
@@ -83,7 +88,10 @@ def test_fast_path_makes_the_full_checkers_bytes(tmp_path: Path) -> None:
                 continue  # the full checker decides (and any reject is its own)
             taken += 1
             assert got == expected, (row, expected)
+            created += got[1] == "88.118.77"
         assert taken > 100
+        assert bool(created) == create
+        assert ("88.118.77" in checker.missing) == create
 
 
 def test_bad_column_sends_every_row_to_the_full_checker(tmp_path: Path) -> None:

@@ -175,8 +175,11 @@ class CsvPlan:
         except IdnodeError:
             return None
         memo = checker._owners.get(prefix.upper())
-        if not isinstance(memo, Enterprise) or memo.require_template or checker.template:
-            return None  # an enterprise still to create, or template checks: the full checker
+        if checker.template or (isinstance(memo, Enterprise) and memo.require_template):
+            return None  # template checks: the full checker
+        # Otherwise memo is the enterprise, or the prefix of one this import creates (already in
+        # checker.missing): neither has a template policy, so the full checker would check the
+        # values by the plain rules and store the same bytes.
         raw = owner.encode()
         return owner, TAG3 + _varint(len(raw)) + raw + self._times
 
