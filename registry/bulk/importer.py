@@ -373,8 +373,8 @@ class _Importer:
 
     # -- merging the runs ----------------------------------------------------------------------
     PARTITION_RECORDS = 250_000
-    """About this many run records per merge partition (one SST file each): bounds a merging
-    worker's memory (it maps this much of the runs) whatever the input's size."""
+    """About this many run records per merge partition (one SST file each): a merging worker holds
+    about this many records of the runs in memory at a time."""
 
     def _partitions(self, workers: int) -> list[Partition]:
         """The merge partitions still to commit; the first call of an import cuts the runs' key
