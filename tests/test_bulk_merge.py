@@ -6,6 +6,7 @@ node's Registry (chunk by chunk, looked up and written through WriteBatches, no 
 
 from __future__ import annotations
 
+import csv
 import itertools
 import re
 from pathlib import Path
@@ -107,3 +108,23 @@ def test_owner_with_records_goes_chunk_by_chunk_beside_the_merge(tmp_path: Path)
     assert content(db)[first][1][0][2] == "https://old"
     assert_counts_match(db)
     assert (tmp_path / "rejects.csv").read_text() == (tmp_path / "ref.rejects.csv").read_text()
+
+
+def test_rejects_with_a_carriage_return_are_sorted_back_into_row_order(tmp_path: Path) -> None:
+    """A reject whose identifier holds a lone CR (quoted in the CSV input) is written so that the
+    reject file reads back whole, and the end-of-import sort puts the merge's duplicates in place."""
+    src = _source(tmp_path, rows=600)
+    lines = src.read_text().splitlines()
+    lines.insert(3, '"88.118.8/b\rc",https://x')  # a control character: INVALID_ARGUMENT
+    src.write_bytes(("\n".join(lines) + "\n").encode())
+    reference = make_node(tmp_path / "reference")
+    _online(reference, src, "fail", tmp_path / "ref.rejects.csv")
+    db = make_node(tmp_path / "db")
+    got = run_import(db, src, reject_path=tmp_path / "rejects.csv", workers=0, chunk_bytes=8 << 10)
+    assert (tmp_path / "rejects.csv").read_bytes() == (tmp_path / "ref.rejects.csv").read_bytes()
+    with open(tmp_path / "rejects.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == got.rejected
+    assert [int(r["row"]) for r in rows] == sorted(int(r["row"]) for r in rows)
+    assert any(r["identifier"] == "88.118.8/b\rc" for r in rows)
+    assert any(r["reason"] == "ALREADY_EXISTS" for r in rows)

@@ -11,16 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from registry.bulk import run_import
+from registry import codec
+from registry.bulk import ImportSummary, run_import
+from registry.model import Principal, Value
+from registry.rocks import RocksStore
+from registry.service import Registry
 from tests.bulk_support import ROOT, assert_counts_match, content, counters, gen_data, make_node
 
 ROWS = 12_000
 
 SCRIPT = """
-import json, sys
-from registry.bulk import TextProgress, run_import
+import json, os, sys
+from registry.bulk import TextProgress, importer, run_import
 if __name__ == "__main__":
     db, src, rejects, policy = sys.argv[1:5]
+    if len(sys.argv) > 5:  # smaller merge partitions: a 12,000-row import then merges several
+        importer._Importer.PARTITION_RECORDS = int(sys.argv[5])
     summary = run_import(db, src, reject_path=rejects, on_conflict=policy, workers=2, chunk_bytes=32 << 10,
                          sst_min_rows=50, progress=TextProgress(sys.stderr, interval=0))
     print(json.dumps(summary.to_dict()))
@@ -44,6 +50,13 @@ def _source(tmp_path: Path) -> Path:
             out.append(rows[i // 2].upper().replace("HTTPS", "https"))  # far earlier, other spelling
     path.write_text("\n".join(out) + "\n")
     return path
+
+
+def _reference(node: Path, src: Path, rejects: Path, policy: str = "fail") -> ImportSummary:
+    """The same import into the node as a running node's Registry: chunk by chunk, no runs and no
+    merge, an independent path to compare the offline import with."""
+    with RocksStore(node) as store:
+        return run_import(Registry(store), src, reject_path=rejects, on_conflict=policy, workers=0)
 
 
 def _run_until_killed(db: Path, src: Path, rejects: Path, policy: str, kill_after_rows: int) -> bool:
@@ -76,9 +89,7 @@ def _run_until_killed(db: Path, src: Path, rejects: Path, policy: str, kill_afte
 def test_kill_minus_9_then_rerun_equals_an_uninterrupted_import(tmp_path: Path, policy: str) -> None:
     src = _source(tmp_path)
     reference = make_node(tmp_path / "reference")
-    expected = run_import(
-        reference, src, reject_path=tmp_path / "ref.rejects.csv", on_conflict=policy, workers=0
-    )
+    expected = _reference(reference, src, tmp_path / "ref.rejects.csv", policy)
     assert expected.rejected > 0 and expected.rows > ROWS
 
     db = make_node(tmp_path / "db")
@@ -114,16 +125,20 @@ def _seed(db: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("point", "n", "seeded"),
+    ("point", "n", "seeded", "partition_records"),
     [
-        ("before-commit", 5, False),
-        ("before-merge-commit", 0, False),
-        ("before-merge-ingest", 0, False),
-        ("before-commit", 5, True),
-        ("before-ingest", 5, True),
+        ("before-commit", 5, False, 250_000),
+        ("before-merge-commit", 0, False, 250_000),
+        ("before-merge-ingest", 0, False, 250_000),
+        ("before-merge-commit", 2, False, 2_000),  # resumes with 2 of ~6 partitions merged
+        ("before-merge-ingest", 3, False, 2_000),
+        ("before-commit", 5, True, 250_000),
+        ("before-ingest", 5, True, 250_000),
     ],
 )
-def test_kill_at_the_worst_moments(tmp_path: Path, point: str, n: int, seeded: bool) -> None:
+def test_kill_at_the_worst_moments(
+    tmp_path: Path, point: str, n: int, seeded: bool, partition_records: int
+) -> None:
     """SIGKILL exactly after the rejects are written but before the commit, and after the commit
     but before its SST file is ingested, of a chunk or of a merged partition; the rerun must
     neither lose nor double anything."""
@@ -133,9 +148,9 @@ def test_kill_at_the_worst_moments(tmp_path: Path, point: str, n: int, seeded: b
     if seeded:
         _seed(reference, tmp_path)
         _seed(db, tmp_path)
-    expected = run_import(reference, src, reject_path=tmp_path / "ref.rejects.csv", workers=0)
+    expected = _reference(reference, src, tmp_path / "ref.rejects.csv")
     rejects = tmp_path / "rejects.csv"
-    args = [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), "fail"]
+    args = [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), "fail", str(partition_records)]
     env = {**os.environ, "IDNODE_BULK_FAILPOINT": f"{point}:{n}"}
     killed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, start_new_session=True)
     assert killed.returncode == -signal.SIGKILL
@@ -152,3 +167,25 @@ def test_kill_at_the_worst_moments(tmp_path: Path, point: str, n: int, seeded: b
     assert content(db) == content(reference)
     assert_counts_match(db)
     assert rejects.read_text() == (tmp_path / "ref.rejects.csv").read_text()
+
+
+def test_a_node_changed_during_the_interruption_stops_the_resume(tmp_path: Path) -> None:
+    """A record written under an owner the import found empty, while the import was stopped before
+    merging: resuming would overwrite it, so the import refuses and says what to do."""
+    src = _source(tmp_path)
+    db = make_node(tmp_path / "db")
+    rejects = tmp_path / "rejects.csv"
+    args = [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), "fail"]
+    env = {**os.environ, "IDNODE_BULK_FAILPOINT": "before-merge-commit:0"}
+    killed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL
+    with RocksStore(db) as store:
+        Registry(store).create(
+            Principal.admin(), "88.118.9/WRITTEN-MEANWHILE", [Value(1, "URL", "https://x")]
+        )
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode != 0
+    assert "cannot resume" in again.stderr and "88.118.9" in again.stderr
+    with RocksStore(db) as store:
+        record = codec.decode_record(Registry(store).resolve("88.118.9/WRITTEN-MEANWHILE"))
+    assert record.values[0].data == "https://x"

@@ -451,7 +451,8 @@ def merge_partition(part: Partition, settings: Settings, checker: RowChecker) ->
     """Merge one key range of the runs into an SST file (see :mod:`registry.bulk.runs`): equal keys
     keep the latest run's record under ``replace``, else the earliest's. Deterministic."""
     assert settings.sst_dir is not None
-    path = Path(settings.sst_dir) / f"part-{part.number:06d}.sst"
+    # The pid: a worker of a killed import may still be writing its file when a rerun starts.
+    path = Path(settings.sst_dir) / f"part-{part.number:06d}-{os.getpid()}.sst"
     dups: list[tuple[int, int, str]] = []
     records = 0
     bufs = [runs.read_range(p, s, e) for p, s, e in zip(part.runs, part.starts, part.ends, strict=True)]

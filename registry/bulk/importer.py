@@ -223,6 +223,9 @@ class _Importer:
                 restart,
             )  # fmt: skip
             if ck.state == "done":
+                scratch = self._scratch_path()
+                if scratch is not None and scratch.exists():  # killed between "done" and cleaning up
+                    _remove_tree(scratch)
                 return self._summary(ck, started, 0, resumed=True, already_done=True)
             # Into a running node, records go through WriteBatches: its commit listeners (the
             # reader workers' caches) must be told every written record's value.
@@ -241,6 +244,8 @@ class _Importer:
                     for k in enterprises
                     if self.store.scan(Table.RECORDS, k + b".", k + b"0", 1)
                 )
+            elif self.sst_dir is not None:
+                self._check_fresh(ck, enterprises)
             rules = RowRules(
                 self.registry.node_prefix,
                 enterprises,
@@ -306,13 +311,42 @@ class _Importer:
             return fresh, False
         raise unfinished(self.reject_path)
 
-    def _sst_dir(self) -> Path | None:
+    def _scratch_path(self) -> Path | None:
+        """Where this import keeps its run and SST files (None: a store that cannot ingest)."""
         store = self.store
         if not isinstance(store, RocksStore):
             return None
-        path = Path(str(store.path) + ".bulk") / self.ckpt_key.decode().split(":")[1]
-        path.mkdir(parents=True, exist_ok=True)
+        return Path(str(store.path) + ".bulk") / self.ckpt_key.decode().split(":")[1]
+
+    def _sst_dir(self) -> Path | None:
+        path = self._scratch_path()
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
+            _sync_file(str(path.parent))
         return path
+
+    def _check_fresh(self, ck: Checkpoint, enterprises: dict[bytes, bytes]) -> None:
+        """On resume: the owners this import found empty must still hold nothing where the merge has
+        yet to write (from the first unmerged partition on), or merged records would silently
+        replace records written while the import was stopped (by the node, or another import)."""
+        stale = set(ck.stale or ())
+        lowest = b""
+        if ck.splits is not None and ck.merged > len(ck.splits):
+            return  # every partition is merged
+        if ck.splits is not None and ck.merged > 0:
+            lowest = ck.splits[ck.merged - 1].encode("utf-8", "surrogatepass")
+        for key in enterprises:
+            if key.decode("utf-8", "surrogatepass") in stale:
+                continue
+            lower, upper = key + b".", key + b"0"
+            found = self.store.scan(Table.RECORDS, max(lower, lowest), upper, 1)
+            if found:
+                raise BulkImportError(
+                    f"records were written under {key.decode('utf-8', 'replace')} while this import "
+                    f"was interrupted (e.g. {found[0][0].decode('utf-8', 'replace')}); its merge would "
+                    "overwrite them, so it cannot resume. Run it again with --restart: the records it "
+                    "already merged then count as records the node holds (--on-conflict decides)"
+                )
 
     def _finish_pending(self, ck: Checkpoint) -> None:
         """Ingest the SST files the last run committed but may not have ingested."""
@@ -470,6 +504,8 @@ class _Importer:
         """Commit ``txn`` (which names ``paths`` as pending) with its audit entry, then ingest."""
         store = self.store
         audit = self.registry.audit
+        if paths:  # the files' names must survive a power loss once a checkpoint names them
+            _sync_file(str(Path(paths[0]).parent))
         if failpoint_armed(point, n):  # the state a crash inside ingest() leaves
             audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, [], t))  # type: ignore[attr-defined]
             failpoint(point, n)

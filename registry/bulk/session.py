@@ -152,37 +152,52 @@ are found last); a bigger one keeps the merge's rejects after the others."""
 
 def sort_rejects(reject: Path) -> None:
     """Put the lines of the reject file in row order (atomically: a kill leaves either order; the
-    length never changes, so a resumed import's checkpoint still fits it)."""
+    length never changes, so a resumed import's checkpoint still fits it). A file it cannot read
+    back as reject lines is left as it is: sorting is a courtesy, never a reason to fail."""
     if reject.stat().st_size > SORT_REJECTS_MAX_BYTES:
         return
-    with open(reject, newline="", encoding="utf-8") as f:
-        lines = list(csv.reader(f))
-    body = sorted(lines[1:], key=lambda line: int(line[0]))
+    try:
+        with open(reject, newline="", encoding="utf-8") as f:
+            lines = list(csv.reader(f))
+        body = sorted(lines[1:], key=lambda line: int(line[0]))
+    except (ValueError, IndexError, csv.Error):
+        return
     if body == lines[1:]:
         return
-    buf = io.StringIO()
-    buf.write(REJECT_HEADER)
-    csv.writer(buf, lineterminator="\n").writerows(body)
     tmp = reject.with_name(reject.name + ".sorting")
     with open(tmp, "wb") as f:
-        f.write(buf.getvalue().encode("utf-8", "backslashreplace"))
+        f.write((REJECT_HEADER + _reject_text(body)).encode("utf-8", "backslashreplace"))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, reject)
+    fd = os.open(reject.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_rejects(file: BinaryIO, rejects: Iterable[Reject], base: int = 0) -> int:
     """Append the lines of ``rejects`` (their rows counted from ``base``) to the reject file
     durably; return the number of bytes written."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(
-        (base + r.row, r.identifier, r.reason, r.message) for r in rejects
+    data = _reject_text([str(base + r.row), r.identifier, r.reason, r.message] for r in rejects).encode(
+        "utf-8", "backslashreplace"
     )
-    data = buf.getvalue().encode("utf-8", "backslashreplace")
     file.write(data)
     file.flush()
     os.fsync(file.fileno())
     return len(data)
+
+
+def _reject_text(lines: Iterable[list[str]]) -> str:
+    """CSV lines ending in ``\n``; a line with a CR anywhere is quoted whole (the csv module leaves
+    a field holding a lone CR unquoted with this line ending, and reading it back would split it)."""
+    buf = io.StringIO()
+    plain = csv.writer(buf, lineterminator="\n")
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for line in lines:
+        (quoted if any("\r" in field for field in line) else plain).writerow(line)
+    return buf.getvalue()
 
 
 _FAILPOINT = os.environ.get("IDNODE_BULK_FAILPOINT", "")
