@@ -480,19 +480,13 @@ class _Importer:
         )
         adds = [Add(count_key(owner), n) for owner, n in merged.owners.items()]
         adds.append(Add(COUNT_TOTAL, merged.records))
-        draft = Draft(
-            Operation.IMPORT_BATCH,
-            self.principal,
-            "bulk-import",
-            detail={
-                "source": self.source_name,
-                "merge_partition": str(merged.number),
-                "rows": "0",
-                "imported": str(merged.records + replaced),
-                "replaced": str(replaced),
-                "rejected": str(len(rejects)),
-                "skipped": str(skipped),
-            },
+        draft = self._draft(
+            merge_partition=merged.number,
+            rows=0,
+            imported=merged.records + replaced,
+            replaced=replaced,
+            rejected=len(rejects),
+            skipped=skipped,
         )
         txn = Txn((), (Put(Table.META, self.ckpt_key, updated.encode()),), tuple(adds))
         failpoint("before-merge-commit", merged.number)
@@ -510,6 +504,11 @@ class _Importer:
             audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, [], t))  # type: ignore[attr-defined]
             failpoint(point, n)
         audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, paths, t))  # type: ignore[attr-defined]
+
+    def _draft(self, **counts: int) -> Draft:
+        """The IMPORT_BATCH audit entry of one commit (a chunk's or a merged partition's)."""
+        detail = {"source": self.source_name} | {name: str(n) for name, n in counts.items()}
+        return Draft(Operation.IMPORT_BATCH, self.principal, "bulk-import", detail=detail)
 
     def _run_path(self, i: int) -> Path:
         assert self.sst_dir is not None
@@ -630,21 +629,15 @@ class _Importer:
         expects = () if self.exclusive else tuple(Expect(Table.RECORDS, keys[i], olds[i]) for i in kept)
         adds = tuple(Add(name, delta) for name, delta in deltas.items() if delta)
         checkpoint = Put(Table.META, self.ckpt_key, updated.encode())
-        draft = Draft(
-            Operation.IMPORT_BATCH,
-            self.principal,
-            "bulk-import",
-            detail={
-                "source": self.source_name,
-                "chunk": str(res.seq),
-                "offset": str(res.start),
-                "rows": str(res.row_count),
-                "imported": str(len(kept) + res.superseded),
-                "sorted": str(res.run_records),
-                "replaced": str(replaced),
-                "rejected": str(len(rejects)),
-                "skipped": str(skipped),
-            },
+        draft = self._draft(
+            chunk=res.seq,
+            offset=res.start,
+            rows=res.row_count,
+            imported=len(kept) + res.superseded,
+            sorted=res.run_records,
+            replaced=replaced,
+            rejected=len(rejects),
+            skipped=skipped,
         )
         failpoint("before-commit", res.seq)
         run = str(self._run_path(ck.runs)) if res.run is not None else None
