@@ -410,6 +410,9 @@ class _Importer:
     """About this many run records per merge partition (one SST file each): a merging worker holds
     about this many records of the runs in memory at a time."""
 
+    SAMPLES = 200_000
+    """At most about this many run index keys are held to cut the partitions."""
+
     def _partitions(self, workers: int) -> list[Partition]:
         """The merge partitions still to commit; the first call of an import cuts the runs' key
         space at quantiles of their index keys and checkpoints the cuts (a resumed merge must cut
@@ -420,13 +423,18 @@ class _Importer:
         assert self.sst_dir is not None
         paths = tuple(str(self._run_path(i)) for i in range(ck.runs))
         if ck.splits is None:
+            # Index keys sample each run evenly; at most ~SAMPLES of them are kept, each run's from
+            # its own offset: runs of one input are alike, so taking the same positions in every
+            # run would stack the samples at a few points of the key space.
+            entries = sum(runs.index_entries(path) for path in paths)
+            step = max(1, entries // self.SAMPLES)
             samples: list[bytes] = []
             total = 0
-            for path in paths:
+            for i, path in enumerate(paths):
                 tail, size = runs.tail_bytes(path)
                 _, count, keys, _ = runs.read_index(tail, size - len(tail))
                 total += count
-                samples += keys[:: max(1, 512 // runs.INDEX_EVERY)]  # bounded: ~1 key per 512 records
+                samples += keys[i % step :: step]
             samples.sort()
             parts = max(1, -(-total // self.PARTITION_RECORDS))
             if total >= 2 * self.PARTITION_RECORDS // 5:  # enough to keep every worker busy

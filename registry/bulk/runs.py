@@ -32,7 +32,7 @@ from typing import Any
 from registry import native
 
 MAGIC = b"IDNRUN01"
-INDEX_EVERY = 64
+INDEX_EVERY = 16
 _HEAD = struct.Struct("<I")
 _ROW = struct.Struct("<Q")
 _INDEX = struct.Struct("<QI")
@@ -125,6 +125,15 @@ def ranges(buf: Any, cuts: Sequence[bytes], size: int) -> list[tuple[int, int]]:
         end = offsets[end_at] if end_at < len(keys) else records_end
         out.append((start, max(start, end)))
     return out
+
+
+def index_entries(path: str) -> int:
+    """How many index entries the run file at ``path`` has (from its footer alone)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < FOOTER.size:
+            raise RunCorrupt("run file shorter than its footer")
+        return FOOTER.unpack(os.pread(f.fileno(), FOOTER.size, size - FOOTER.size))[2]
 
 
 def tail_bytes(path: str) -> tuple[bytes, int]:
@@ -260,6 +269,10 @@ __all__ = [
     "PyMerger",
     "RunCorrupt",
     "frame",
+    "index_entries",
     "py_frame",
+    "ranges",
     "read_index",
+    "read_range",
+    "tail_bytes",
 ]
