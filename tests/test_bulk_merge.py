@@ -135,10 +135,10 @@ def test_partitions_are_balanced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     the runs of one input are alike, so the same index positions in every run would stack the
     samples at a few points of the key space and make a few partitions hold most records."""
     monkeypatch.setattr(importer._Importer, "PARTITION_RECORDS", 200)
-    monkeypatch.setattr(importer._Importer, "SAMPLES", 20)  # a few index keys of each run
+    monkeypatch.setattr(importer._Importer, "SAMPLES", 10)  # a few index keys of each run
     db = make_node(tmp_path / "db")
-    summary = run_import(db, _source(tmp_path), workers=0, chunk_bytes=32 << 10)
+    summary = run_import(db, _source(tmp_path), workers=0, chunk_bytes=128 << 10)
     sizes = [f["num_entries"] for f in _record_files(db)]
-    assert len(sizes) >= 12
-    # Measured: 2.1x the mean at most; the same positions in every run gave 9.3x.
+    assert len(sizes) >= 10
+    # Measured (deterministic input): 2.0x the mean at most; the same positions in every run: 3.9x.
     assert max(sizes) <= 3 * summary.imported / len(sizes), sizes

@@ -41,7 +41,7 @@
 #include <string.h>
 
 #define MAGIC "IDNRUN01"   /* runs.MAGIC */
-#define INDEX_EVERY 16     /* runs.INDEX_EVERY */
+#define INDEX_EVERY 64     /* runs.INDEX_EVERY */
 #define FOOTER_SIZE 40     /* runs.FOOTER.size: u64 records_end, u64 count, u64 entries, u32, 4x, 8s */
 #define INDEX_HEAD 12      /* runs._INDEX.size: u64 offset, u32 key length */
 #define RECORD_FIXED 16    /* u32 key length, u32 value length, u64 row */

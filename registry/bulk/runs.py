@@ -32,7 +32,7 @@ from typing import Any
 from registry import native
 
 MAGIC = b"IDNRUN01"
-INDEX_EVERY = 16
+INDEX_EVERY = 64
 _HEAD = struct.Struct("<I")
 _ROW = struct.Struct("<Q")
 _INDEX = struct.Struct("<QI")
