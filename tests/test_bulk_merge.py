@@ -7,13 +7,14 @@ node's Registry (chunk by chunk, looked up and written through WriteBatches, no 
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import re
 from pathlib import Path
 
 import pytest
 
-from registry.bulk import importer, run_import
+from registry.bulk import TextProgress, importer, run_import
 from registry.model import Principal, Value
 from registry.rocks import RocksStore
 from registry.service import Registry
@@ -142,3 +143,20 @@ def test_partitions_are_balanced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert len(sizes) >= 10
     # Measured (deterministic input): 2.0x the mean at most; the same positions in every run: 3.9x.
     assert max(sizes) <= 3 * summary.imported / len(sizes), sizes
+
+
+def test_progress_reports_the_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the rows are read, progress counts merged partitions (the merge can take as long as
+    the reading), in lines the reading's own parser does not confuse with its own."""
+    monkeypatch.setattr(importer._Importer, "PARTITION_RECORDS", 700)
+    out = io.StringIO()
+    db = make_node(tmp_path / "db")
+    run_import(db, _source(tmp_path), workers=0, progress=TextProgress(out, interval=0))
+    lines = out.getvalue().splitlines()
+    merging = [line for line in lines if line.startswith("import merge: ")]
+    total = len(_record_files(db))
+    assert total > 1
+    assert merging[0].startswith(f"import merge: 0/{total} partitions")
+    assert merging[-1].startswith(f"import merge: {total}/{total} partitions")
+    reading = [line for line in lines if line.startswith("import: ")]
+    assert reading and lines.index(reading[-1]) < lines.index(merging[0])

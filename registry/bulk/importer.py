@@ -454,6 +454,7 @@ class _Importer:
                 starts[p].append(start)
                 ends[p].append(end)
         bounds: list[bytes | None] = [None, *cuts, None]
+        self.progress.merging(ck.merged, len(cuts) + 1)
         return [
             Partition(p, paths, bounds[p], bounds[p + 1], starts[p], ends[p])
             for p in range(ck.merged, len(cuts) + 1)
@@ -501,6 +502,7 @@ class _Importer:
         self._commit_and_ingest(txn, draft, updated.pending, "before-merge-ingest", merged.number)
         updated.pending = []
         self.ck = updated
+        self.progress.merging(updated.merged, len(ck.splits or ()) + 1)
 
     def _commit_and_ingest(self, txn: Txn, draft: Draft, paths: list[str], point: str, n: int) -> None:
         """Commit ``txn`` (which names ``paths`` as pending) with its audit entry, then ingest."""

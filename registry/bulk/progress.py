@@ -1,7 +1,9 @@
 """Progress reporting for long imports and exports.
 
-On a terminal: one line redrawn in place (bar, rows/s, rejects, ETA). Otherwise (a log file, CI):
-a plain line every ``interval`` seconds. Nothing is printed for a :class:`SilentProgress`.
+On a terminal: one line redrawn in place (bar, rows/s, rejects, ETA), then one for the merge of an
+offline import (partitions done, ETA). Otherwise (a log file, CI): a plain line every ``interval``
+seconds (``import: ...`` while reading, ``import merge: ...`` while merging). Nothing is printed
+for a :class:`SilentProgress`.
 """
 
 from __future__ import annotations
@@ -17,11 +19,19 @@ class Progress(Protocol):
         bytes (``total`` None: unknown, no ETA)."""
         ...
 
+    def merging(self, done: int, total: int) -> None:
+        """Report ``done`` of ``total`` merge partitions committed (an offline import's last phase,
+        after every row is read)."""
+        ...
+
     def close(self) -> None: ...
 
 
 class SilentProgress:
     def update(self, rows: int, rejected: int, position: int, total: int | None) -> None:
+        return None
+
+    def merging(self, done: int, total: int) -> None:
         return None
 
     def close(self) -> None:
@@ -49,6 +59,8 @@ class TextProgress:
         self._last = 0.0
         self._first_rows: int | None = None
         self._state = (0, 0, 0, None)
+        self._merge: tuple[int, int, float, int] | None = None
+        """(partitions done, of total, when merging began, done then)"""
 
     def update(self, rows: int, rejected: int, position: int, total: int | None) -> None:
         if self._first_rows is None:
@@ -59,7 +71,22 @@ class TextProgress:
             self._last = now
             self._draw(now)
 
+    def merging(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self._merge is None:
+            if self.tty:
+                self._draw(now, final=True)  # the reading line stays as it ended
+            self._merge = (done, total, now, done)
+        else:
+            self._merge = (done, total, self._merge[2], self._merge[3])
+        if now - self._last >= self.interval or done == total:
+            self._last = now
+            self._draw(now)
+
     def _draw(self, now: float, final: bool = False) -> None:
+        if self._merge is not None:
+            self._draw_merge(now, final)
+            return
         rows, rejected, position, total = self._state
         elapsed = max(now - self.started, 1e-9)
         rate = (rows - (self._first_rows or 0)) / elapsed
@@ -78,6 +105,25 @@ class TextProgress:
             self.stream.write(
                 f"{self.label}: {rows} rows{pct} {rate:.0f} rows/s {rejected} rejected{eta}"
                 f" elapsed {_duration(elapsed)}\n"
+            )
+        self.stream.flush()
+
+    def _draw_merge(self, now: float, final: bool) -> None:
+        assert self._merge is not None
+        done, total, began, first = self._merge
+        elapsed = now - began
+        eta = ""
+        if first < done < total:
+            eta = f" ETA {_duration(elapsed * (total - done) / (done - first))}"
+        if self.tty:
+            width = 24
+            filled = int(width * done / max(total, 1))
+            bar = f"[{'#' * filled}{'.' * (width - filled)}]"
+            line = f"\r{self.label} merging {bar} {done}/{total} partitions{eta}"
+            self.stream.write(line + "\x1b[K" + ("\n" if final else ""))
+        else:
+            self.stream.write(
+                f"{self.label} merge: {done}/{total} partitions{eta} elapsed {_duration(elapsed)}\n"
             )
         self.stream.flush()
 
