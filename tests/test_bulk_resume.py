@@ -189,3 +189,20 @@ def test_a_node_changed_during_the_interruption_stops_the_resume(tmp_path: Path)
     with RocksStore(db) as store:
         record = codec.decode_record(Registry(store).resolve("88.118.9/WRITTEN-MEANWHILE"))
     assert record.values[0].data == "https://x"
+
+
+def test_restart_ingests_what_the_abandoned_import_had_committed(tmp_path: Path) -> None:
+    """Killed after a merged partition's commit but before its ingestion, then restarted (not
+    resumed): the committed partition's records go in first, so the counters, which that commit
+    already raised, match the records."""
+    src = _source(tmp_path)
+    db = make_node(tmp_path / "db")
+    rejects = tmp_path / "rejects.csv"
+    args = [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), "fail", "2000"]
+    env = {**os.environ, "IDNODE_BULK_FAILPOINT": "before-merge-ingest:1"}
+    killed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL
+    summary = run_import(db, src, reject_path=rejects, restart=True, workers=0)
+    assert summary.resumed is False and summary.rejected > 0
+    assert_counts_match(db)
+    assert not list(Path(str(db) + ".bulk").glob("*/*"))

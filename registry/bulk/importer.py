@@ -302,9 +302,14 @@ class _Importer:
     def _open_checkpoint(self, fingerprint: str, restart: bool) -> tuple[Checkpoint, bool]:
         raw = self.store.get(Table.META, self.ckpt_key)
         fresh = Checkpoint(fingerprint, now_ns=self.clock(), nonce=secrets.randbits(63))
-        if raw is None or restart:
+        if raw is None:
             return fresh, False
         ck = Checkpoint.decode(raw)
+        if restart:
+            # The abandoned import's last commit may name files not yet ingested; that commit
+            # already counted their records, so they go in before its scratch files are dropped.
+            self._finish_pending(ck)
+            return fresh, False
         if ck.fingerprint == fingerprint:
             return ck, True
         if ck.state == "done":
