@@ -743,7 +743,7 @@ static PyTypeObject MergerType = {
     .tp_name = "registry.bulk._runs.Merger",
     .tp_basicsize = sizeof(Merger),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Merger(runs, lo, hi, keep_last): the k-way merge of run files (runs.PyMerger).",
+    .tp_doc = "Merger(runs, lo, hi, keep_last, *, plain=False): the k-way merge of run files (runs.PyMerger).",
     .tp_new = Merger_new,
     .tp_dealloc = (destructor)Merger_dealloc,
     .tp_traverse = (traverseproc)Merger_traverse,

@@ -72,6 +72,7 @@ from registry.bulk.session import (
     source_name,
     start_rejects,
     summary,
+    sync_path,
     unfinished,
     write_rejects,
 )
@@ -327,7 +328,7 @@ class _Importer:
         path = self._scratch_path()
         if path is not None:
             path.mkdir(parents=True, exist_ok=True)
-            _sync_file(str(path.parent))
+            sync_path(str(path.parent))
         return path
 
     def _check_fresh(self, ck: Checkpoint, enterprises: dict[bytes, bytes]) -> None:
@@ -514,7 +515,7 @@ class _Importer:
         store = self.store
         audit = self.registry.audit
         if paths:  # the files' names must survive a power loss once a checkpoint names them
-            _sync_file(str(Path(paths[0]).parent))
+            sync_path(str(Path(paths[0]).parent))
         if failpoint_armed(point, n):  # the state a crash inside ingest() leaves
             audit.commit(txn, [draft], apply=lambda t: store.ingest(Table.RECORDS, [], t))  # type: ignore[attr-defined]
             failpoint(point, n)
@@ -663,8 +664,8 @@ class _Importer:
         else:
             self._drain()  # a checkpoint committed now must not be overtaken by an older one
             if run is not None:  # this commit names the run, which must be durable first
-                _sync_file(run)
-                _sync_file(str(self.sst_dir))
+                sync_path(run)
+                sync_path(str(self.sst_dir))
             if sst:
                 txn = Txn(expects, (checkpoint,), adds)
                 self._commit_and_ingest(txn, draft, [sst], "before-ingest", res.seq)
@@ -764,22 +765,14 @@ class _RunSyncer:
             try:
                 if self._error is None:
                     run, txn, draft = item
-                    _sync_file(run)
-                    _sync_file(str(self._directory))  # the run's new name
+                    sync_path(run)
+                    sync_path(str(self._directory))  # the run's new name
                     self._audit.commit(txn, [draft])
             except BaseException as exc:  # handed to the importing thread
                 self._error = exc
             finally:
                 self._queue.task_done()
         self._queue.task_done()
-
-
-def _sync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 class KeyFilter:

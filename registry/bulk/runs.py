@@ -111,8 +111,9 @@ def ranges(buf: Any, cuts: Sequence[bytes], size: int) -> list[tuple[int, int]]:
     """For the run whose footer and index are in ``buf`` (the run's last bytes; the run is ``size``
     bytes long), the byte range of its records holding every key of each partition that ``cuts``
     (ascending) makes: [None, cuts[0]), [cuts[0], cuts[1]) ... [cuts[-1], None). A range may also hold
-    a few records of the partition before (fewer than INDEX_EVERY); :class:`Merger` with ``plain``
-    skips them. Read each with :func:`read_range`."""
+    fewer than INDEX_EVERY records of the partition before and of the one after (it starts and ends
+    on index entries); :class:`Merger` with ``plain`` and the partition's bounds skips them. Read each
+    with :func:`read_range`."""
     records_end, _, keys, offsets = read_index(buf, size - len(buf))
     bounds = [0]
     for cut in cuts:

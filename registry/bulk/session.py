@@ -170,9 +170,14 @@ def sort_rejects(reject: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, reject)
-    fd = os.open(reject.parent, os.O_RDONLY)
+    sync_path(reject.parent)
+
+
+def sync_path(path: str | os.PathLike[str]) -> None:
+    """Make a file's data, or a directory's entries (new and renamed names), durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
 
