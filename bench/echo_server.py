@@ -7,8 +7,9 @@ nothing: ``Resolve`` answers a fixed pre-built payload (the size of a typical re
 ``StreamResolve`` answers each request message with a fixed payload. Method paths are the node's, so
 the same load generator (and the same pre-encoded requests) drive both.
 
-``serve(port, processes=N)`` runs N processes sharing the port through SO_REUSEPORT, like a
-:class:`resolver.workers.WorkerPool` of N workers::
+``EchoPool(N, ...)`` runs N processes sharing the port through SO_REUSEPORT, each pinned to a CPU
+of its own as a :class:`resolver.workers.WorkerPool`'s N workers pin themselves (``pin=False``:
+not pinned)::
 
     python -m bench.echo_server --port 9000 --processes 2 --unary-bytes 300
 """
@@ -27,6 +28,7 @@ import grpc
 
 from registry import limits
 from resolver.server import ServerConfig
+from resolver.workers import pin_to_cpu
 
 SERVICE = "idnode.v1.ResolutionService"
 
@@ -72,10 +74,18 @@ def build_server(
 
 
 def _child(
-    port: int, unary_bytes: int, batch_bytes: int, reuse_port: bool, cpus: list[int] | None, ready: object
+    port: int,
+    unary_bytes: int,
+    batch_bytes: int,
+    reuse_port: bool,
+    cpus: list[int] | None,
+    pin_index: int | None,
+    ready: object,
 ) -> None:
     if cpus:
         os.sched_setaffinity(0, cpus)  # before grpc starts its threads, so that they all inherit it
+    if pin_index is not None:
+        pin_to_cpu(pin_index)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -87,13 +97,22 @@ def _child(
 
 
 class EchoPool:
-    """``processes`` echo server processes on one port (SO_REUSEPORT when more than one)."""
+    """``processes`` echo server processes on one port (SO_REUSEPORT when more than one); ``cpus``:
+    run every process on these CPUs; else with ``pin`` and more than one process, pin process i to
+    a CPU as :func:`resolver.workers.pin_to_cpu` pins node worker i."""
 
     def __init__(
-        self, processes: int, unary_bytes: int, batch_bytes: int, port: int = 0, cpus: list[int] | None = None
+        self,
+        processes: int,
+        unary_bytes: int,
+        batch_bytes: int,
+        port: int = 0,
+        cpus: list[int] | None = None,
+        pin: bool = True,
     ) -> None:
         self.processes = processes
         self.cpus = cpus
+        self.pin = pin and processes > 1 and not cpus
         self.unary_bytes = unary_bytes
         self.batch_bytes = batch_bytes
         self.port = port
@@ -102,11 +121,12 @@ class EchoPool:
     def start(self) -> int:
         ctx = multiprocessing.get_context("spawn")
         reuse = self.processes > 1
-        for _ in range(self.processes):
+        for i in range(self.processes):
             parent, child = ctx.Pipe(duplex=False)
+            pin_index = i if self.pin else None
             proc = ctx.Process(
                 target=_child,
-                args=(self.port, self.unary_bytes, self.batch_bytes, reuse, self.cpus, child),
+                args=(self.port, self.unary_bytes, self.batch_bytes, reuse, self.cpus, pin_index, child),
                 daemon=True,
             )
             proc.start()

@@ -1,9 +1,10 @@
 """Run a node for the benchmark in a process of its own and report its pids and ports.
 
-``python -m bench.node_proc DATA_DIR WORKERS CACHE_BYTES METRICS_PORT`` prints one JSON line
+``python -m bench.node_proc DATA_DIR WORKERS CACHE_BYTES METRICS_PORT [PIN]`` prints one JSON line
 (``pids``, ``public_port``, ``management_port``, ``metrics_ports``) when serving, then serves until
 SIGTERM. One worker: a :class:`resolver.server.NodeServer` in this process; more: a
-:class:`resolver.workers.WorkerPool` (this process only supervises).
+:class:`resolver.workers.WorkerPool` (this process only supervises), its workers pinned to a CPU
+each unless PIN is 0.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
         cache_bytes=cache_bytes,
         fsync=False,
         metrics_address=f"127.0.0.1:{metrics_port}" if metrics_port else "",
+        pin_workers=sys.argv[5:6] != ["0"],
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

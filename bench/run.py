@@ -16,7 +16,9 @@ Every node figure is printed next to a baseline measured in the same run and the
 
 The node runs in its own process(es) (:mod:`bench.node_proc`); the load generators run in
 processes of their own (:mod:`bench.loadgen`) and report their CPU. With one server process the
-server is pinned to CPU 0 and the load generator to CPU 1; with more, nothing is pinned.
+server is pinned to CPU 0 and the load generator to CPU 1; with more, each server process pins
+itself to a CPU of its own (``ServerConfig.pin_workers``, the node's default; the echo does the
+same) and the load generator is not pinned.
 """
 
 from __future__ import annotations
@@ -126,11 +128,11 @@ def hit_rate(before: dict[str, float] | None, after: dict[str, float] | None) ->
 
 # ------------------------------------------------------------------------------- servers
 class Node:
-    def __init__(self, data_dir: Path, workers: int, cache_bytes: int) -> None:
+    def __init__(self, data_dir: Path, workers: int, cache_bytes: int, pin: bool = True) -> None:
         self.workers = workers
         metrics_port = free_port() if workers == 1 else _free_port_run(workers)
         cmd = [sys.executable, "-m", "bench.node_proc", str(data_dir), str(workers), str(cache_bytes)]
-        cmd.append(str(metrics_port))
+        cmd += [str(metrics_port), "1" if pin else "0"]
         if workers == 1 and NCPU > 1:
             cmd = ["taskset", "-c", ",".join(map(str, SERVER_CPUS)), *cmd]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)

@@ -220,6 +220,11 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     help="Worker processes sharing the public port (1: a single process).",
 )
 @click.option(
+    "--pin-workers/--no-pin-workers",
+    default=None,
+    help="Pin each worker process to a CPU of its own [pinned].",
+)
+@click.option(
     "--role",
     type=click.Choice(["secondary", "root"]),
     default=None,
@@ -259,6 +264,7 @@ def serve(
     log_format: str | None,
     metrics_address: str | None,
     workers: int,
+    pin_workers: bool | None,
     node_prefix: str,
     demo: bool,
     role: str | None,
@@ -288,6 +294,7 @@ def serve(
         "upstream": upstream,
         "upstream_credentials": upstream_credentials,
         "advertise_address": advertise_address,
+        "pin_workers": pin_workers,
     }
     doc.update({k: v for k, v in overrides.items() if v is not None})
     config = ServerConfig(**{**doc, "data_dir": Path(doc["data_dir"])})

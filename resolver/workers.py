@@ -12,10 +12,13 @@ SO_REUSEPORT, where the kernel spreads *connections* over them:
 The supervisor (the process that ran ``idnode serve``) restarts a reader that dies; if the writer
 dies, readers stop (they can no longer promise fresh answers) and the supervisor exits non-zero,
 so that a service manager restarts the node.
+
+Each worker pins itself to one CPU (``ServerConfig.pin_workers``, :func:`pin_to_cpu`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -52,9 +55,32 @@ def _log_setup() -> None:
     )
 
 
+def pin_to_cpu(index: int) -> int | None:
+    """Pin every thread of this process to one CPU: the ``index``-th (mod their number) of the CPUs
+    this process may run on, which a spawned worker inherits from the supervisor (so ``taskset``
+    on ``idnode serve`` still bounds the node). Returns that CPU; ``None`` when there is only one.
+
+    Threads started later inherit it. A worker's threads hand every call from gRPC's poller to a
+    handler thread and back: a worker left to migrate paid for those handoffs across CPUs."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None
+    cpu = allowed[index % len(allowed)]
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that has just exited
+            os.sched_setaffinity(int(tid), {cpu})
+    return cpu
+
+
+def _pin(config: ServerConfig, index: int) -> None:
+    if config.pin_workers and (cpu := pin_to_cpu(index)) is not None:
+        log.info("worker %d pinned to CPU %d", index, cpu)
+
+
 def writer_main(config: ServerConfig, address: str, authkey: bytes, ready: Connection) -> None:
     """Worker 0: the node proper, plus the fan-out that keeps readers coherent."""
     configure_logging(config.log_format)
+    _pin(config, 0)
     stop = _stop_on_signals()
     server = NodeServer(config, reuse_port=True)
     assert isinstance(server.store, RocksStore)
@@ -78,6 +104,7 @@ def writer_main(config: ServerConfig, address: str, authkey: bytes, ready: Conne
 def reader_main(config: ServerConfig, index: int, address: str, authkey: bytes, ready: Connection) -> None:
     """Worker ``index`` >= 1: resolution from a secondary instance kept coherent by the writer."""
     configure_logging(config.log_format)
+    _pin(config, index)
     stop = _stop_on_signals()
     lost = threading.Event()
     # Open everything slow (the secondary opens every SST file) before joining: once joined, the

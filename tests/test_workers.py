@@ -8,6 +8,8 @@ to the public port belongs to exactly one worker.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -15,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
@@ -25,7 +27,7 @@ from registry.pb import resolution_pb2
 from resolver.client import IdnodeClient, value
 from resolver.datadir import DataDir
 from resolver.pb import resolution_pb2_grpc
-from resolver.workers import WorkerPool
+from resolver.workers import WorkerPool, pin_to_cpu
 from tests.node_fixtures import NODE_PREFIX, node_config, save_credential, wait_for
 
 CHANNELS = 24
@@ -227,6 +229,56 @@ def test_a_killed_reader_is_restarted_and_the_node_stays_current(node: Node) -> 
     assert not node.status  # the supervisor is still supervising
 
 
+def thread_affinities(pid: int) -> list[set[int]]:
+    """The CPU affinity of every thread of process ``pid``."""
+    return [os.sched_getaffinity(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+def expected_cpu(index: int) -> set[int]:
+    """The CPU set :func:`pin_to_cpu` gives worker ``index`` on this machine (unchanged with 1 CPU)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return {allowed[index % len(allowed)]} if len(allowed) > 1 else set(allowed)
+
+
+def test_each_worker_is_pinned_to_a_cpu_of_its_own(node: Node) -> None:
+    # Runs after the restart test: a restarted reader is pinned as its index says, like the first.
+    pool = node.pool
+    assert pool.writer is not None and pool.writer.pid and sorted(pool.readers) == [1]
+    workers = {0: pool.writer.pid, **{i: p.pid for i, p in pool.readers.items()}}
+    for index, pid in workers.items():
+        assert pid is not None
+        affinities = thread_affinities(pid)
+        assert len(affinities) > 2  # gRPC's and the handlers' threads, started after the pinning
+        assert affinities == [expected_cpu(index)] * len(affinities), index
+
+
+def _pin_with_a_thread_running(index: int, out: multiprocessing.connection.Connection) -> None:
+    gate = threading.Event()
+    early = threading.Thread(target=gate.wait)
+    early.start()
+    cpu = pin_to_cpu(index)
+    late = threading.Thread(target=gate.wait)
+    late.start()
+    out.send((cpu, thread_affinities(os.getpid())))
+    gate.set()
+    early.join()
+    late.join()
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 5])
+def test_pin_to_cpu_pins_threads_started_before_and_after(index: int) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_pin_with_a_thread_running, args=(index, child))
+    proc.start()
+    cpu, affinities = parent.recv()
+    proc.join(GENEROUS)
+    assert proc.exitcode == 0
+    assert len(affinities) == 3
+    assert affinities == [expected_cpu(index)] * 3
+    assert cpu == (None if len(os.sched_getaffinity(0)) < 2 else min(expected_cpu(index)))
+
+
 def test_stop_ends_every_process(node: Node) -> None:
     pool = node.pool
     assert pool.writer is not None
@@ -242,3 +294,17 @@ def test_stop_ends_every_process(node: Node) -> None:
     for port in (pool.public_port, pool.management_port):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_workers_are_not_pinned_when_pin_workers_is_off(tmp_path: Path) -> None:
+    root = tmp_path / "node"
+    DataDir(root).init(NODE_PREFIX)
+    pool = WorkerPool(replace(node_config(root), pin_workers=False), workers=2)
+    pool.start()
+    try:
+        assert pool.writer is not None and pool.writer.pid
+        for pid in (pool.writer.pid, *(p.pid for p in pool.readers.values())):
+            assert pid is not None
+            assert set(map(frozenset, thread_affinities(pid))) == {frozenset(os.sched_getaffinity(0))}
+    finally:
+        pool.stop()
