@@ -65,8 +65,8 @@ class ServerConfig:
     threads: int = 32
     pin_workers: bool = True
     """Worker pool: pin worker i (every thread of it) to one CPU, the i-th of the CPUs the node may
-    use (mod their number). Unpinned, two workers on two cores served 1.26x one worker's unary calls;
-    pinned, 2.37x (bench/README.md "Two workers: pinned to a core each")."""
+    use (mod their number). On 2 cores, unpinned, two workers served 1.26x one worker's unary calls;
+    pinned, 2.16x (bench/README.md "Two workers: a CPU each")."""
     max_concurrent_rpcs: int = 1000
     access_log: bool = False
     metrics: bool = True

@@ -238,3 +238,18 @@ def test_serve_seeds_demo_data_stops_on_sigterm_and_keeps_data(tmp_path: Path) -
     finally:
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=30) == 0
+
+
+def test_the_readme_configuration_example_is_a_valid_server_config(tmp_path: Path) -> None:
+    from resolver.cli import _load_config
+    from resolver.server import ServerConfig
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "node.toml"
+    path.write_text(example)
+    doc = _load_config(path)  # refuses settings ServerConfig does not have
+    config = ServerConfig(**{**doc, "data_dir": Path(doc["data_dir"])})
+    assert config.pin_workers is True and config.threads == 32
+    assert config.public_address == "0.0.0.0:8470"
