@@ -131,6 +131,7 @@ class ReplicaFollower:
         if self.conn.recv() != "welcome":
             raise ConnectionError("unexpected answer from the writer process")
         self._stop = threading.Event()
+        self._leaving = threading.Event()
 
     def start(self, replica: ReplicaStore, cache: Cache, on_lost: Callable[[], None]) -> None:
         self.replica = replica
@@ -148,9 +149,13 @@ class ReplicaFollower:
                     self.cache.invalidate(key)
                 self.conn.send(sequence)
         except (EOFError, OSError):
-            if not self._stop.is_set():
-                log.error("lost the writer process; this reader stops serving")
-                self._on_lost()
+            if self._stop.is_set():
+                return
+            if self._leaving.is_set():
+                log.info("the writer process has stopped; this reader is stopping too")
+                return
+            log.error("lost the writer process; this reader stops serving")
+            self._on_lost()
 
     def _catch_up_loop(self) -> None:
         while not self._stop.wait(CATCH_UP_BUSY_SECONDS if self.replica.pending() else CATCH_UP_IDLE_SECONDS):
@@ -158,6 +163,13 @@ class ReplicaFollower:
                 self.replica.catch_up()
             except Exception:
                 log.exception("catching up with the primary failed")
+
+    def leaving(self) -> None:
+        """The reader has begun to stop (it answers only the calls it has already taken): from now
+        on the writer going away is expected, not a loss (``on_lost`` does not run). It stays
+        safe to answer: a writer that is gone acknowledges no more writes, so nothing answered
+        can be older than an acknowledged write. Changes keep being applied until :meth:`stop`."""
+        self._leaving.set()
 
     def stop(self) -> None:
         self._stop.set()

@@ -127,6 +127,8 @@ def reader_main(config: ServerConfig, index: int, address: str, authkey: bytes, 
     server.start()
     ready.send((server.public_port, 0, server.registry.node_prefix, server.http_port, 0))
     stop.wait()
+    if not lost.is_set():
+        follower.leaving()  # the writer may stop first (one SIGTERM to the whole node)
     server.stop(0 if lost.is_set() else None)
     follower.stop()
     if lost.is_set():

@@ -373,3 +373,27 @@ def test_a_follower_that_does_not_confirm_is_killed(
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+GENEROUS_SECONDS = 60.0
+"""A bound for waits that take milliseconds; only there so that a bug cannot hang the test."""
+
+
+def _follow_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "idnode-follow"]
+
+
+def test_the_writer_going_away_is_a_loss(replicated: Replicated) -> None:
+    replicated.fanout.close()  # the writer goes away, as when its process dies
+    assert replicated.lost.wait(GENEROUS_SECONDS)
+
+
+def test_a_leaving_reader_takes_the_writer_going_away_for_no_loss(replicated: Replicated) -> None:
+    r = replicated
+    threads = _follow_threads()
+    assert len(threads) == 1
+    r.follower.leaving()
+    r.fanout.close()
+    threads[0].join(GENEROUS_SECONDS)  # the follower has seen the end of the connection
+    assert not threads[0].is_alive()
+    assert not r.lost.is_set()

@@ -290,7 +290,9 @@ def test_stop_ends_every_process(node: Node) -> None:
     assert node.status == [0]
     pool.stop()
     assert not any(p.is_alive() for p in procs)
-    assert pool.writer.exitcode == 0
+    # Every worker stops cleanly: a reader still draining when the writer has gone does not take
+    # that for a lost writer (it exited 1 then, logging an error).
+    assert [p.exitcode for p in procs] == [0] * len(procs)
     for port in (pool.public_port, pool.management_port):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
