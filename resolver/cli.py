@@ -215,8 +215,8 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=lambda: os.cpu_count() or 1,
-    show_default="number of cores",
+    default=lambda: len(os.sched_getaffinity(0)),
+    show_default="the cores idnode may run on",
     help="Worker processes sharing the public port (1: a single process).",
 )
 @click.option(

@@ -155,7 +155,11 @@ def test_batch_resolve_reports_each_missing_identifier(node: NodeServer, node_di
     assert result.stderr.strip() == "error: 88.118.9/B: 88.118.9/B is not registered"
 
 
-def _serve(data_dir: Path) -> subprocess.Popen[str]:
+def _serve(
+    data_dir: Path, workers: list[str] | None = None, cpus: set[int] | None = None
+) -> subprocess.Popen[str]:
+    """``idnode serve`` on ``data_dir`` (one worker unless ``workers`` gives other flags), limited to
+    ``cpus`` if given."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [
@@ -165,8 +169,7 @@ def _serve(data_dir: Path) -> subprocess.Popen[str]:
             "--data-dir",
             str(data_dir),
             "serve",
-            "--workers",
-            "1",
+            *(["--workers", "1"] if workers is None else workers),
             "--public",
             "127.0.0.1:0",
             "--management-listen",
@@ -184,6 +187,7 @@ def _serve(data_dir: Path) -> subprocess.Popen[str]:
         text=True,
         env=env,
         cwd=Path(__file__).resolve().parent.parent,
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
     )
 
 
@@ -253,3 +257,20 @@ def test_the_readme_configuration_example_is_a_valid_server_config(tmp_path: Pat
     config = ServerConfig(**{**doc, "data_dir": Path(doc["data_dir"])})
     assert config.pin_workers is True and config.threads == 32
     assert config.public_address == "0.0.0.0:8470"
+
+
+def test_serve_runs_one_worker_per_cpu_it_may_use(tmp_path: Path) -> None:
+    """Without ``--workers``: as many workers as CPUs in the process's affinity (here one), not as
+    the machine has."""
+    proc = _serve(tmp_path / "data", workers=[], cpus={min(os.sched_getaffinity(0))})
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "with 1 worker process(es)" in first, first
+        _banner(proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

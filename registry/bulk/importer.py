@@ -384,7 +384,7 @@ class _Importer:
                 self.syncer = None
 
     def _read_and_merge(self, reader: ChunkReader, src: Source, workers: int | None) -> None:
-        n = (os.cpu_count() or 1) if workers is None else workers
+        n = len(os.sched_getaffinity(0)) if workers is None else workers  # the cores it may use
         if n <= 0:
             init_worker(self.settings)
             for chunk in reader:
