@@ -435,13 +435,16 @@ class Partition:
 @dataclass(slots=True)
 class Merged:
     """A merged partition: ``sst`` (None when it holds no record) with ``records`` records,
-    ``owners`` {owner: records}, and the records not kept as (run, chunk row, identifier)."""
+    ``owners`` {owner: records}; ``duplicates`` records were not kept, and under ``fail`` (which
+    rejects each) ``rejected`` lists them as (run, chunk row, identifier). Under ``skip`` and
+    ``replace`` they are only counted: a file of mostly duplicates does not fill the memory."""
 
     number: int
     sst: str | None
     records: int
     owners: dict[str, int]
-    dups: list[tuple[int, int, str]]
+    duplicates: int
+    rejected: list[tuple[int, int, str]]
 
 
 MERGE_BATCH = 1 << 14
@@ -453,8 +456,9 @@ def merge_partition(part: Partition, settings: Settings, checker: RowChecker) ->
     assert settings.sst_dir is not None
     # The pid: a worker of a killed import may still be writing its file when a rerun starts.
     path = Path(settings.sst_dir) / f"part-{part.number:06d}-{os.getpid()}.sst"
-    dups: list[tuple[int, int, str]] = []
-    records = 0
+    rejected: list[tuple[int, int, str]] = []
+    listed = settings.conflict is Conflict.FAIL
+    duplicates = records = 0
     bufs = [runs.read_range(p, s, e) for p, s, e in zip(part.runs, part.starts, part.ends, strict=True)]
     merger = runs.Merger(bufs, part.lo, part.hi, settings.conflict is Conflict.REPLACE, plain=True)
     writer = None
@@ -466,7 +470,9 @@ def merge_partition(part: Partition, settings: Settings, checker: RowChecker) ->
         for key, data in zip(keys, values, strict=True):
             writer[key] = data  # type: ignore[index]
         records += len(keys)
-        dups.extend((run, row, _identifier(data)) for run, row, data in found)
+        duplicates += len(found)
+        if listed:
+            rejected.extend((run, row, _identifier(data)) for run, row, data in found)
     counts = merger.counts
     if writer is not None:
         writer.finish()
@@ -475,7 +481,7 @@ def merge_partition(part: Partition, settings: Settings, checker: RowChecker) ->
         text = prefix.decode()
         owner = checker._owner(text, text + "/x")  # memoised; every run record's prefix had one
         owners[owner] = owners.get(owner, 0) + n
-    return Merged(part.number, str(path) if records else None, records, owners, dups)
+    return Merged(part.number, str(path) if records else None, records, owners, duplicates, rejected)
 
 
 # -- worker process state -------------------------------------------------------------------

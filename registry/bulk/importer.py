@@ -474,13 +474,13 @@ class _Importer:
         if self.conflict is Conflict.FAIL:
             rejects = [
                 Reject(ck.run_bases[run] + row, ident, ALREADY_EXISTS, EXISTS_MESSAGE)
-                for run, row, ident in merged.dups
+                for run, row, ident in merged.rejected
             ]
             rejects.sort(key=lambda r: r.row)
         elif self.conflict is Conflict.SKIP:
-            skipped = len(merged.dups)
+            skipped = merged.duplicates
         else:
-            replaced = len(merged.dups)
+            replaced = merged.duplicates
         reject_bytes = ck.reject_bytes + (write_rejects(self.rejects, rejects) if rejects else 0)
         dropped = len(rejects) + skipped
         updated = replace(
