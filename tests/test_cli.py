@@ -3,13 +3,16 @@ and ``idnode serve`` as a real process (demo seeding, SIGTERM, restart on the sa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -191,6 +194,24 @@ def _serve(
     )
 
 
+@contextlib.contextmanager
+def _serving(data_dir: Path, **kw: Any) -> Iterator[subprocess.Popen[str]]:
+    """:func:`_serve`, killed on the way out if the test did not stop it (see :func:`_stop`)."""
+    proc = _serve(data_dir, **kw)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _stop(proc: subprocess.Popen[str]) -> int:
+    """SIGTERM, as a service manager stops the node; the exit status."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
 def _banner(proc: subprocess.Popen[str]) -> dict[str, str]:
     """Read ``idnode serve``'s banner up to the line naming the management listener."""
     assert proc.stdout is not None
@@ -208,8 +229,7 @@ def _banner(proc: subprocess.Popen[str]) -> dict[str, str]:
 
 def test_serve_seeds_demo_data_stops_on_sigterm_and_keeps_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    proc = _serve(data_dir)
-    try:
+    with _serving(data_dir) as proc:
         ports = _banner(proc)
         public = ports["public"]
         shown = CliRunner().invoke(cli, ["--server", public, "resolve", "88.118.8/demo-0003", "--json"])
@@ -218,16 +238,10 @@ def test_serve_seeds_demo_data_stops_on_sigterm_and_keeps_data(tmp_path: Path) -
         assert record["identifier"] == "88.118.8/DEMO-0003"
         assert any(v.get("text") == "液压阀 HV-12" for v in record["values"])
         assert record["etag"] and record["create_time"]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert _stop(proc) == 0
     assert (data_dir / "credentials" / "88.118.8" / "key.pem").exists()
 
-    again = _serve(data_dir)  # not new any more: no second seeding, same data
-    try:
+    with _serving(data_dir) as again:  # not new any more: no second seeding, same data
         public = _banner(again)["public"]
         listing = CliRunner().invoke(
             cli, ["--server", public, "resolve", *(f"88.118.8/DEMO-000{i}" for i in range(1, 6)), "--json"]
@@ -239,9 +253,7 @@ def test_serve_seeds_demo_data_stops_on_sigterm_and_keeps_data(tmp_path: Path) -
         # have given DEMO-0003 a new etag and creation time.
         after = next(r for r in found if r["identifier"] == "88.118.8/DEMO-0003")
         assert (after["etag"], after["create_time"]) == (record["etag"], record["create_time"])
-    finally:
-        again.send_signal(signal.SIGTERM)
-        assert again.wait(timeout=30) == 0
+        assert _stop(again) == 0
 
 
 def test_the_readme_configuration_example_is_a_valid_server_config(tmp_path: Path) -> None:
@@ -262,15 +274,9 @@ def test_the_readme_configuration_example_is_a_valid_server_config(tmp_path: Pat
 def test_serve_runs_one_worker_per_cpu_it_may_use(tmp_path: Path) -> None:
     """Without ``--workers``: as many workers as CPUs in the process's affinity (here one), not as
     the machine has."""
-    proc = _serve(tmp_path / "data", workers=[], cpus={min(os.sched_getaffinity(0))})
-    try:
+    with _serving(tmp_path / "data", workers=[], cpus={min(os.sched_getaffinity(0))}) as proc:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         assert "with 1 worker process(es)" in first, first
         _banner(proc)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert _stop(proc) == 0
