@@ -163,25 +163,31 @@ def test_progress_reports_the_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize("policy", ["fail", "skip", "replace"])
-def test_only_fail_lists_the_duplicates_it_rejects(
+def test_merge_spills_the_duplicates_it_rejects_and_only_counts_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str
 ) -> None:
-    """Under skip and replace a merged partition only counts the records it drops, so a file made
-    mostly of duplicates does not fill the memory of the merge (or of its pickled answer)."""
+    """A merged partition holds no list of the records it drops: under fail their reject lines go
+    to a file as the merge goes (appended to the reject file at commit, then removed); under skip
+    and replace they are only counted. A file made mostly of duplicates does not fill memory."""
     monkeypatch.setattr(importer._Importer, "PARTITION_RECORDS", 700)
-    seen: list[importer.Merged] = []
+    seen: list[tuple[importer.Merged, list[str]]] = []
     commit = importer._Importer._commit_merged
 
     def spy(self: importer._Importer, merged: importer.Merged) -> None:
-        seen.append(merged)
+        lines = Path(merged.rejects).read_text().splitlines() if merged.rejects else []
+        seen.append((merged, lines))
         commit(self, merged)
+        assert not (merged.rejects and Path(merged.rejects).exists())
 
     monkeypatch.setattr(importer._Importer, "_commit_merged", spy)
     db = make_node(tmp_path / "db")
-    got = run_import(db, _source(tmp_path), on_conflict=policy, workers=2, chunk_bytes=16 << 10)
+    rejects = tmp_path / "rejects.csv"
+    src = _source(tmp_path)
+    got = run_import(db, src, on_conflict=policy, workers=2, chunk_bytes=16 << 10, reject_path=rejects)
     assert len(seen) > 1
-    duplicates = sum(m.duplicates for m in seen)
+    duplicates = sum(m.duplicates for m, _ in seen)
     # (duplicates within one chunk are settled before the merge; those across chunks in it)
     assert 0 < duplicates <= got.rejected + got.skipped + got.replaced
-    listed = sum(len(m.rejected) for m in seen)
-    assert listed == (duplicates if policy == "fail" else 0)
+    spilled = [line for _, lines in seen for line in lines]
+    assert len(spilled) == (duplicates if policy == "fail" else 0)
+    assert set(spilled) <= set(rejects.read_text().splitlines())  # every one reached the reject file

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import enum
 import gc
+import io
 import os
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +81,23 @@ class Reject:
     identifier: str
     reason: str
     message: str
+
+
+def reject_text(lines: Iterable[list[str]]) -> str:
+    """CSV lines ending in ``\n``; a line with a CR anywhere is quoted whole (the csv module leaves
+    a field holding a lone CR unquoted with this line ending, and reading it back would split it)."""
+    buf = io.StringIO()
+    plain = csv.writer(buf, lineterminator="\n")
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for line in lines:
+        (quoted if any("\r" in field for field in line) else plain).writerow(line)
+    return buf.getvalue()
+
+
+def reject_bytes(rejects: Iterable[Reject], base: int = 0) -> bytes:
+    """The reject-file lines of ``rejects``, their rows counted from ``base``, as UTF-8."""
+    lines = ([str(base + r.row), r.identifier, r.reason, r.message] for r in rejects)
+    return reject_text(lines).encode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,10 +442,12 @@ def _identifier(data: bytes) -> str:
 @dataclass(frozen=True, slots=True)
 class Partition:
     """One merge task: the records of ``runs`` (paths, in input order) with lo <= key < hi, which
-    lie in bytes ``starts[i]:ends[i]`` of run ``i`` (:func:`registry.bulk.runs.ranges`)."""
+    lie in bytes ``starts[i]:ends[i]`` of run ``i`` (:func:`registry.bulk.runs.ranges`); a record's
+    row in the input is ``bases[i]`` plus its row in run ``i``'s chunk."""
 
     number: int
     runs: tuple[str, ...]
+    bases: tuple[int, ...]
     lo: bytes | None
     hi: bytes | None
     starts: array
@@ -435,16 +457,17 @@ class Partition:
 @dataclass(slots=True)
 class Merged:
     """A merged partition: ``sst`` (None when it holds no record) with ``records`` records,
-    ``owners`` {owner: records}; ``duplicates`` records were not kept, and under ``fail`` (which
-    rejects each) ``rejected`` lists them as (run, chunk row, identifier). Under ``skip`` and
-    ``replace`` they are only counted: a file of mostly duplicates does not fill the memory."""
+    ``owners`` {owner: records}; ``duplicates`` records were not kept. Under ``fail``, which
+    rejects each, ``rejects`` is a file of their reject lines (None when there are none), written
+    as the merge goes: however many duplicates a partition meets, the merge holds at most a batch
+    of them."""
 
     number: int
     sst: str | None
     records: int
     owners: dict[str, int]
     duplicates: int
-    rejected: list[tuple[int, int, str]]
+    rejects: str | None
 
 
 MERGE_BATCH = 1 << 14
@@ -456,23 +479,30 @@ def merge_partition(part: Partition, settings: Settings, checker: RowChecker) ->
     assert settings.sst_dir is not None
     # The pid: a worker of a killed import may still be writing its file when a rerun starts.
     path = Path(settings.sst_dir) / f"part-{part.number:06d}-{os.getpid()}.sst"
-    rejected: list[tuple[int, int, str]] = []
-    listed = settings.conflict is Conflict.FAIL
+    rejects = path.with_suffix(".rejects")
     duplicates = records = 0
     bufs = [runs.read_range(p, s, e) for p, s, e in zip(part.runs, part.starts, part.ends, strict=True)]
     merger = runs.Merger(bufs, part.lo, part.hi, settings.conflict is Conflict.REPLACE, plain=True)
     writer = None
-    while (batch := merger.next(MERGE_BATCH)) is not None:
-        keys, values, found = batch
-        if writer is None and keys:
-            writer = SstFileWriter(sst_options())
-            writer.open(str(path))
-        for key, data in zip(keys, values, strict=True):
-            writer[key] = data  # type: ignore[index]
-        records += len(keys)
-        duplicates += len(found)
-        if listed:
-            rejected.extend((run, row, _identifier(data)) for run, row, data in found)
+    with open(rejects, "wb") if settings.conflict is Conflict.FAIL else nullcontext() as spill:
+        while (batch := merger.next(MERGE_BATCH)) is not None:
+            keys, values, found = batch
+            if writer is None and keys:
+                writer = SstFileWriter(sst_options())
+                writer.open(str(path))
+            for key, data in zip(keys, values, strict=True):
+                writer[key] = data  # type: ignore[index]
+            records += len(keys)
+            duplicates += len(found)
+            if spill is not None and found:
+                spill.write(
+                    reject_bytes(
+                        Reject(part.bases[run] + row, _identifier(data), ALREADY_EXISTS, EXISTS_MESSAGE)
+                        for run, row, data in found
+                    )
+                )
+    if settings.conflict is Conflict.FAIL and not duplicates:
+        rejects.unlink()
     counts = merger.counts
     if writer is not None:
         writer.finish()
@@ -481,7 +511,8 @@ def merge_partition(part: Partition, settings: Settings, checker: RowChecker) ->
         text = prefix.decode()
         owner = checker._owner(text, text + "/x")  # memoised; every run record's prefix had one
         owners[owner] = owners.get(owner, 0) + n
-    return Merged(part.number, str(path) if records else None, records, owners, duplicates, rejected)
+    spilled = str(rejects) if settings.conflict is Conflict.FAIL and duplicates else None
+    return Merged(part.number, str(path) if records else None, records, owners, duplicates, spilled)
 
 
 # -- worker process state -------------------------------------------------------------------

@@ -62,6 +62,7 @@ from registry.bulk.rows import RowChecker, RowRules
 from registry.bulk.session import (
     BulkImportError,
     ImportSummary,
+    append_rejects,
     default_reject_path,
     failpoint,
     failpoint_armed,
@@ -462,31 +463,28 @@ class _Importer:
         bounds: list[bytes | None] = [None, *cuts, None]
         self.progress.merging(ck.merged, len(cuts) + 1)
         return [
-            Partition(p, paths, bounds[p], bounds[p + 1], starts[p], ends[p])
+            Partition(p, paths, tuple(ck.run_bases), bounds[p], bounds[p + 1], starts[p], ends[p])
             for p in range(ck.merged, len(cuts) + 1)
         ]
 
     def _commit_merged(self, merged: Merged) -> None:
         """Commit one merged partition: its counts, rejects and checkpoint, then ingest its file."""
         ck = self.ck
-        rejects: list[Reject] = []
-        skipped = replaced = 0
+        rejected = skipped = replaced = 0
         if self.conflict is Conflict.FAIL:
-            rejects = [
-                Reject(ck.run_bases[run] + row, ident, ALREADY_EXISTS, EXISTS_MESSAGE)
-                for run, row, ident in merged.rejected
-            ]
-            rejects.sort(key=lambda r: r.row)
+            rejected = merged.duplicates
         elif self.conflict is Conflict.SKIP:
             skipped = merged.duplicates
         else:
             replaced = merged.duplicates
-        reject_bytes = ck.reject_bytes + (write_rejects(self.rejects, rejects) if rejects else 0)
-        dropped = len(rejects) + skipped
+        reject_bytes = ck.reject_bytes + (
+            append_rejects(self.rejects, merged.rejects) if merged.rejects else 0
+        )
+        dropped = rejected + skipped
         updated = replace(
             ck,
             imported=ck.imported - dropped,
-            rejected=ck.rejected + len(rejects),
+            rejected=ck.rejected + rejected,
             skipped=ck.skipped + skipped,
             replaced=ck.replaced + replaced,
             reject_bytes=reject_bytes,
@@ -500,12 +498,14 @@ class _Importer:
             rows=0,
             imported=merged.records + replaced,
             replaced=replaced,
-            rejected=len(rejects),
+            rejected=rejected,
             skipped=skipped,
         )
         txn = Txn((), (Put(Table.META, self.ckpt_key, updated.encode()),), tuple(adds))
         failpoint("before-merge-commit", merged.number)
         self._commit_and_ingest(txn, draft, updated.pending, "before-merge-ingest", merged.number)
+        if merged.rejects:
+            os.unlink(merged.rejects)
         updated.pending = []
         self.ck = updated
         self.progress.merging(updated.merged, len(ck.splits or ()) + 1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import signal
@@ -16,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from registry.bulk.chunks import Reject
+from registry.bulk.chunks import Reject, reject_bytes, reject_text
 from registry.bulk.formats import ChunkReader, Column, Format, Source, guess_format, parse_header
 from registry.errors import FailedPrecondition
 
@@ -166,7 +165,7 @@ def sort_rejects(reject: Path) -> None:
         return
     tmp = reject.with_name(reject.name + ".sorting")
     with open(tmp, "wb") as f:
-        f.write((REJECT_HEADER + _reject_text(body)).encode("utf-8", "backslashreplace"))
+        f.write((REJECT_HEADER + reject_text(body)).encode("utf-8", "backslashreplace"))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, reject)
@@ -185,24 +184,25 @@ def sync_path(path: str | os.PathLike[str]) -> None:
 def write_rejects(file: BinaryIO, rejects: Iterable[Reject], base: int = 0) -> int:
     """Append the lines of ``rejects`` (their rows counted from ``base``) to the reject file
     durably; return the number of bytes written."""
-    data = _reject_text([str(base + r.row), r.identifier, r.reason, r.message] for r in rejects).encode(
-        "utf-8", "backslashreplace"
-    )
+    data = reject_bytes(rejects, base)
     file.write(data)
     file.flush()
     os.fsync(file.fileno())
     return len(data)
 
 
-def _reject_text(lines: Iterable[list[str]]) -> str:
-    """CSV lines ending in ``\n``; a line with a CR anywhere is quoted whole (the csv module leaves
-    a field holding a lone CR unquoted with this line ending, and reading it back would split it)."""
-    buf = io.StringIO()
-    plain = csv.writer(buf, lineterminator="\n")
-    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
-    for line in lines:
-        (quoted if any("\r" in field for field in line) else plain).writerow(line)
-    return buf.getvalue()
+def append_rejects(file: BinaryIO, path: str) -> int:
+    """Append the reject lines of the file at ``path`` (a merge worker's, see
+    :attr:`~registry.bulk.chunks.Merged.rejects`) to the reject file durably; return the number of
+    bytes appended. Reads and writes 1 MiB at a time."""
+    size = 0
+    with open(path, "rb") as src:
+        while block := src.read(1 << 20):
+            file.write(block)
+            size += len(block)
+    file.flush()
+    os.fsync(file.fileno())
+    return size
 
 
 _FAILPOINT = os.environ.get("IDNODE_BULK_FAILPOINT", "")
