@@ -42,10 +42,25 @@ READY_TIMEOUT_SECONDS = 60.0
 RESTART_BACKOFF_SECONDS = 1.0
 
 
+ORPHAN_CHECK_SECONDS = 1.0
+
+
 def _stop_on_signals() -> threading.Event:
+    """The worker's stop event: set by SIGTERM or SIGINT, or once the supervisor is gone (killed
+    with SIGKILL, say): a worker left behind would hold the port and the data directory's lock,
+    and the node could not start again until someone found and killed it."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    supervisor = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(ORPHAN_CHECK_SECONDS):
+            if os.getppid() != supervisor:  # re-parented: the supervisor has died
+                log.error("the supervisor process %d is gone; this worker stops", supervisor)
+                stop.set()
+
+    threading.Thread(target=watch, name="idnode-supervisor-watch", daemon=True).start()
     return stop
 
 

@@ -8,11 +8,14 @@ to the public port belongs to exactly one worker.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ import grpc
 import pytest
 
 from registry.pb import resolution_pb2
+from registry.rocks import RocksStore
 from resolver.client import IdnodeClient, value
 from resolver.datadir import DataDir
 from resolver.pb import resolution_pb2_grpc
@@ -310,3 +314,57 @@ def test_workers_are_not_pinned_when_pin_workers_is_off(tmp_path: Path) -> None:
             assert set(map(frozenset, thread_affinities(pid))) == {frozenset(os.sched_getaffinity(0))}
     finally:
         pool.stop()
+
+
+_SUPERVISOR = """
+import json, sys, threading
+from pathlib import Path
+from resolver.datadir import DataDir
+from resolver.workers import WorkerPool
+from tests.node_fixtures import NODE_PREFIX, node_config
+
+root = Path(sys.argv[1])
+DataDir(root).init(NODE_PREFIX)
+pool = WorkerPool(node_config(root), workers=2)
+pool.start()
+print(json.dumps([pool.writer.pid, *(p.pid for p in pool.readers.values())]), flush=True)
+threading.Event().wait()
+"""
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` has ended (gone, or a zombie nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """A supervisor killed with SIGKILL cannot stop its workers: they notice and stop by
+    themselves, releasing the port and the data directory for a restarted node."""
+    root = tmp_path / "node"
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", _SUPERVISOR, str(root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    pids: list[int] = []
+    try:
+        assert supervisor.stdout is not None
+        pids = json.loads(supervisor.stdout.readline())
+        assert len(pids) == 2 and not any(_exited(pid) for pid in pids)
+        supervisor.kill()
+        supervisor.wait()
+        wait_for(lambda: all(_exited(pid) for pid in pids), "the orphaned workers to stop", GENEROUS)
+        with RocksStore(root / "db"):  # the data directory is free again: a new node opens it
+            pass
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
