@@ -480,11 +480,12 @@ def merge_partition(part: Partition, settings: Settings, checker: RowChecker) ->
     # The pid: a worker of a killed import may still be writing its file when a rerun starts.
     path = Path(settings.sst_dir) / f"part-{part.number:06d}-{os.getpid()}.sst"
     rejects = path.with_suffix(".rejects")
+    spills = settings.conflict is Conflict.FAIL  # which rejects each duplicate; the others count them
     duplicates = records = 0
     bufs = [runs.read_range(p, s, e) for p, s, e in zip(part.runs, part.starts, part.ends, strict=True)]
     merger = runs.Merger(bufs, part.lo, part.hi, settings.conflict is Conflict.REPLACE, plain=True)
     writer = None
-    with open(rejects, "wb") if settings.conflict is Conflict.FAIL else nullcontext() as spill:
+    with open(rejects, "wb") if spills else nullcontext() as spill:
         while (batch := merger.next(MERGE_BATCH)) is not None:
             keys, values, found = batch
             if writer is None and keys:
@@ -501,7 +502,7 @@ def merge_partition(part: Partition, settings: Settings, checker: RowChecker) ->
                         for run, row, data in found
                     )
                 )
-    if settings.conflict is Conflict.FAIL and not duplicates:
+    if spills and not duplicates:
         rejects.unlink()
     counts = merger.counts
     if writer is not None:
@@ -511,7 +512,7 @@ def merge_partition(part: Partition, settings: Settings, checker: RowChecker) ->
         text = prefix.decode()
         owner = checker._owner(text, text + "/x")  # memoised; every run record's prefix had one
         owners[owner] = owners.get(owner, 0) + n
-    spilled = str(rejects) if settings.conflict is Conflict.FAIL and duplicates else None
+    spilled = str(rejects) if spills and duplicates else None
     return Merged(part.number, str(path) if records else None, records, owners, duplicates, spilled)
 
 
