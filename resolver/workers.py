@@ -64,12 +64,6 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _log_setup() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s %(message)s"
-    )
-
-
 def pin_to_cpu(index: int) -> int | None:
     """Pin every thread of this process to one CPU: the ``index``-th (mod their number) of the CPUs
     this process may run on, which a spawned worker inherits from the supervisor (so ``taskset``

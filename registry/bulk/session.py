@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterable, Sequence
@@ -194,12 +195,10 @@ def write_rejects(file: BinaryIO, rejects: Iterable[Reject], base: int = 0) -> i
 def append_rejects(file: BinaryIO, path: str) -> int:
     """Append the reject lines of the file at ``path`` (a merge worker's, see
     :attr:`~registry.bulk.chunks.Merged.rejects`) to the reject file durably; return the number of
-    bytes appended. Reads and writes 1 MiB at a time."""
-    size = 0
+    bytes appended. Copies 1 MiB at a time."""
     with open(path, "rb") as src:
-        while block := src.read(1 << 20):
-            file.write(block)
-            size += len(block)
+        shutil.copyfileobj(src, file, 1 << 20)
+        size = src.tell()
     file.flush()
     os.fsync(file.fileno())
     return size
