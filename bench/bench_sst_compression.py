@@ -28,8 +28,9 @@ from registry.rocks import RocksStore, sst_options
 from registry.store import Table
 
 
-def _with(kind: str, level: int | None) -> Callable[[], Options]:
-    """The store's SST options with the bottom level's compression replaced."""
+def _with(kind: str, level: int | None, dictionary: int = 0) -> Callable[[], Options]:
+    """The store's SST options with the bottom level's compression replaced; ``dictionary``: the
+    bytes of a ZSTD dictionary trained per file on up to 100 times as many bytes of its data."""
 
     def make() -> Options:
         opts = sst_options()
@@ -41,14 +42,19 @@ def _with(kind: str, level: int | None) -> Callable[[], Options]:
         else:
             opts.set_bottommost_compression_type(DBCompressionType.zstd())
             # (window bits, level, strategy, max dictionary bytes, enabled): RocksDB's defaults but the level
-            opts.set_bottommost_compression_options(-14, level, 0, 0, True)
+            opts.set_bottommost_compression_options(-14, level, 0, dictionary, True)
+            if dictionary:
+                opts.set_bottommost_zstd_max_train_bytes(100 * dictionary, True)
         return opts
 
     return make
 
 
+ZSTD_DEFAULT_LEVEL = 32767  # RocksDB's CompressionOptions::kDefaultCompressionLevel
+
 SETTINGS: dict[str, Callable[[], Options]] = {
     "store (zstd, default level)": sst_options,
+    "zstd + 16 KiB dictionary": _with("zstd", ZSTD_DEFAULT_LEVEL, 16 << 10),
     "zstd level 1": _with("zstd", 1),
     "zstd level -1": _with("zstd", -1),
     "zstd level -3": _with("zstd", -3),
