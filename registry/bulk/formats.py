@@ -136,13 +136,18 @@ class Source:
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` decompressed bytes; fewer only at the end of the input."""
-        out = bytearray()
-        while len(out) < n:
-            piece = self._stream.read(n - len(out))
+        first = self._stream.read(n)
+        if len(first) >= n or not first:  # a file's whole request comes back at once: no copy
+            return first
+        pieces = [first]
+        have = len(first)
+        while have < n:
+            piece = self._stream.read(n - have)
             if not piece:
                 break
-            out += piece
-        return bytes(out)
+            pieces.append(piece)
+            have += len(piece)
+        return b"".join(pieces)
 
     def position(self) -> int:
         """Bytes of the underlying file consumed so far (0 when unknown)."""
@@ -196,24 +201,45 @@ class ChunkReader:
                 self._offset += len(_BOM)
 
     def _fill(self, want: int) -> None:
-        while len(self._buf) < want and not self._eof:
-            piece = self.source.read(max(want - len(self._buf), 1 << 20))
-            if not piece:
-                self._eof = True
-            self._buf += piece
+        """Read until ``_buf`` holds ``want`` bytes or the input ends, in one read where the input
+        allows (the buffer is copied once, not once per piece)."""
+        if len(self._buf) >= want or self._eof:
+            return
+        piece = self.source.read(max(want - len(self._buf), 1 << 20))
+        if len(self._buf) + len(piece) < want:  # Source.read returns less only at the end
+            self._eof = True
+        self._buf = self._buf + piece if self._buf else piece
 
-    def _cut(self, data: bytes) -> int:
-        """Length of the longest prefix of ``data`` made of whole rows (0 if none)."""
+    def _cut(self, data: bytes, end: int) -> int:
+        """Length of the longest prefix of ``data[:end]`` made of whole rows (0 if none)."""
         if self.fmt is Format.JSONL:
-            return data.rfind(b"\n") + 1
-        pos = len(data)
-        while True:
-            nl = data.rfind(b"\n", 0, pos)
-            if nl < 0:
+            return data.rfind(b"\n", 0, end) + 1
+        nl = data.rfind(b"\n", 0, end)
+        if nl < 0:
+            return 0
+        if data.find(b'"', 0, nl) < 0:  # no quotes (the usual export): any newline ends a row
+            return nl + 1
+        quotes = data.count(b'"', 0, nl)
+        while quotes % 2:
+            prev = data.rfind(b"\n", 0, nl)
+            if prev < 0:
                 return 0
-            if data.count(b'"', 0, nl) % 2 == 0:
+            quotes -= data.count(b'"', prev, nl)
+            nl = prev
+        return nl + 1
+
+    def _first_row_end(self, data: bytes) -> int:
+        """Length of the first row of ``data`` with its line end (0 if it does not end in it)."""
+        if self.fmt is Format.JSONL:
+            return data.find(b"\n") + 1
+        quotes = 0
+        pos = 0
+        while (nl := data.find(b"\n", pos)) >= 0:
+            quotes += data.count(b'"', pos, nl)
+            if quotes % 2 == 0:
                 return nl + 1
-            pos = nl
+            pos = nl + 1
+        return 0
 
     def _take_header(self) -> bytes:
         """The first row (header) of the input, without its line end."""
@@ -257,9 +283,9 @@ class ChunkReader:
             self._fill(self.chunk_bytes)
             if not self._buf:
                 return
-            cut = self._cut(self._buf[: self.chunk_bytes])
-            if cut == 0:  # a row longer than a chunk: take it whole
-                cut = self._cut(self._buf)
+            cut = self._cut(self._buf, self.chunk_bytes)
+            if cut == 0:  # a row longer than a chunk: that row alone
+                cut = self._first_row_end(self._buf)
             if cut == 0 and not self._eof:  # ... once it has been read to its end
                 self._fill(len(self._buf) * 2)
                 continue
