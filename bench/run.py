@@ -24,6 +24,7 @@ same) and the load generator is not pinned.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -38,6 +39,7 @@ import threading
 import time
 import urllib.request
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,9 @@ from bench._proc import rss_mb as proc_rss_mb
 from bench.echo_server import EchoPool
 
 UNARY_PATH = "/idnode.v1.ResolutionService/Resolve"
+PAIRED_ROUNDS = 3
+"""Resolve c=64 and its paired echo are measured this many times, alternating; their medians give
+the ratio (one pair of samples scattered the ratio by +-10% on this shared machine)."""
 NCPU = os.cpu_count() or 1
 SERVER_CPUS = [0]
 CLIENT_CPUS = [1] if NCPU > 1 else [0]
@@ -304,7 +309,9 @@ class Suite:
         client_cpus: list[int] | None,
         metrics_ports: list[int] | None = None,
         extra: dict[str, Any] | None = None,
+        keep: bool = True,
     ) -> dict[str, Any]:
+        """One workload's row; ``keep``: add it to the suite's rows (and log it)."""
         sampler = CpuSampler(pids)
         before = scrape_cache(metrics_ports or [])
         t_wall0 = time.time()
@@ -332,12 +339,37 @@ class Suite:
             "server_rss_mb": proc_rss_mb(pids),
             **(extra or {}),
         }
+        if keep:
+            self.keep(row)
+        return row
+
+    def keep(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         log(
-            f"{name:<28} {config:<14} {row['ids_per_s']:>12,.0f} ids/s  p50 {row['p50_us']:>9,.0f} us  "
-            f"server {row['server_cpu_cores']:.2f} cores  client {row['client_cpu_cores']:.2f} cores"
+            f"{row['name']:<28} {row['config']:<14} {row['ids_per_s']:>12,.0f} ids/s  "
+            f"p50 {row['p50_us']:>9,.0f} us  server {row['server_cpu_cores']:.2f} cores  "
+            f"client {row['client_cpu_cores']:.2f} cores"
         )
-        return row
+
+    def alternating(
+        self, first: Callable[..., dict[str, Any]], second: Callable[..., dict[str, Any]], rounds: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Measure ``first`` then ``second`` (each called with ``keep``), ``rounds`` times in turn;
+        keep and return each one's median row by ids/s, with every round's ids/s in
+        ``rounds_ids_per_s``."""
+        if rounds == 1:
+            return first(keep=True), second(keep=True)
+        runs: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+        for _ in range(rounds):
+            runs[0].append(first(keep=False))
+            runs[1].append(second(keep=False))
+        medians = []
+        for rows in runs:
+            row = sorted(rows, key=lambda r: r["ids_per_s"])[len(rows) // 2]
+            row["rounds_ids_per_s"] = [r["ids_per_s"] for r in rows]
+            self.keep(row)
+            medians.append(row)
+        return medians[0], medians[1]
 
     # -- workloads against a gRPC server (node or echo) ------------------------------------
     def unary(
@@ -351,6 +383,7 @@ class Suite:
         procs: int,
         client_cpus: list[int] | None,
         metrics: list[int] | None = None,
+        keep: bool = True,
     ) -> dict[str, Any]:
         conns = 1 if depth == 1 else 8
         kw = [
@@ -366,7 +399,7 @@ class Suite:
             }
             for i in range(procs)
         ]
-        return self.measure(name, config, pids, loadgen.h2_unary, kw, client_cpus, metrics)
+        return self.measure(name, config, pids, loadgen.h2_unary, kw, client_cpus, metrics, keep=keep)
 
     def grpc(
         self,
@@ -643,22 +676,35 @@ def measure_node(
 
                     pool, echo_port = echo_pools[w]
                     for depth in (1, 64):
-                        # The echo of the same process count, measured just before the node: the
-                        # ratio then compares two figures taken seconds apart on this noisy machine.
-                        paired = suite.unary(
-                            f"baseline: echo unary c={depth} (paired)",
-                            f"echo x{w}",
-                            echo_port,
-                            pool.pids,
-                            unary_msgs[d],
-                            depth,
-                            1,
-                            cc,
-                        )
+                        # The echo of the same process count, measured just before the node (and,
+                        # at c=64, alternating with it): the ratio then compares figures taken
+                        # seconds apart on this noisy machine.
                         key = f"echo c{depth} x{w} before {c}"
-                        baselines[key] = paired
-                        r = suite.unary(
-                            f"Resolve c={depth}", c, node.port, node.pids, unary_msgs[d], depth, 1, cc, mp
+                        baselines[key], r = suite.alternating(
+                            functools.partial(
+                                suite.unary,
+                                f"baseline: echo unary c={depth} (paired)",
+                                f"echo x{w}",
+                                echo_port,
+                                pool.pids,
+                                unary_msgs[d],
+                                depth,
+                                1,
+                                cc,
+                            ),
+                            functools.partial(
+                                suite.unary,
+                                f"Resolve c={depth}",
+                                c,
+                                node.port,
+                                node.pids,
+                                unary_msgs[d],
+                                depth,
+                                1,
+                                cc,
+                                mp,
+                            ),
+                            PAIRED_ROUNDS if depth == 64 else 1,
                         )
                         rel(r, key)
                     if w != workers_list[0] and not args.all_workloads_every_workers:
