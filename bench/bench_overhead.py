@@ -42,7 +42,7 @@ import sys, pathlib
 from concurrent import futures
 import grpc
 mode, data, reply_bytes = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3])
-from resolver.server import NodeServer, ServerConfig
+from resolver.server import NodeServer, ServerConfig, freeze_startup_heap
 if mode == "echo":
     from bench.echo_server import build_server
     server, port = build_server(0, b"x" * reply_bytes, b"", False, ServerConfig())
@@ -58,6 +58,7 @@ else:
     node = NodeServer(config)
     node.start()
     port = node.public_port
+freeze_startup_heap()  # as `idnode serve` does, for both
 print(port, flush=True)
 sys.stdin.read()
 """

@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from resolver.server import NodeServer, ServerConfig
+from resolver.server import NodeServer, ServerConfig, freeze_startup_heap
 
 
 def main() -> None:
@@ -42,6 +42,7 @@ def main() -> None:
     if workers == 1:
         server = NodeServer(config)
         server.start()
+        freeze_startup_heap()
         info = {
             "pids": [os.getpid()],
             "public_port": server.public_port,

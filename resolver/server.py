@@ -10,6 +10,7 @@ Both also serve gRPC health checking and server reflection.
 
 from __future__ import annotations
 
+import gc
 import logging
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -276,6 +277,20 @@ class NodeServer:
 
     def wait(self) -> None:
         self.grpc_server.wait_for_termination()
+
+
+def freeze_startup_heap() -> None:
+    """Call once a serving process has started, in the process's entry point: move every object
+    built so far (modules, protobuf descriptors, the server itself) out of the cyclic collector's
+    reach (:func:`gc.freeze`), so its collections, which grpcio's per-call garbage sets off,
+    traverse only what was made since. Measured (``bench/bench_overhead.py``): 6-8% less server CPU
+    per unary call, for the node and the bare echo alike.
+
+    Not for processes that start and stop many servers (tests): cyclic garbage among frozen
+    objects is never collected."""
+    gc.collect()
+    gc.freeze()
+    log.info("startup heap frozen: %d objects out of the cyclic collector's reach", gc.get_freeze_count())
 
 
 def with_port(address: str, port: int) -> str:

@@ -271,6 +271,19 @@ def test_the_readme_configuration_example_is_a_valid_server_config(tmp_path: Pat
     assert config.public_address == "0.0.0.0:8470"
 
 
+@pytest.mark.parametrize("workers", [["--workers", "1"], ["--workers", "2"]], ids=["single", "two-workers"])
+def test_every_serving_process_freezes_its_startup_heap(tmp_path: Path, workers: list[str]) -> None:
+    """Each process that serves (the single process, or every worker) freezes what it built while
+    starting (:func:`resolver.server.freeze_startup_heap`), once."""
+    with _serving(tmp_path / "data", workers=workers) as proc:
+        _banner(proc)
+        assert _stop(proc) == 0
+        assert proc.stderr is not None
+        frozen = re.findall(r"startup heap frozen: (\d+) objects", proc.stderr.read())
+    assert len(frozen) == int(workers[1]), frozen
+    assert all(int(n) > 10_000 for n in frozen), frozen  # the modules and the server, at least
+
+
 def test_serve_runs_one_worker_per_cpu_it_may_use(tmp_path: Path) -> None:
     """Without ``--workers``: as many workers as CPUs in the process's affinity (here one), not as
     the machine has."""
