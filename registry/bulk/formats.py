@@ -247,18 +247,11 @@ class ChunkReader:
         while True:
             self._fill(size)
             data = self._buf
-            pos = 0
-            quotes = 0
-            while True:
-                nl = data.find(b"\n", pos)
-                if nl < 0:
-                    break
-                quotes += data.count(b'"', pos, nl)
-                pos = nl + 1
-                if quotes % 2 == 0:
-                    self._buf = data[pos:]
-                    self._offset += pos
-                    return data[:nl].rstrip(b"\r")
+            end = self._first_row_end(data)
+            if end:
+                self._buf = data[end:]
+                self._offset += end
+                return data[: end - 1].rstrip(b"\r")
             if self._eof:
                 self._buf = b""
                 self._offset += len(data)
