@@ -86,6 +86,7 @@ class StoreConformance:
         put(store, Table.RECORDS, b"a", b"1")
         keys = [b"b", b"missing", b"a", b"b", b"zz"]
         assert store.get_many(Table.RECORDS, keys) == [b"2", None, b"1", b"2", None]
+        assert store.get_many(Table.RECORDS, tuple(keys)) == [b"2", None, b"1", b"2", None]  # any Sequence
         assert store.get_many(Table.RECORDS, []) == []
 
     def test_delete(self, store: Store) -> None:
