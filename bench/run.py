@@ -1,6 +1,6 @@
 """The resolution benchmark suite (issue 4): one command, a table on stdout, JSON on disk.
 
-    .venv/bin/python -m bench.run --ids 1e6                 # ~6 min on 2 cores, incl. dataset build
+    .venv/bin/python -m bench.run --ids 1e6                 # ~7 min on 2 cores with the dataset reused
     .venv/bin/python -m bench.run --quick                   # 1e5 ids, short runs: a smoke test
                                                             # (JSON: bench/results/resolution-quick.json)
     .venv/bin/python -m bench.run --ids 1e7 --workers 1,2 --out bench/results/resolution-1e7.json
