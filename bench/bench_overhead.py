@@ -1,7 +1,9 @@
 """What the operators' view costs the hot path: server CPU per unary Resolve with metrics off,
 metrics on (the default), and metrics plus the access log, beside the bare grpcio echo server of
 :mod:`bench.echo_server` (built like the node's public listener) answering a reply of the size of
-the node's answer for the same records, measured in the same run.
+the node's answer for the same records, measured in the same run. Every server freezes its startup
+heap as ``idnode serve`` does (:func:`resolver.server.freeze_startup_heap`); the echo and the node
+with metrics are also measured without it ("unfrozen"), which shows what the freeze saves.
 
 Each configuration runs in its own server process pinned to core 0; the load (64 calls in flight
 from one C-core channel) runs pinned to core 1. Configurations alternate over several rounds and
@@ -42,6 +44,8 @@ import sys, pathlib
 from concurrent import futures
 import grpc
 mode, data, reply_bytes = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3])
+frozen = not mode.endswith("-unfrozen")
+mode = mode.removesuffix("-unfrozen")
 from resolver.server import NodeServer, ServerConfig, freeze_startup_heap
 if mode == "echo":
     from bench.echo_server import build_server
@@ -58,7 +62,8 @@ else:
     node = NodeServer(config)
     node.start()
     port = node.public_port
-freeze_startup_heap()  # as `idnode serve` does, for both
+if frozen:
+    freeze_startup_heap()  # as `idnode serve` does
 print(port, flush=True)
 sys.stdin.read()
 """
@@ -122,6 +127,7 @@ def main() -> None:
         args.out = ROOT / "bench" / "results" / f"overhead{'-quick' if args.quick else ''}.json"
     os.sched_setaffinity(0, {1})  # the load generator: core 1
     modes = ["echo", "metrics-off", "metrics-on", "metrics+access-log"]
+    modes += ["echo-unfrozen", "metrics-on-unfrozen"]
     samples: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="idnode-overhead-") as tmp:
         data = Path(tmp)
@@ -149,6 +155,12 @@ def main() -> None:
                      "echo_us": echo, "ratio_to_echo": us / echo,
                      "echo_reply_bytes": reply_bytes})  # fmt: skip
         print(f"{mode:<22}{us:>20.1f}{rate:>10.0f}{us / base:>16.3f}{us / echo:>10.3f}")
+    us_of = {row["name"]: row["server_cpu_us_per_call"] for row in rows}
+    for frozen, unfrozen in (("echo", "echo-unfrozen"), ("metrics-on", "metrics-on-unfrozen")):
+        print(
+            f"the startup-heap freeze, {frozen}: {us_of[unfrozen]:.1f} -> {us_of[frozen]:.1f} us/call "
+            f"({us_of[frozen] / us_of[unfrozen] - 1:+.1%})"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
     print(f"(medians of {args.rounds} alternating rounds of {args.seconds:g} s; JSON: {args.out})")

@@ -130,8 +130,8 @@ class RocksStore:
 
     def get_many(self, table: Table, keys: Sequence[bytes]) -> list[bytes | None]:
         self._check_open()
-        # rocksdict's list get: one call for the batch, 5.4 against 6.3 us a key for a loop of gets
-        # (1,000 Zipf keys a batch over the 10^6 dataset, 5 alternating rounds).
+        # rocksdict's list get, one call for the batch: cheaper per key than a loop of gets (1.19x
+        # the node's cache-off BatchResolve rate at 10^6; bench/README.md, "session 5").
         return self._cf[table].get(keys if isinstance(keys, list) else list(keys))
 
     def scan(self, table: Table, lower: bytes, upper: bytes, limit: int) -> list[tuple[bytes, bytes]]:
