@@ -3,7 +3,9 @@ metrics on (the default), and metrics plus the access log, beside the bare grpci
 :mod:`bench.echo_server` (built like the node's public listener) answering a reply of the size of
 the node's answer for the same records, measured in the same run. Every server freezes its startup
 heap as ``idnode serve`` does (:func:`resolver.server.freeze_startup_heap`); the echo and the node
-with metrics are also measured without it ("unfrozen"), which shows what the freeze saves.
+with metrics are also measured without it ("unfrozen"), which shows what the freeze saves; and
+the node with metrics answering only identifiers that are not registered ("misses": each call
+ends NOT_FOUND with its ``google.rpc`` details), which shows what a miss costs beside a hit.
 
 Each configuration runs in its own server process pinned to core 0; the load (64 calls in flight
 from one C-core channel) runs pinned to core 1. Configurations alternate over several rounds and
@@ -38,6 +40,9 @@ from resolver.services.wire import TAG1, field
 
 ROOT = Path(__file__).resolve().parent.parent
 IDS = [f"88.118.8/DEMO-000{i}" for i in range(1, 6)]
+MISSING_IDS = [f"88.118.8/NOT-REGISTERED-{i}" for i in range(1, 6)]
+"""Well-formed identifiers under the demo enterprise that are not registered: every call ends
+NOT_FOUND (a negative cache hit, then the memoised status)."""
 
 SERVER = r"""
 import sys, pathlib
@@ -69,11 +74,11 @@ sys.stdin.read()
 """
 
 
-def load(port: int, seconds: float, inflight: int = 64) -> int:
+def load(port: int, seconds: float, ids: list[str], inflight: int = 64) -> int:
     """Keep ``inflight`` Resolve calls outstanding for ``seconds``; returns completed calls."""
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     call = channel.unary_unary("/idnode.v1.ResolutionService/Resolve")
-    payloads = [resolution_pb2.ResolveRequest(identifier=i).SerializeToString() for i in IDS]
+    payloads = [resolution_pb2.ResolveRequest(identifier=i).SerializeToString() for i in ids]
     slots = threading.Semaphore(inflight)
     done = [0]
 
@@ -93,18 +98,21 @@ def load(port: int, seconds: float, inflight: int = 64) -> int:
 
 
 def measure(mode: str, data: Path, seconds: float, reply_bytes: int) -> tuple[float, float]:
-    """(server CPU microseconds per call, calls per second) for one configuration."""
+    """(server CPU microseconds per call, calls per second) for one configuration; a mode ending
+    in ``-misses`` resolves only identifiers that are not registered."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ids = MISSING_IDS if mode.endswith("-misses") else IDS
+    server_mode = mode.removesuffix("-misses")
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-c", SERVER, mode, str(data), str(reply_bytes)],
+        ["taskset", "-c", "0", sys.executable, "-c", SERVER, server_mode, str(data), str(reply_bytes)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
-        load(port, 1.0)  # warm the cache and the connection
+        load(port, 1.0, ids)  # warm the cache and the connection
         before, start = cpu_seconds([proc.pid]), time.perf_counter()
-        calls = load(port, seconds)
+        calls = load(port, seconds, ids)
         elapsed, cpu = time.perf_counter() - start, cpu_seconds([proc.pid]) - before
         return cpu / calls * 1e6, calls / elapsed
     finally:
@@ -127,7 +135,7 @@ def main() -> None:
         args.out = ROOT / "bench" / "results" / f"overhead{'-quick' if args.quick else ''}.json"
     os.sched_setaffinity(0, {1})  # the load generator: core 1
     modes = ["echo", "metrics-off", "metrics-on", "metrics+access-log"]
-    modes += ["echo-unfrozen", "metrics-on-unfrozen"]
+    modes += ["echo-unfrozen", "metrics-on-unfrozen", "metrics-on-misses"]
     samples: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="idnode-overhead-") as tmp:
         data = Path(tmp)
@@ -161,6 +169,8 @@ def main() -> None:
             f"the startup-heap freeze, {frozen}: {us_of[unfrozen]:.1f} -> {us_of[frozen]:.1f} us/call "
             f"({us_of[frozen] / us_of[unfrozen] - 1:+.1%})"
         )
+    miss, hit = us_of["metrics-on-misses"], us_of["metrics-on"]
+    print(f"a NOT_FOUND answer: {miss:.1f} us/call, a found record {hit:.1f} ({miss - hit:+.1f} us)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
     print(f"(medians of {args.rounds} alternating rounds of {args.seconds:g} s; JSON: {args.out})")

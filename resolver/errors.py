@@ -118,11 +118,22 @@ def item_status_bytes(exc: Exception) -> bytes:
     return head + message + field(TAG3, _ERROR_INFO_TYPE_URL + field(TAG2, info))
 
 
+def call_status(exc: Exception) -> grpc.Status:
+    """What a call that failed with ``exc`` ends with: the code, the message, and
+    :func:`to_status` in the ``grpc-status-details-bin`` trailer."""
+    return rpc_status.to_status(to_status(exc))
+
+
 def abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
     """End the call with the status for ``exc``."""
     if status_code_of(exc) is grpc.StatusCode.INTERNAL:
         log.error("internal error", exc_info=exc)
-    context.abort_with_status(rpc_status.to_status(to_status(exc)))
+    abort_with(context, call_status(exc))
+
+
+def abort_with(context: grpc.ServicerContext, status: grpc.Status) -> NoReturn:
+    """End the call with ``status``, one :func:`call_status` made (and a caller may have kept)."""
+    context.abort_with_status(status)
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 

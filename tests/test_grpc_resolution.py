@@ -94,12 +94,19 @@ def test_resolve_malformed_is_invalid_argument(anon_client: IdnodeClient, bad: s
 
 
 def test_resolve_after_miss_then_create_finds_it(ent, anon_client: IdnodeClient) -> None:
-    """A cached negative answer must not outlive the creation."""
+    """Neither the cached negative answer nor the memoised NotFound status (the second miss of
+    the same bytes is answered from it) may outlive the creation."""
     prefix, c = ent
     ident = f"{prefix}/LATE-1"
-    assert rpc_error(lambda: anon_client.resolve(ident)).code is grpc.StatusCode.NOT_FOUND
+    first, memoised = (rpc_error(lambda: anon_client.resolve(ident)) for _ in range(2))
+    assert first.code is grpc.StatusCode.NOT_FOUND
+    assert (memoised.code, memoised.message, memoised.reason) == (first.code, first.message, "NOT_FOUND")
+    assert ident in first.message
     c.create(ident, [value(1, "URL", "https://late")])
+    assert anon_client.resolve(ident).values[0].text == "https://late"
     assert anon_client.resolve(ident.lower()).values[0].text == "https://late"
+    c.delete(ident)
+    assert rpc_error(lambda: anon_client.resolve(ident)).code is grpc.StatusCode.NOT_FOUND
 
 
 def test_resolve_sees_updates_and_deletes(ent, anon_client: IdnodeClient) -> None:

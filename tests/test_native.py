@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import sys
 
+import grpc
 import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import example, given
@@ -24,6 +25,7 @@ from registry.service import Registry
 from resolver import _hotpath
 from resolver.errors import item_status, item_status_bytes
 from resolver.services import resolution, wire
+from resolver.services.wire import TAG1, field
 
 identifier_texts = st.text(max_size=40)
 raw_items = st.lists(st.binary(max_size=300), max_size=30)
@@ -296,10 +298,43 @@ def test_not_found_memo_is_bounded_in_bytes(registry: Registry, monkeypatch: pyt
         raws = [f"88.118.8/MISS-{round_}-{i}".encode() for i in range(50)]
         answer = pb.BatchResolveResponse.FromString(handlers.plain_results(list(raws)))
         assert [r.error.code for r in answer.results] == [5] * 50
-        assert handlers._absent_bytes <= 2_000 + 400  # the bound, plus the entry that crossed it
+        assert 0 < handlers._absent_items.size <= 2_000 + 400  # the bound, plus the entry that crossed it
     long_id = ("88.118.8/" + "X" * 200).encode()
     handlers.plain_results([long_id])
-    assert long_id not in handlers._absent
+    assert long_id not in handlers._absent_items
+
+
+def test_unary_not_found_memo_is_bounded_and_answers_as_the_first_miss(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unary Resolve's NotFound statuses: bounded like the batch memo, and a memoised answer
+    is the very status the first miss built (code, message, details trailer)."""
+    monkeypatch.setattr(resolution, "_ABSENT_MEMO_MAX_BYTES", 2_000)
+    handlers = resolution.ResolutionHandlers(registry)
+
+    class Aborted(Exception):
+        pass
+
+    class Context:
+        def abort_with_status(self, status: grpc.Status) -> None:
+            self.status = status
+            raise Aborted
+
+    def status_of(raw: bytes) -> grpc.Status:
+        context = Context()
+        with pytest.raises(Aborted):
+            handlers.resolve(field(TAG1, raw), context)  # type: ignore[arg-type]
+        return context.status
+
+    first = status_of(b"88.118.8/MISS-A")
+    assert first.code is grpc.StatusCode.NOT_FOUND
+    assert status_of(b"88.118.8/MISS-A") is first
+    for i in range(50):
+        status_of(f"88.118.8/MISS-{i}".encode())
+        assert 0 < handlers._absent_statuses.size <= 2_000 + 400
+    long_id = ("88.118.8/" + "X" * 200).encode()
+    assert status_of(long_id).code is grpc.StatusCode.NOT_FOUND
+    assert long_id not in handlers._absent_statuses
 
 
 def test_native_sieve_refuses_a_weight_bound_that_could_overflow() -> None:

@@ -10,7 +10,7 @@ never a failed call.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -20,7 +20,7 @@ from registry.errors import IdnodeError, InvalidArgument
 from registry.pb import admin_pb2
 from registry.pb import resolution_pb2 as pb
 from registry.service import Registry
-from resolver.errors import abort, item_status_bytes
+from resolver.errors import abort, abort_with, call_status, item_status_bytes
 from resolver.services.convert import template_to_pb
 from resolver.services.mapping import maps_errors
 from resolver.services.wire import (
@@ -40,10 +40,36 @@ if TYPE_CHECKING:
 
 SERVICE_NAME = "idnode.v1.ResolutionService"
 _ABSENT_MEMO_MAX_BYTES = 4 << 20
-"""Bound of the NotFound memo (keys and items; measured ~3.5 KB at most per entry): cleared when
-reached, so anonymous callers flooding misses cannot grow it past this."""
+"""Bound of each NotFound memo (:class:`AbsentMemo`; measured ~3.5 KB at most per entry)."""
 _ABSENT_MEMO_MAX_KEY = 128
 """Identifiers longer than this (bytes) are not memoised."""
+
+T = TypeVar("T")
+
+
+class AbsentMemo(dict[bytes, T]):
+    """Answers for identifiers that are not registered, by the identifier's bytes as requested.
+
+    Such an answer (a NotFound) depends on nothing but those bytes; whether the identifier is
+    registered is still decided by the lookup, every time, before the memo is asked. Bounded by
+    approximate size: cleared when :data:`_ABSENT_MEMO_MAX_BYTES` is reached, so anonymous
+    callers flooding distinct misses cannot grow it; identifiers longer than
+    :data:`_ABSENT_MEMO_MAX_KEY` bytes are not kept. A ``dict``, so that the hot path's ``get``
+    is the dict's own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+        self.max_size = _ABSENT_MEMO_MAX_BYTES
+
+    def keep(self, key: bytes, answer: T, answer_size: int) -> None:
+        if len(key) > _ABSENT_MEMO_MAX_KEY:
+            return
+        if self.size >= self.max_size:
+            self.clear()
+            self.size = 0
+        self[key] = answer
+        self.size += len(key) + answer_size
 
 
 class ResolutionHandlers:
@@ -52,39 +78,56 @@ class ResolutionHandlers:
         requests that miss locally (or are not plain) ever reach it."""
         self.registry = registry
         self.router = router
-        self._absent: dict[bytes, bytes] = {}
-        self._absent_bytes = 0
-        """Framed NotFound items by identifier bytes: such an item depends on nothing but the
-        identifier, and a batch repeats the same misses (a memo, cleared when full; whether an
-        identifier is registered is still decided by the lookup, every time)."""
+        self._absent_items: AbsentMemo[bytes] = AbsentMemo()
+        """Framed NotFound results of batches and streams, which repeat the same misses."""
+        self._absent_statuses: AbsentMemo[grpc.Status] = AbsentMemo()
+        """The NotFound a unary Resolve ends with: building it costs a miss about 20 us of the
+        server's CPU (bench/README.md, "Unary misses")."""
 
     def resolve(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
         """``raw`` is the serialized ResolveRequest: an unfiltered request is answered from its
-        bytes; anything else (filters, a miss, a malformed request) is parsed in full."""
+        bytes (a registered identifier, or one known not to be); anything else (filters, a
+        first miss, a malformed request) is parsed in full."""
         try:
             identifier = only_field1(raw)
+            not_found = None
             if identifier is not None:
                 data = self.registry.lookup(identifier.upper())
                 if data is not None:
                     return field(TAG1, data)
-            request = pb.ResolveRequest.FromString(raw)
-            router = self.router
-            if router is not None and router.handles(request.identifier):
-                found, referral = router.answer(
-                    request.identifier, request.types, request.indexes, request.recursive, context
-                )
-                if referral is not None:
-                    return field(TAG2, referral.SerializeToString())
-                data = found or b""
-            elif identifier is not None:  # looked up above and not there
-                raise self.registry.missing(request.identifier)
-            else:
-                data = self.registry.resolve(request.identifier, request.types, request.indexes)
+                not_found = self._absent_statuses.get(identifier)
+            if not_found is None:
+                answer = self._resolve_parsed(raw, identifier, context)
+                if isinstance(answer, bytes):
+                    return answer
+                not_found = answer
         except DecodeError:
             abort(context, InvalidArgument.single("request", "is not a valid ResolveRequest"))
         except Exception as exc:
             abort(context, exc)
-        return field(TAG1, data)
+        abort_with(context, not_found)  # outside the try: the abort raises
+
+    def _resolve_parsed(
+        self, raw: bytes, identifier: bytes | None, context: grpc.ServicerContext
+    ) -> bytes | grpc.Status:
+        """:meth:`resolve` from the parsed request: the answer, or the NotFound status of a plain
+        request (``identifier``: its bytes, which the fast path did not find)."""
+        request = pb.ResolveRequest.FromString(raw)
+        router = self.router
+        if router is not None and router.handles(request.identifier):
+            found, referral = router.answer(
+                request.identifier, request.types, request.indexes, request.recursive, context
+            )
+            if referral is not None:
+                return field(TAG2, referral.SerializeToString())
+            return field(TAG1, found or b"")
+        if identifier is not None:
+            status = call_status(self.registry.missing(request.identifier))  # raises InvalidArgument
+            self._absent_statuses.keep(
+                identifier, status, len(status.details) + sum(len(v) for _, v in status.trailing_metadata)
+            )
+            return status
+        return field(TAG1, self.registry.resolve(request.identifier, request.types, request.indexes))
 
     def results(
         self,
@@ -126,7 +169,7 @@ class ResolutionHandlers:
             found = self.registry.lookup_many(fold_keys(raws))
         slow: dict[int, bytes] = {}
         if not all(found):
-            absent = {} if types or indexes else self._absent
+            absent = {} if types or indexes else self._absent_items
             for i, data in enumerate(found):
                 if not data:
                     raw = raws[i]
@@ -161,12 +204,7 @@ class ResolutionHandlers:
             elif not filtered:
                 missing = self.registry.missing(text, f"identifiers[{i}]")  # raises InvalidArgument
                 item = field(TAG1, ident + field(TAG3, item_status_bytes(missing)))
-                if len(text_bytes) <= _ABSENT_MEMO_MAX_KEY:
-                    if self._absent_bytes >= _ABSENT_MEMO_MAX_BYTES:
-                        self._absent.clear()
-                        self._absent_bytes = 0
-                    self._absent[text_bytes] = item
-                    self._absent_bytes += len(text_bytes) + len(item)
+                self._absent_items.keep(text_bytes, item, len(item))
                 return item
             else:
                 data = self.registry.resolve(text, types, indexes, field=f"identifiers[{i}]")
