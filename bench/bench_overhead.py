@@ -1,9 +1,10 @@
 """What the operators' view costs the hot path: server CPU per unary Resolve with metrics off,
 metrics on (the default), and metrics plus the access log, beside the bare grpcio echo server of
 :mod:`bench.echo_server` (built like the node's public listener) answering a reply of the size of
-the node's answer for the same records, measured in the same run. Every server freezes its startup
-heap as ``idnode serve`` does (:func:`resolver.server.freeze_startup_heap`); the echo and the node
-with metrics are also measured without it ("unfrozen"), which shows what the freeze saves; and
+the node's answer for the same records, measured in the same run. Every server tunes its cyclic
+collector as ``idnode serve`` does (:func:`resolver.server.tune_gc_for_serving`: the startup heap
+frozen, a higher young-generation threshold); the echo and the node with metrics are also measured
+without it ("untuned"), which shows what the tuning saves; and
 the node with metrics answering only identifiers that are not registered ("misses": each call
 ends NOT_FOUND with its ``google.rpc`` details), which shows what a miss costs beside a hit.
 
@@ -49,9 +50,9 @@ import sys, pathlib
 from concurrent import futures
 import grpc
 mode, data, reply_bytes = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3])
-frozen = not mode.endswith("-unfrozen")
-mode = mode.removesuffix("-unfrozen")
-from resolver.server import NodeServer, ServerConfig, freeze_startup_heap
+tuned = not mode.endswith("-untuned")
+mode = mode.removesuffix("-untuned")
+from resolver.server import NodeServer, ServerConfig, tune_gc_for_serving
 if mode == "echo":
     from bench.echo_server import build_server
     server, port = build_server(0, b"x" * reply_bytes, b"", False, ServerConfig())
@@ -67,8 +68,8 @@ else:
     node = NodeServer(config)
     node.start()
     port = node.public_port
-if frozen:
-    freeze_startup_heap()  # as `idnode serve` does
+if tuned:
+    tune_gc_for_serving()  # as `idnode serve` does
 print(port, flush=True)
 sys.stdin.read()
 """
@@ -135,7 +136,7 @@ def main() -> None:
         args.out = ROOT / "bench" / "results" / f"overhead{'-quick' if args.quick else ''}.json"
     os.sched_setaffinity(0, {1})  # the load generator: core 1
     modes = ["echo", "metrics-off", "metrics-on", "metrics+access-log"]
-    modes += ["echo-unfrozen", "metrics-on-unfrozen", "metrics-on-misses"]
+    modes += ["echo-untuned", "metrics-on-untuned", "metrics-on-misses"]
     samples: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="idnode-overhead-") as tmp:
         data = Path(tmp)
@@ -164,10 +165,10 @@ def main() -> None:
                      "echo_reply_bytes": reply_bytes})  # fmt: skip
         print(f"{mode:<22}{us:>20.1f}{rate:>10.0f}{us / base:>16.3f}{us / echo:>10.3f}")
     us_of = {row["name"]: row["server_cpu_us_per_call"] for row in rows}
-    for frozen, unfrozen in (("echo", "echo-unfrozen"), ("metrics-on", "metrics-on-unfrozen")):
+    for tuned, untuned in (("echo", "echo-untuned"), ("metrics-on", "metrics-on-untuned")):
         print(
-            f"the startup-heap freeze, {frozen}: {us_of[unfrozen]:.1f} -> {us_of[frozen]:.1f} us/call "
-            f"({us_of[frozen] / us_of[unfrozen] - 1:+.1%})"
+            f"the collector's tuning, {tuned}: {us_of[untuned]:.1f} -> {us_of[tuned]:.1f} us/call "
+            f"({us_of[tuned] / us_of[untuned] - 1:+.1%})"
         )
     miss, hit = us_of["metrics-on-misses"], us_of["metrics-on"]
     print(f"a NOT_FOUND answer: {miss:.1f} us/call, a found record {hit:.1f} ({miss - hit:+.1f} us)")

@@ -27,7 +27,7 @@ from concurrent import futures
 import grpc
 
 from registry import limits
-from resolver.server import ServerConfig, freeze_startup_heap
+from resolver.server import ServerConfig, tune_gc_for_serving
 from resolver.workers import pin_to_cpu
 
 SERVICE = "idnode.v1.ResolutionService"
@@ -91,7 +91,7 @@ def _child(
         signal.signal(sig, lambda *_: stop.set())
     server, bound = build_server(port, b"x" * unary_bytes, b"x" * batch_bytes, reuse_port, ServerConfig())
     server.start()
-    freeze_startup_heap()  # as the node's processes do: the ratios compare like with like
+    tune_gc_for_serving()  # as the node's processes do: the ratios compare like with like
     ready.send(bound)  # type: ignore[attr-defined]
     stop.wait()
     server.stop(0).wait()

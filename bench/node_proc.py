@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from resolver.server import NodeServer, ServerConfig, freeze_startup_heap
+from resolver.server import NodeServer, ServerConfig, tune_gc_for_serving
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     if workers == 1:
         server = NodeServer(config)
         server.start()
-        freeze_startup_heap()
+        tune_gc_for_serving()
         info = {
             "pids": [os.getpid()],
             "public_port": server.public_port,

@@ -30,7 +30,7 @@ from resolver.cli_output import utc
 from resolver.client import IdnodeClient, IdnodeRpcError, all_pages, value
 from resolver.datadir import DataDir
 from resolver.logs import configure_logging
-from resolver.server import NodeServer, ServerConfig, freeze_startup_heap, with_port
+from resolver.server import NodeServer, ServerConfig, tune_gc_for_serving, with_port
 from resolver.workers import WorkerPool
 
 DEFAULT_NODE_PREFIX = "88.118"
@@ -316,7 +316,7 @@ def serve(
     if workers == 1 or config.store == "redis-cluster":  # a cluster front end: scale by running more
         server = NodeServer(config)
         server.start()
-        freeze_startup_heap()
+        tune_gc_for_serving()
         _banner(server.registry.node_prefix, config, server.public_port, server.management_port, 1, seeded)
         stop.wait()
         click.echo("shutting down", err=True)

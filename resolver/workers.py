@@ -34,7 +34,7 @@ from registry.replica import ReplicaStore
 from registry.rocks import RocksStore
 from resolver.fanout import ReplicaFanout, ReplicaFollower
 from resolver.logs import configure_logging
-from resolver.server import NodeServer, ServerConfig, freeze_startup_heap, with_port
+from resolver.server import NodeServer, ServerConfig, tune_gc_for_serving, with_port
 
 log = logging.getLogger("idnode.workers")
 
@@ -96,7 +96,7 @@ def writer_main(config: ServerConfig, address: str, authkey: bytes, ready: Conne
     fanout = ReplicaFanout(address, authkey, server.store.committed_sequence)
     server.registry.listeners.append(fanout)
     server.start()
-    freeze_startup_heap()
+    tune_gc_for_serving()
     ready.send(
         (
             server.public_port,
@@ -135,7 +135,7 @@ def reader_main(config: ServerConfig, index: int, address: str, authkey: bytes, 
     replica.catch_up()  # ... and everything acknowledged before it is in the secondary now
     follower.start(replica, server.cache, on_lost)
     server.start()
-    freeze_startup_heap()
+    tune_gc_for_serving()
     ready.send((server.public_port, 0, server.registry.node_prefix, server.http_port, 0))
     stop.wait()
     if not lost.is_set():

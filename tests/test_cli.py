@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from resolver.cli import cli
 from resolver.datadir import DataDir
-from resolver.server import NodeServer
+from resolver.server import SERVING_GC_YOUNG_THRESHOLD, NodeServer
 from tests.node_fixtures import management_target, public_target
 
 
@@ -272,16 +272,20 @@ def test_the_readme_configuration_example_is_a_valid_server_config(tmp_path: Pat
 
 
 @pytest.mark.parametrize("workers", [["--workers", "1"], ["--workers", "2"]], ids=["single", "two-workers"])
-def test_every_serving_process_freezes_its_startup_heap(tmp_path: Path, workers: list[str]) -> None:
+def test_every_serving_process_tunes_its_collector(tmp_path: Path, workers: list[str]) -> None:
     """Each process that serves (the single process, or every worker) freezes what it built while
-    starting (:func:`resolver.server.freeze_startup_heap`), once."""
+    starting and raises its young-generation threshold
+    (:func:`resolver.server.tune_gc_for_serving`), once."""
     with _serving(tmp_path / "data", workers=workers) as proc:
         _banner(proc)
         assert _stop(proc) == 0
         assert proc.stderr is not None
-        frozen = re.findall(r"startup heap frozen: (\d+) objects", proc.stderr.read())
-    assert len(frozen) == int(workers[1]), frozen
-    assert all(int(n) > 10_000 for n in frozen), frozen  # the modules and the server, at least
+        tuned = re.findall(
+            r"startup heap frozen: (\d+) objects.*young-generation threshold (\d+)", proc.stderr.read()
+        )
+    assert len(tuned) == int(workers[1]), tuned
+    assert all(int(n) > 10_000 for n, _ in tuned), tuned  # the modules and the server, at least
+    assert all(int(t) == SERVING_GC_YOUNG_THRESHOLD for _, t in tuned), tuned
 
 
 def test_serve_runs_one_worker_per_cpu_it_may_use(tmp_path: Path) -> None:
