@@ -283,8 +283,8 @@ SERVING_GC_YOUNG_THRESHOLD = 10_000
 """Allocations between two collections of the cyclic collector's youngest generation in a serving
 process (CPython's default: 700). A resolve leaves no cyclic garbage (every collection under the
 benchmark's load freed nothing), so a collection is pure overhead: fewer of them, each over the
-calls in flight, cost less. Cyclic garbage from other paths waits up to ~10,000 allocations longer,
-a few MB at most."""
+calls in flight, cost less. Cyclic garbage from other paths waits for up to 10,000 allocations
+instead of 700."""
 
 
 def tune_gc_for_serving() -> None:
@@ -295,9 +295,9 @@ def tune_gc_for_serving() -> None:
        per-call garbage sets off, traverse only what was made since.
     2. Collect the youngest generation every :data:`SERVING_GC_YOUNG_THRESHOLD` allocations.
 
-    Measured (``bench/bench_overhead.py`` runs servers with and without both): about 5-15% less
-    server CPU per unary call between runs, for the node and the bare echo alike (bench/README.md,
-    "Per-call overhead").
+    Measured (``bench/bench_overhead.py`` runs servers with and without both): 8% less server CPU
+    per unary call for the node, 4% for the bare echo, in session 6's 5-round run; the freeze
+    alone had saved about 5% (bench/README.md, "Per-call overhead").
 
     Not for processes that start and stop many servers (tests): cyclic garbage among frozen
     objects is never collected."""
