@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.rocks import RocksStore
+from registry.rocks import BOTTOMMOST_ZSTD_LEVEL, RocksStore
 from registry.store import Add, Put, StoreUnavailable, Table, Txn
 from tests.conformance.suite import StoreConformance
 
@@ -95,3 +95,17 @@ def test_context_manager_closes(tmp_path: Path) -> None:
         s.commit(Txn(writes=(Put(Table.RECORDS, b"k", b"w"),)))
     with RocksStore(tmp_path / "db", block_cache_bytes=1 << 20) as s2:
         assert s2.get(Table.RECORDS, b"k") == b"v"
+
+
+def test_bottom_level_compression_holds_on_new_and_existing_db(tmp_path: Path) -> None:
+    """Every column family's bottom level is ZSTD at :data:`BOTTOMMOST_ZSTD_LEVEL`, as RocksDB
+    records the options in effect (its OPTIONS file), on creation and again on reopening (some
+    rocksdict options are silently dropped on reopen)."""
+    for _ in range(2):
+        RocksStore(tmp_path / "db").close()
+        latest = max((tmp_path / "db").glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
+        sections = latest.read_text().split("[CFOptions ")[1:]
+        assert len(sections) == len(Table) + 2  # the tables, "default" and the counters
+        for section in sections:
+            assert "bottommost_compression=kZSTD" in section
+            assert f";level={BOTTOMMOST_ZSTD_LEVEL};" in section
