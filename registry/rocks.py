@@ -43,7 +43,8 @@ there). On 4 KiB blocks RocksDB's default level (3) saves under 1% of the bytes 
 writes 6-10% slower: a 10^6 import ran 380,000 rows/s at level 1 against 361,000 (medians of 4
 alternating pairs), at 98.8 bytes per identifier against 98.5 (bench/README.md, "Bulk import",
 session 6). Reads do not notice: uniform random gets from a 10^6-record file with an 8 MiB block
-cache cost 14.0 us at level 1 and 14.2 at level 3 (medians of 5 alternating rounds)."""
+cache cost 14.0 us at level 1 and 14.2 at level 3 (a throwaway script, medians of 5 alternating
+rounds)."""
 
 
 def _options(block_cache: Cache) -> Options:
