@@ -43,6 +43,7 @@ RESTART_BACKOFF_SECONDS = 1.0
 
 
 ORPHAN_CHECK_SECONDS = 1.0
+"""How often a worker checks that its supervisor is still its parent."""
 
 
 def _stop_on_signals() -> threading.Event:

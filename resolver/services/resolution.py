@@ -60,13 +60,12 @@ class AbsentMemo(dict[bytes, T]):
     def __init__(self) -> None:
         super().__init__()
         self.size = 0
-        self.max_size = _ABSENT_MEMO_MAX_BYTES
 
     def keep(self, key: bytes, answer: T, answer_size: int) -> None:
         """Keep ``answer`` (about ``answer_size`` bytes) for ``key``, unless ``key`` is too long."""
         if len(key) > _ABSENT_MEMO_MAX_KEY:
             return
-        if self.size >= self.max_size:
+        if self.size >= _ABSENT_MEMO_MAX_BYTES:
             self.clear()
             self.size = 0
         self[key] = answer
