@@ -329,9 +329,11 @@ def test_partition_ranges_hold_every_record_of_their_partition(tmp_path: Path, s
     what merging the whole runs between the same cuts gives, in both twins."""
     run_records = long_runs(seed)
     paths = []
+    whole = []
     for i, records in enumerate(run_records):
         paths.append(tmp_path / f"run-{i}.run")
-        paths[-1].write_bytes(framed(records))
+        whole.append(framed(records))
+        runs.write_run(str(paths[-1]), whole[-1])
     every_key = sorted({k for r in run_records for k in r})
     rng = random.Random(seed)
     for n_cuts in (0, 1, 3, 17):
@@ -339,11 +341,10 @@ def test_partition_ranges_hold_every_record_of_their_partition(tmp_path: Path, s
         per_run = []
         for path in paths:
             tail, size = runs.tail_bytes(str(path))
-            assert size - len(tail) == read_index(path.read_bytes())[0]  # just the index and footer
+            assert size - len(tail) == read_index(whole[len(per_run)])[0]  # just the index and footer
             per_run.append(runs.ranges(tail, cuts, size))
         bounds: list[bytes | None] = [None, *cuts, None]
         for p in range(len(cuts) + 1):
-            whole = [path.read_bytes() for path in paths]
             parts = [runs.read_range(str(path), *per_run[i][p]) for i, path in enumerate(paths)]
             for i, part in enumerate(parts):  # tight: whole index blocks around the partition only
                 held = sum(
@@ -615,3 +616,72 @@ def test_random_damage_gives_the_same_outcome(
     bufs[victim] = flipped(bufs[victim], flips)
     python = outcome(lambda: PyMerger(bufs, lo, None, keep_last), [2])
     assert outcome(lambda: _runs.Merger(bufs, lo, None, keep_last), [2]) == python
+
+
+# -- packed run files (runs.write_run) ----------------------------------------------------------
+def packed_records(seed: int, n: int) -> Records:
+    """``n`` records whose values are long and alike (as real records are), so a run spans many
+    BLOCKs and compresses."""
+    rng = random.Random(seed)
+    words = [b"product", b"batch", b"https://example.com/p/", b"2026-11-29", b"\xe4\xba\xa7\xe5\x93\x81"]
+    return {
+        b"88.118.%d/SN-%08d" % (rng.randrange(20), rng.randrange(10**8)): (
+            b"|".join(rng.choice(words) + b"%d" % rng.randrange(1000) for _ in range(rng.randrange(1, 60))),
+            row,
+        )
+        for row in range(n)
+    }
+
+
+@PROPS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 1200),
+    cuts=st.lists(st.integers(0, 2**40), min_size=2, max_size=2),
+)
+@example(seed=1, n=1200, cuts=[runs.BLOCK - 1, runs.BLOCK + 1])
+@example(seed=1, n=1200, cuts=[runs.BLOCK, 2 * runs.BLOCK])
+@example(seed=1, n=0, cuts=[0, 0])
+def test_packed_run_reads_back_as_the_unpacked_bytes(
+    tmp_path_factory: Any, seed: int, n: int, cuts: list[int]
+) -> None:
+    """Any byte range of a packed run's records reads back as the unpacked run's same bytes, and
+    the index, footer and size it reports are the unpacked run's."""
+    data = framed(packed_records(seed, n))
+    path = tmp_path_factory.mktemp("packed") / "r.run"
+    runs.write_run(str(path), data)
+    records_end = read_index(data)[0]
+    tail, size = runs.tail_bytes(str(path))
+    assert size == len(data) and tail == data[records_end:]
+    assert runs.index_entries(str(path)) == FOOTER.unpack(data[-FOOTER.size :])[2]
+    start, end = sorted(c % (records_end + 1) for c in cuts)
+    assert runs.read_range(str(path), start, end) == data[start:end]
+
+
+def test_packed_run_is_smaller_than_its_records(tmp_path: Path) -> None:
+    data = framed(packed_records(7, 3000))
+    path = tmp_path / "r.run"
+    runs.write_run(str(path), data)
+    assert read_index(data)[0] > 4 * runs.BLOCK  # several blocks
+    assert path.stat().st_size < len(data) / 3
+
+
+@pytest.mark.parametrize("damage", ["flip a block byte", "cut the file", "unpacked", "table", "out of range"])
+def test_damaged_packed_run_raises_run_corrupt(tmp_path: Path, damage: str) -> None:
+    data = framed(packed_records(3, 1000))
+    records_end = read_index(data)[0]
+    path = tmp_path / "r.run"
+    runs.write_run(str(path), data)
+    raw = bytearray(path.read_bytes())
+    table_at = struct.unpack_from("<Q", raw, len(raw) - runs.TRAILER.size)[0]
+    if damage == "flip a block byte":
+        raw[table_at // 2] ^= 0x40  # inside a compressed block: its checksum or its format breaks
+    elif damage == "cut the file":
+        raw = raw[: len(raw) // 2]
+    elif damage == "unpacked":
+        raw = bytearray(data)
+    elif damage == "table":
+        struct.pack_into("<Q", raw, table_at + 8, 7)  # the second block's offset
+    path.write_bytes(bytes(raw))
+    with pytest.raises(runs.RunCorrupt):
+        runs.read_range(str(path), 0, records_end if damage != "out of range" else records_end + 1)

@@ -395,8 +395,7 @@ def _spill(
     if keys:
         assert settings.sst_dir is not None
         path = Path(settings.sst_dir) / f"chunk-{chunk.seq:09d}-{os.getpid()}.run"
-        with open(path, "wb") as f:
-            f.write(runs.frame(keys, values, numbers))
+        runs.write_run(str(path), runs.frame(keys, values, numbers))
         result.run = str(path)
         result.run_records = len(keys)
     return rest[0], rest[1], rest[2], rest_values
