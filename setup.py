@@ -9,11 +9,14 @@ time; ``IDNODE_REQUIRE_NATIVE=1`` (set by scripts/test.sh) makes a missing build
 from setuptools import Extension, setup
 
 SHARED = ["registry/native_wire.h"]
+RUN_FORMAT = "registry/bulk/run_format.h"  # the run file layout, written by both bulk modules
 NATIVE = [
     Extension("cache._sieve", ["cache/_sieve.c"], optional=True),
     Extension("resolver._hotpath", ["resolver/_hotpath.c"], depends=SHARED, optional=True),
-    Extension("registry.bulk._csvfast", ["registry/bulk/_csvfast.c"], depends=SHARED, optional=True),
-    Extension("registry.bulk._runs", ["registry/bulk/_runs.c"], optional=True),
+    Extension(
+        "registry.bulk._csvfast", ["registry/bulk/_csvfast.c"], depends=[*SHARED, RUN_FORMAT], optional=True
+    ),
+    Extension("registry.bulk._runs", ["registry/bulk/_runs.c"], depends=[RUN_FORMAT], optional=True),
 ]
 
 setup(ext_modules=NATIVE)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,10 +23,12 @@ from hypothesis import strategies as st
 from rocksdict import Rdict
 
 from registry.bulk import _csvfast, chunks, importer
+from registry.bulk import runs as run_files
 from registry.bulk.chunks import ChunkResult, Conflict, Settings, build_chunk
 from registry.bulk.formats import Chunk, Format, parse_header
 from registry.bulk.importer import KeyFilter
 from registry.bulk.rows import RowChecker, RowRules
+from registry.bulk.runs import read_index
 from registry.model import Principal
 from registry.native import enabled as native_enabled
 from registry.rocks import RocksStore, sst_options
@@ -87,14 +90,15 @@ def build(
     conflict: Conflict = Conflict.FAIL,
     native: bool,
     sst_dir: Path | None = None,
+    runs: bool = False,
 ) -> ChunkResult:
     """``build_chunk`` of ``data`` with a fresh checker, with or without the extension; an SST
-    file's records are read back into ``values``."""
+    file's records are read back into ``values``, a run file's whole unpacked bytes into ``run``."""
     chunk = Chunk(3, START, START + len(data), data)
     if sst_dir is not None:
         sst_dir.mkdir(exist_ok=True)
     setup = Settings(
-        rules, Format.CSV, tuple(parse_header(header)), conflict, str(sst_dir) if sst_dir else None, 1
+        rules, Format.CSV, tuple(parse_header(header)), conflict, str(sst_dir) if sst_dir else None, 1, runs
     )
     with using(native):
         result = build_chunk(chunk, setup, RowChecker(rules))
@@ -103,6 +107,9 @@ def build(
         items = sst_items(result.sst, sst_dir / "read")
         assert [k for k, _ in items] == result.keys
         result = replace(result, values=[v for _, v in items], sst="written")
+    if result.run is not None:
+        tail, size = run_files.tail_bytes(result.run)
+        result = replace(result, run=run_files.read_range(result.run, 0, size - len(tail)) + tail)  # type: ignore[arg-type]
     return result
 
 
@@ -250,6 +257,25 @@ def test_mutated_rows_give_the_same_result(
         assert result.missing
 
 
+@pytest.mark.parametrize("conflict", list(Conflict))
+def test_rows_go_to_the_same_run_file(
+    enterprises: dict[bytes, bytes], tmp_path: Path, conflict: Conflict
+) -> None:
+    """With run files, the extension encodes the taken rows straight into the run
+    (``Rows.settle_run``): byte for byte the run the pure-Python path frames, with the same
+    duplicates and counts."""
+    rows = mutated_rows(2500, 5)
+    result = assert_same(csv_bytes(rows), rules_for(enterprises), tmp_path, conflict=conflict, runs=True)
+    assert result.run is not None and result.run_records > 1500 and not result.keys
+    assert read_index(result.run)[1] == result.run_records  # type: ignore[arg-type]
+    if conflict is Conflict.FAIL:
+        assert any(r.reason == "ALREADY_EXISTS" for r in result.rejects)
+    elif conflict is Conflict.SKIP:
+        assert result.skipped
+    else:
+        assert result.superseded
+
+
 def test_values_returned_instead_of_an_sst(enterprises: dict[bytes, bytes]) -> None:
     result = assert_same(csv_bytes(mutated_rows(800, 9)), rules_for(enterprises))
     assert result.sst is None and result.values is not None and len(result.values) == len(result.keys)
@@ -318,13 +344,20 @@ lines = st.lists(st.one_of(good_shape, good_shape, any_shape), min_size=1, max_s
 
 
 @settings(max_examples=400, deadline=None)
-@given(lines, st.sampled_from(list(Conflict)))
-@example(["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "", "88.118.1/a,d,,,,,,,"], Conflict.REPLACE)
-@example(["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "88.118.1/a,d,,,,,,,"], Conflict.FAIL)
-@example(["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "88.118.1/a,d,,,,,,,"], Conflict.SKIP)
-def test_random_rows(enterprises: dict[bytes, bytes], lines: list[str], conflict: Conflict) -> None:
+@given(lines, st.sampled_from(list(Conflict)), st.booleans())
+@example(["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "", "88.118.1/a,d,,,,,,,"], Conflict.REPLACE, True)
+@example(["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "88.118.1/a,d,,,,,,,"], Conflict.FAIL, True)
+@example(["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "88.118.1/a,d,,,,,,,"], Conflict.SKIP, False)
+def test_random_rows(
+    enterprises: dict[bytes, bytes], lines: list[str], conflict: Conflict, runs: bool
+) -> None:
+    """The same result with and without the extension; with ``runs``, the same run file."""
     data = "\n".join(lines).encode()
-    assert_same(data, rules_for(enterprises), conflict=conflict)
+    if runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            assert_same(data, rules_for(enterprises), Path(tmp), conflict=conflict, runs=True)
+    else:
+        assert_same(data, rules_for(enterprises), conflict=conflict)
 
 
 def python_usable(data: bytes) -> bool:

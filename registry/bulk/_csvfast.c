@@ -43,6 +43,12 @@
  *       by key: the taken rows' records are encoded now, in that order, so they lie in memory in
  *       the order an SST writer reads them. Once per Rows, after next() answered None.
  *
+ *   Rows.settle_run(extra, conflict) -> (run, count, dups, superseded, skipped)
+ *       settle's outcome as the bytes of a run file (registry.bulk.runs: byte for byte
+ *       runs.frame(keys, values, rows) of settle's answer) holding ``count`` records: the taken
+ *       rows are encoded straight into it, and no per-row Python object is made. Once per Rows,
+ *       instead of settle.
+ *
  *   LIMITS: tuple[int, int, int, int, int]
  *       The limits compiled in: registry.limits' VALUE_DATA_MAX_BYTES, RECORD_MAX_BYTES,
  *       IDENTIFIER_MAX_CHARS, PREFIX_MAX_CHARS, SEGMENT_MAX_CHARS (CsvPlan uses the encoder only
@@ -61,6 +67,7 @@
 #include <Python.h>
 
 #include "../native_wire.h"
+#include "run_format.h"
 #include <structmember.h>
 #include <stdint.h>
 #include <string.h>
@@ -696,9 +703,13 @@ static PyObject *item_record(Rows *self, Item *it) {
     return record;
 }
 
-static PyObject *Rows_settle(Rows *self, PyObject *const *args, Py_ssize_t nargs) {
+/* What settle and settle_run share: the checks, then every item in (key, number) order. Returns
+ * the items (PyMem; each Python item holding a reference, dropped by free_items) and sets *m and
+ * *conflict, or returns NULL with an exception set. */
+static Item *sorted_items(Rows *self, PyObject *const *args, Py_ssize_t nargs, const char *usage, long *conflict,
+                          Py_ssize_t *m) {
     if (nargs != 2 || !PyList_Check(args[0]) || !PyLong_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "settle(extra: list, conflict: int)");
+        PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
     if (self->state != 0) {
@@ -709,20 +720,20 @@ static PyObject *Rows_settle(Rows *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_RuntimeError, "settle() before next() answered None");
         return NULL;
     }
-    long conflict = PyLong_AsLong(args[1]);
-    if (conflict == -1 && PyErr_Occurred()) return NULL;
-    if (conflict < 0 || conflict > 2) {
+    *conflict = PyLong_AsLong(args[1]);
+    if (*conflict == -1 && PyErr_Occurred()) return NULL;
+    if (*conflict < 0 || *conflict > 2) {
         PyErr_SetString(PyExc_ValueError, "conflict must be 0 (fail), 1 (skip) or 2 (replace)");
         return NULL;
     }
     self->state = 1;
     PyObject *extra = args[0];
     Py_ssize_t nextra = PyList_GET_SIZE(extra);
-    Py_ssize_t m = self->count + nextra;
-    PyObject *keys = NULL, *numbers = NULL, *owners = NULL, *values = NULL, *dups = NULL, *answer = NULL;
-    Item *items = PyMem_Calloc(m ? (size_t)m : 1, sizeof(Item)); /* zeroed: .item NULL until held */
+    *m = self->count + nextra;
+    Item *items = PyMem_Calloc(*m ? (size_t)*m : 1, sizeof(Item)); /* zeroed: .item NULL until held */
     if (items == NULL) {
         PyErr_NoMemory();
+        self->state = 2;
         return NULL;
     }
     for (Py_ssize_t i = 0; i < self->count; i++) {
@@ -735,16 +746,85 @@ static PyObject *Rows_settle(Rows *self, PyObject *const *args, Py_ssize_t nargs
             !PyLong_Check(PyTuple_GET_ITEM(item, 1)) || !PyUnicode_Check(PyTuple_GET_ITEM(item, 2)) ||
             !PyBytes_Check(PyTuple_GET_ITEM(item, 3))) {
             PyErr_SetString(PyExc_TypeError, "extra items must be (bytes, int, str, bytes)");
-            goto done;
+            goto broken;
         }
         Py_ssize_t number = PyLong_AsSsize_t(PyTuple_GET_ITEM(item, 1));
-        if (number == -1 && PyErr_Occurred()) goto done;
+        if (number == -1 && PyErr_Occurred()) goto broken;
         Py_INCREF(item); /* the list may not change under us, but hold them all the same */
         PyObject *key = PyTuple_GET_ITEM(item, 0);
         items[self->count + i] =
             make_item((const unsigned char *)PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), number, NULL, item);
     }
-    if (m > 1) qsort(items, (size_t)m, sizeof(Item), compare_items);
+    if (*m > 1) qsort(items, (size_t)*m, sizeof(Item), compare_items);
+    return items;
+broken:
+    for (Py_ssize_t i = 0; i < *m; i++) Py_XDECREF(items[i].item);
+    PyMem_Free(items);
+    self->state = 2;
+    return NULL;
+}
+
+static void free_items(Item *items, Py_ssize_t m) {
+    for (Py_ssize_t i = 0; i < m; i++) Py_XDECREF(items[i].item);
+    PyMem_Free(items);
+}
+
+/* The end of the group of items sharing items[i]'s key (in row order). With ``prefetch``, fetches
+ * what encoding reads of the items ahead: they are read in key order, i.e. all over the chunk, so
+ * their entries and keys 16 items ahead, their lines 8 ahead (by then the entry is in the cache). */
+static Py_ssize_t group_end(const Rows *self, const Item *items, Py_ssize_t i, Py_ssize_t m, int prefetch) {
+#if defined(__GNUC__)
+    if (prefetch) {
+        if (i + 16 < m && items[i + 16].entry != NULL) {
+            __builtin_prefetch(items[i + 16].entry);
+            __builtin_prefetch(items[i + 16].key);
+        }
+        if (i + 8 < m && items[i + 8].entry != NULL) {
+            const char *line = PyBytes_AS_STRING(self->data) + items[i + 8].entry->line;
+            Py_ssize_t len = items[i + 8].entry->len;
+            for (Py_ssize_t at = 0; at < len && at < 256; at += 64) __builtin_prefetch(line + at);
+        }
+    }
+#else
+    (void)self;
+    (void)prefetch;
+#endif
+    Py_ssize_t j = i + 1;
+    while (j < m && same_key(&items[j], &items[i])) j++;
+    return j;
+}
+
+/* Settles the group items[i:j] by ``conflict``: which item is kept; the others are counted in
+ * *superseded or *skipped, or with FAIL appended to ``dups`` as (number, record). -1 on error. */
+static Py_ssize_t settle_group(Rows *self, Item *items, Py_ssize_t i, Py_ssize_t j, long conflict, PyObject *dups,
+                               Py_ssize_t *superseded, Py_ssize_t *skipped) {
+    if (conflict == 2) {
+        *superseded += j - i - 1;
+        return j - 1; /* replace: the last wins */
+    }
+    if (conflict == 1) {
+        *skipped += j - i - 1;
+        return i;
+    }
+    for (Py_ssize_t k = i + 1; k < j; k++) {
+        PyObject *record = item_record(self, &items[k]);
+        if (record == NULL) return -1;
+        PyObject *dup = Py_BuildValue("(nO)", items[k].number, record);
+        Py_DECREF(record);
+        if (dup == NULL) return -1;
+        int rc = PyList_Append(dups, dup);
+        Py_DECREF(dup);
+        if (rc < 0) return -1;
+    }
+    return i;
+}
+
+static PyObject *Rows_settle(Rows *self, PyObject *const *args, Py_ssize_t nargs) {
+    long conflict;
+    Py_ssize_t m;
+    Item *items = sorted_items(self, args, nargs, "settle(extra: list, conflict: int)", &conflict, &m);
+    if (items == NULL) return NULL;
+    PyObject *keys = NULL, *numbers = NULL, *owners = NULL, *values = NULL, *dups = NULL, *answer = NULL;
     Py_ssize_t kept = 0, superseded = 0, skipped = 0;
     for (Py_ssize_t i = 0; i < m; i++)
         if (i == 0 || !same_key(&items[i], &items[i - 1])) kept++;
@@ -755,40 +835,10 @@ static PyObject *Rows_settle(Rows *self, PyObject *const *args, Py_ssize_t nargs
     dups = PyList_New(0);
     if (keys == NULL || numbers == NULL || owners == NULL || values == NULL || dups == NULL) goto done;
     Py_ssize_t out = 0;
-    const char *chunk = PyBytes_AS_STRING(self->data);
     for (Py_ssize_t i = 0; i < m;) {
-#if defined(__GNUC__)
-        /* The rows are read in key order, i.e. all over the chunk: fetch their entries and keys
-         * 16 items ahead, their lines 8 ahead (by then the entry is in the cache). */
-        if (i + 16 < m && items[i + 16].entry != NULL) {
-            __builtin_prefetch(items[i + 16].entry);
-            __builtin_prefetch(items[i + 16].key);
-        }
-        if (i + 8 < m && items[i + 8].entry != NULL) {
-            const char *line = chunk + items[i + 8].entry->line;
-            Py_ssize_t len = items[i + 8].entry->len;
-            for (Py_ssize_t at = 0; at < len && at < 256; at += 64) __builtin_prefetch(line + at);
-        }
-#endif
-        Py_ssize_t j = i + 1; /* items[i:j] share a key, in row order */
-        while (j < m && same_key(&items[j], &items[i])) j++;
-        Py_ssize_t chosen = conflict == 2 ? j - 1 : i; /* replace: the last wins; else the first */
-        if (conflict == 2) {
-            superseded += j - i - 1;
-        } else if (conflict == 1) {
-            skipped += j - i - 1;
-        } else {
-            for (Py_ssize_t k = i + 1; k < j; k++) {
-                PyObject *record = item_record(self, &items[k]);
-                if (record == NULL) goto done;
-                PyObject *dup = Py_BuildValue("(nO)", items[k].number, record);
-                Py_DECREF(record);
-                if (dup == NULL) goto done;
-                int rc = PyList_Append(dups, dup);
-                Py_DECREF(dup);
-                if (rc < 0) goto done;
-            }
-        }
+        Py_ssize_t j = group_end(self, items, i, m, 1);
+        Py_ssize_t chosen = settle_group(self, items, i, j, conflict, dups, &superseded, &skipped);
+        if (chosen < 0) goto done;
         Item *it = &items[chosen];
         PyObject *key, *number, *owner, *record;
         if (it->item != NULL) {
@@ -819,12 +869,71 @@ static PyObject *Rows_settle(Rows *self, PyObject *const *args, Py_ssize_t nargs
     }
     answer = Py_BuildValue("(OOOOOnn)", keys, numbers, owners, values, dups, superseded, skipped);
 done:
-    for (Py_ssize_t i = 0; i < m; i++) Py_XDECREF(items[i].item);
-    PyMem_Free(items);
+    free_items(items, m);
     Py_XDECREF(keys);
     Py_XDECREF(numbers);
     Py_XDECREF(owners);
     Py_XDECREF(values);
+    Py_XDECREF(dups);
+    if (answer == NULL) self->state = 2;
+    return answer;
+}
+
+/* The size of the record an item stands for. */
+static Py_ssize_t item_size(const Item *it) {
+    return it->item != NULL ? PyBytes_GET_SIZE(PyTuple_GET_ITEM(it->item, 3)) : it->entry->size;
+}
+
+static PyObject *Rows_settle_run(Rows *self, PyObject *const *args, Py_ssize_t nargs) {
+    long conflict;
+    Py_ssize_t m;
+    Item *items = sorted_items(self, args, nargs, "settle_run(extra: list, conflict: int)", &conflict, &m);
+    if (items == NULL) return NULL;
+    PyObject *run = NULL, *dups = NULL, *answer = NULL;
+    Py_ssize_t superseded = 0, skipped = 0;
+    /* Pass 1: the kept records' sizes, for one buffer. */
+    uint64_t records_end = 0, index_size = 0, kept = 0;
+    for (Py_ssize_t i = 0; i < m;) {
+        Py_ssize_t j = group_end(self, items, i, m, 0);
+        const Item *it = &items[conflict == 2 ? j - 1 : i];
+        records_end += run_record_size((uint64_t)it->keylen, (uint64_t)item_size(it));
+        index_size += run_index_size(kept++, (uint64_t)it->keylen);
+        i = j;
+    }
+    if (records_end + index_size > (uint64_t)PY_SSIZE_T_MAX - RUN_FOOTER_SIZE) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    run = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(records_end + index_size + RUN_FOOTER_SIZE));
+    dups = PyList_New(0);
+    if (run == NULL || dups == NULL) goto done;
+    /* Pass 2: each kept record straight into the run (the taken rows encoded in place). */
+    RunWriter w;
+    run_writer_init(&w, (unsigned char *)PyBytes_AS_STRING(run), records_end);
+    const unsigned char *chunk = (const unsigned char *)PyBytes_AS_STRING(self->data);
+    for (Py_ssize_t i = 0; i < m;) {
+        Py_ssize_t j = group_end(self, items, i, m, 1);
+        Py_ssize_t chosen = settle_group(self, items, i, j, conflict, dups, &superseded, &skipped);
+        if (chosen < 0) goto done;
+        const Item *it = &items[chosen];
+        Py_ssize_t size = item_size(it);
+        unsigned char *value = run_writer_record(&w, it->key, (uint32_t)it->keylen, (uint32_t)size);
+        if (it->item != NULL) {
+            memcpy(value, PyBytes_AS_STRING(PyTuple_GET_ITEM(it->item, 3)), (size_t)size);
+        } else {
+            const Entry *e = it->entry;
+            if (encode_into(self->enc, chunk + e->line, e->len, e->owned, self->base + (uint64_t)e->number,
+                            (char *)value, size) < 0)
+                goto done;
+        }
+        run_writer_row(&w, (uint32_t)size, (uint64_t)it->number);
+        i = j;
+    }
+    run_writer_footer(&w);
+    answer = Py_BuildValue("(OKOnn)", run, (unsigned long long)kept, dups, superseded, skipped);
+done:
+    free_items(items, m);
+    Py_XDECREF(run);
     Py_XDECREF(dups);
     if (answer == NULL) self->state = 2;
     return answer;
@@ -835,6 +944,8 @@ static PyMethodDef Rows_methods[] = {
      "next() -> (number, line) of the next row Python must check, or None at the end."},
     {"settle", (PyCFunction)(void (*)(void))Rows_settle, METH_FASTCALL,
      "settle(extra, conflict) -> (keys, rows, owners, values, dups, superseded, skipped)."},
+    {"settle_run", (PyCFunction)(void (*)(void))Rows_settle_run, METH_FASTCALL,
+     "settle_run(extra, conflict) -> (run, count, dups, superseded, skipped)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -40,11 +40,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define MAGIC "IDNRUN01"   /* runs.MAGIC */
-#define INDEX_EVERY 64     /* runs.INDEX_EVERY */
-#define FOOTER_SIZE 40     /* runs.FOOTER.size: u64 records_end, u64 count, u64 entries, u32, 4x, 8s */
-#define INDEX_HEAD 12      /* runs._INDEX.size: u64 offset, u32 key length */
-#define RECORD_FIXED 16    /* u32 key length, u32 value length, u64 row */
+#include "run_format.h"
+
 
 /* ------------------------------------------------------------------------------------ helpers */
 /* Little-endian loads and stores (compilers turn these into single moves on x86 and arm64). */
@@ -54,18 +51,6 @@ static inline uint32_t load32(const unsigned char *p) {
 
 static inline uint64_t load64(const unsigned char *p) {
     return (uint64_t)load32(p) | (uint64_t)load32(p + 4) << 32;
-}
-
-static inline void store32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static inline void store64(unsigned char *p, uint64_t v) {
-    store32(p, (uint32_t)v);
-    store32(p + 4, (uint32_t)(v >> 32));
 }
 
 /* Big-endian load: two of these compare as the 8 bytes do (compilers make it one movbe/rev). */
@@ -164,26 +149,25 @@ static PyObject *frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs
             PyErr_SetString(PyExc_OverflowError, "frame() keys and values must be under 4 GiB");
             goto done;
         }
-        records_end += RECORD_FIXED + klen + vlen;
-        if (i % INDEX_EVERY == 0) index_size += INDEX_HEAD + klen;
-        if (records_end + index_size > (uint64_t)PY_SSIZE_T_MAX - FOOTER_SIZE) {
+        records_end += run_record_size(klen, vlen);
+        index_size += run_index_size((uint64_t)i, klen);
+        if (records_end + index_size > (uint64_t)PY_SSIZE_T_MAX - RUN_FOOTER_SIZE) {
             PyErr_NoMemory();
             goto done;
         }
     }
-    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(records_end + index_size + FOOTER_SIZE));
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(records_end + index_size + RUN_FOOTER_SIZE));
     if (out == NULL) goto done;
 
     /* Pass 2: records and index entries side by side. No Python code runs between the passes (a
      * bytes allocation never starts the garbage collector, and the rows are ints, whose value
      * needs no __index__), so the sequences are as pass 1 saw them. */
-    unsigned char *start = (unsigned char *)PyBytes_AS_STRING(out);
-    unsigned char *p = start, *index = start + records_end;
+    RunWriter w;
+    run_writer_init(&w, (unsigned char *)PyBytes_AS_STRING(out), records_end);
     const unsigned char *previous = NULL;
     size_t previous_len = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         const unsigned char *key = (const unsigned char *)PyBytes_AS_STRING(key_items[i]);
-        const unsigned char *value = (const unsigned char *)PyBytes_AS_STRING(value_items[i]);
         size_t klen = (size_t)PyBytes_GET_SIZE(key_items[i]);
         size_t vlen = (size_t)PyBytes_GET_SIZE(value_items[i]);
         if (previous != NULL && bytes_cmp(key, klen, previous, previous_len) <= 0) {
@@ -198,29 +182,11 @@ static PyObject *frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs
             Py_CLEAR(out);
             goto done;
         }
-        if (i % INDEX_EVERY == 0) {
-            store64(index, (uint64_t)(p - start));
-            store32(index + 8, (uint32_t)klen);
-            memcpy(index + INDEX_HEAD, key, klen);
-            index += INDEX_HEAD + klen;
-        }
-        store32(p, (uint32_t)klen);
-        memcpy(p + 4, key, klen);
-        p += 4 + klen;
-        store32(p, (uint32_t)vlen);
-        memcpy(p + 4, value, vlen);
-        p += 4 + vlen;
-        store64(p, (uint64_t)row);
-        p += 8;
+        unsigned char *value = run_writer_record(&w, key, (uint32_t)klen, (uint32_t)vlen);
+        memcpy(value, PyBytes_AS_STRING(value_items[i]), vlen);
+        run_writer_row(&w, (uint32_t)vlen, (uint64_t)row);
     }
-    /* The footer. */
-    uint64_t count = (uint64_t)n;
-    store64(index, records_end);
-    store64(index + 8, count);
-    store64(index + 16, count / INDEX_EVERY + (count % INDEX_EVERY != 0));
-    store32(index + 24, INDEX_EVERY);
-    memset(index + 28, 0, 4);
-    memcpy(index + 32, MAGIC, 8);
+    run_writer_footer(&w);
 done:
     Py_XDECREF(keys);
     Py_XDECREF(values);
@@ -284,19 +250,19 @@ typedef struct {
 /* Checks the footer and index of a run file as runs.read_index does; the run's records_end and
  * number of index entries. 0, or -1 with RunCorrupt set. */
 static int check_run(const unsigned char *buf, uint64_t size, uint64_t *records_end, uint64_t *entries) {
-    if (size < FOOTER_SIZE) return corrupt("run file shorter than its footer");
-    uint64_t end = size - FOOTER_SIZE;
+    if (size < RUN_FOOTER_SIZE) return corrupt("run file shorter than its footer");
+    uint64_t end = size - RUN_FOOTER_SIZE;
     const unsigned char *footer = buf + end;
     uint64_t records = load64(footer), count = load64(footer + 8), n = load64(footer + 16);
-    if (memcmp(footer + 32, MAGIC, 8) != 0 || load32(footer + 24) != INDEX_EVERY || records > end)
+    if (memcmp(footer + 32, RUN_MAGIC, 8) != 0 || load32(footer + 24) != RUN_INDEX_EVERY || records > end)
         return corrupt("not a run file (footer)");
-    if (n != count / INDEX_EVERY + (count % INDEX_EVERY != 0))
+    if (n != count / RUN_INDEX_EVERY + (count % RUN_INDEX_EVERY != 0))
         return corrupt("run index size does not match its count");
     uint64_t pos = records; /* pos <= end throughout */
     for (uint64_t i = 0; i < n; i++) {
-        if (end - pos < INDEX_HEAD) return corrupt("run index cut short");
+        if (end - pos < RUN_INDEX_HEAD) return corrupt("run index cut short");
         uint64_t offset = load64(buf + pos), length = load32(buf + pos + 8);
-        pos += INDEX_HEAD;
+        pos += RUN_INDEX_HEAD;
         if (end - pos < length || offset >= records) return corrupt("run index entry out of bounds");
         pos += length;
     }
@@ -315,7 +281,7 @@ static uint64_t seek(const unsigned char *buf, uint64_t records_end, uint64_t en
     uint64_t pos = records_end;
     for (uint64_t i = 0; i < entries; i++) {
         scratch[i] = pos;
-        pos += INDEX_HEAD + load32(buf + pos + 8);
+        pos += RUN_INDEX_HEAD + load32(buf + pos + 8);
     }
     const unsigned char *x = (const unsigned char *)PyBytes_AS_STRING(lo);
     size_t xlen = (size_t)PyBytes_GET_SIZE(lo);
@@ -323,7 +289,7 @@ static uint64_t seek(const unsigned char *buf, uint64_t records_end, uint64_t en
     while (a < b) {
         uint64_t mid = (a + b) / 2;
         const unsigned char *entry = buf + scratch[mid];
-        if (bytes_cmp(x, xlen, entry + INDEX_HEAD, load32(entry + 8)) < 0)
+        if (bytes_cmp(x, xlen, entry + RUN_INDEX_HEAD, load32(entry + 8)) < 0)
             b = mid;
         else
             a = mid + 1;

@@ -332,9 +332,18 @@ def _build_chunk(
                 full(row, n)
             got = batch.next()
         n = batch.count
-        keys, numbers, owners, values, dups, result.superseded, result.skipped = batch.settle(
-            good, _CONFLICT_CODES[settings.conflict]
-        )
+        if settings.runs and not want_values and not settings.stale_owners:
+            # Every record goes to the run: encoded straight into its bytes, no object per row.
+            run, count, dups, result.superseded, result.skipped = batch.settle_run(
+                good, _CONFLICT_CODES[settings.conflict]
+            )
+            keys, numbers, owners, values = [], [], [], []
+            if count:
+                _write_run(chunk, settings, result, run, count)
+        else:
+            keys, numbers, owners, values, dups, result.superseded, result.skipped = batch.settle(
+                good, _CONFLICT_CODES[settings.conflict]
+            )
     else:
         text, dirty = decode_text(chunk.data)
         for n, row in enumerate(split_rows(text, fmt), start=1):
@@ -393,12 +402,17 @@ def _spill(
     else:
         rest, rest_values = ([], [], []), []
     if keys:
-        assert settings.sst_dir is not None
-        path = Path(settings.sst_dir) / f"chunk-{chunk.seq:09d}-{os.getpid()}.run"
-        runs.write_run(str(path), runs.frame(keys, values, numbers))
-        result.run = str(path)
-        result.run_records = len(keys)
+        _write_run(chunk, settings, result, runs.frame(keys, values, numbers), len(keys))
     return rest[0], rest[1], rest[2], rest_values
+
+
+def _write_run(chunk: Chunk, settings: Settings, result: ChunkResult, run: bytes, count: int) -> None:
+    """Write ``run`` (the bytes of a run file of ``count`` records) as this chunk's run file."""
+    assert settings.sst_dir is not None
+    path = Path(settings.sst_dir) / f"chunk-{chunk.seq:09d}-{os.getpid()}.run"
+    runs.write_run(str(path), run)
+    result.run = str(path)
+    result.run_records = count
 
 
 _CONFLICT_CODES = {Conflict.FAIL: 0, Conflict.SKIP: 1, Conflict.REPLACE: 2}
