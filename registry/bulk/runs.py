@@ -197,31 +197,32 @@ class _Packed:
         """The unpacked run's index and footer."""
         return os.pread(self.fd, self.end - self.index_at, self.index_at)
 
-    def records(self, start: int, end: int) -> bytes:
+    def records(self, start: int, end: int) -> bytearray:
         """Unpacked records bytes ``start:end``."""
         if not 0 <= start <= end <= self.records_end:
             raise RunCorrupt("run range out of bounds")
         if start == end:
-            return b""
+            return bytearray()
         first, last = start // BLOCK, (end - 1) // BLOCK
         at = self.offsets[first]
         packed = os.pread(self.fd, self.offsets[last + 1] - at, at)
         if len(packed) != self.offsets[last + 1] - at:
             raise RunCorrupt("run file shorter than its block table says")
-        decompressor = zstandard.ZstdDecompressor()
-        view = memoryview(packed)
+        reader = zstandard.ZstdDecompressor().stream_reader(packed, read_across_frames=True)
+        out = bytearray(end - start)
+        view = memoryview(out)
+        got = 0
         try:
-            pieces = [
-                decompressor.decompress(view[self.offsets[k] - at : self.offsets[k + 1] - at])
-                for k in range(first, last + 1)
-            ]
+            reader.seek(start - first * BLOCK)
+            while got < len(out) and (n := reader.readinto(view[got:])) > 0:
+                got += n
         except zstandard.ZstdError as exc:
             raise RunCorrupt(f"run block does not decompress: {exc}") from None
-        if any(len(piece) != BLOCK for piece in pieces[:-1]) or len(pieces[-1]) < (end - 1) % BLOCK + 1:
+        finally:
+            view.release()
+        if got < len(out):
             raise RunCorrupt("run blocks shorter than their records")
-        pieces[-1] = pieces[-1][: (end - 1) % BLOCK + 1]  # slicing a bytes whole is free
-        pieces[0] = pieces[0][start - first * BLOCK :]
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return out
 
 
 def index_entries(path: str) -> int:
@@ -239,7 +240,7 @@ def tail_bytes(path: str) -> tuple[bytes, int]:
     return tail, packed.records_end + len(tail)
 
 
-def read_range(path: str, start: int, end: int) -> bytes:
+def read_range(path: str, start: int, end: int) -> bytearray:
     """Bytes ``start:end`` of the unpacked records of the run file at ``path``: whole records, for
     ``Merger(plain=True)``. Read and decompressed into memory of this process's own."""
     with open(path, "rb") as f:
