@@ -235,18 +235,26 @@ def test_only_the_first_row_of_each_prefix_goes_back_to_python(enterprises: dict
 
 @pytest.mark.parametrize("conflict", list(Conflict))
 @pytest.mark.parametrize("who", ["admin", "enterprise", "create"])
+@pytest.mark.parametrize("runs", [False, True], ids=["records", "run"])
 def test_mutated_rows_give_the_same_result(
-    enterprises: dict[bytes, bytes], tmp_path: Path, conflict: Conflict, who: str
+    enterprises: dict[bytes, bytes], tmp_path: Path, conflict: Conflict, who: str, runs: bool
 ) -> None:
+    """The same result with and without the extension. With ``runs`` the extension encodes the
+    taken rows straight into the run file (``Rows.settle_run``): byte for byte the run the
+    pure-Python path frames."""
     principal = Principal.enterprise("88.118.1") if who == "enterprise" else Principal.admin()
     rules = rules_for(enterprises, principal, create=who == "create")
     rows = mutated_rows(2500, 3)
     text = csv_bytes(rows)
     # blank lines count no row
     text = text.replace(b"\n", b"\n\n", 40)
-    result = assert_same(text, rules, tmp_path, conflict=conflict)
-    assert result.rejects and result.keys
-    assert result.row_count == 2500
+    result = assert_same(text, rules, tmp_path, conflict=conflict, runs=runs)
+    assert result.rejects and result.row_count == 2500
+    if runs:
+        assert result.run is not None and result.run_records > 50 and not result.keys
+        assert read_index(result.run)[1] == result.run_records  # type: ignore[arg-type]
+    else:
+        assert result.keys and result.run is None
     if conflict is Conflict.FAIL:
         assert any(r.reason == "ALREADY_EXISTS" for r in result.rejects)
     elif conflict is Conflict.SKIP:
@@ -255,25 +263,6 @@ def test_mutated_rows_give_the_same_result(
         assert result.superseded
     if who == "create":
         assert result.missing
-
-
-@pytest.mark.parametrize("conflict", list(Conflict))
-def test_rows_go_to_the_same_run_file(
-    enterprises: dict[bytes, bytes], tmp_path: Path, conflict: Conflict
-) -> None:
-    """With run files, the extension encodes the taken rows straight into the run
-    (``Rows.settle_run``): byte for byte the run the pure-Python path frames, with the same
-    duplicates and counts."""
-    rows = mutated_rows(2500, 5)
-    result = assert_same(csv_bytes(rows), rules_for(enterprises), tmp_path, conflict=conflict, runs=True)
-    assert result.run is not None and result.run_records > 1500 and not result.keys
-    assert read_index(result.run)[1] == result.run_records  # type: ignore[arg-type]
-    if conflict is Conflict.FAIL:
-        assert any(r.reason == "ALREADY_EXISTS" for r in result.rejects)
-    elif conflict is Conflict.SKIP:
-        assert result.skipped
-    else:
-        assert result.superseded
 
 
 def test_values_returned_instead_of_an_sst(enterprises: dict[bytes, bytes]) -> None:
