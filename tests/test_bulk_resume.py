@@ -206,3 +206,29 @@ def test_restart_ingests_what_the_abandoned_import_had_committed(tmp_path: Path)
     assert summary.resumed is False and summary.rejected > 0
     assert_counts_match(db)
     assert not list(Path(str(db) + ".bulk").glob("*/*"))
+
+
+def test_a_damaged_run_file_stops_the_resume_and_restart_recovers(tmp_path: Path) -> None:
+    """A run file that cannot be read back (damaged on disk, or written by a version with another
+    run format) stops the resume with one clear error naming --restart; restarting then gives what
+    an uninterrupted import gives."""
+    src = _source(tmp_path)
+    db = make_node(tmp_path / "db")
+    rejects = tmp_path / "rejects.csv"
+    args = [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), "fail"]
+    env = {**os.environ, "IDNODE_BULK_FAILPOINT": "before-merge-commit:0"}
+    killed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL
+    run = sorted(Path(str(db) + ".bulk").glob("*/run-*.run"))[0]
+    raw = bytearray(run.read_bytes())
+    raw[len(raw) // 3] ^= 0x55  # inside its compressed records
+    run.write_bytes(bytes(raw))
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode != 0
+    assert "cannot be read" in again.stderr and "--restart" in again.stderr
+    summary = run_import(db, src, reject_path=rejects, restart=True, workers=2, chunk_bytes=32 << 10)
+    reference = make_node(tmp_path / "ref")
+    expected = _reference(reference, src, tmp_path / "ref.rejects.csv")
+    assert (summary.imported, summary.rejected) == (expected.imported, expected.rejected)
+    assert content(db) == content(reference)
+    assert_counts_match(db)

@@ -379,6 +379,11 @@ class _Importer:
             self.syncer = _RunSyncer(self.registry, self.sst_dir)
         try:
             self._read_and_merge(reader, src, workers)
+        except runs.RunCorrupt as exc:  # damaged, or written by a version of another run format
+            raise BulkImportError(
+                f"a run file of this import cannot be read ({exc}); rerun with --restart to import "
+                "the input afresh"
+            ) from exc
         finally:
             if self.syncer is not None:
                 self.syncer.close()
