@@ -39,7 +39,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from registry.authz import require_admin
 from registry.errors import FailedPrecondition
@@ -119,21 +119,27 @@ class AuditEntry:
 
     def canonical(self) -> bytes:
         """The bytes the hash covers: sorted-key compact ASCII JSON of every field but ``hash``."""
-        body = asdict(self)
-        del body["hash"]
+        body = {name: getattr(self, name) for name in _ENTRY_BODY}
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
     def compute_hash(self) -> str:
         return hashlib.sha256(bytes.fromhex(self.prev_hash) + self.canonical()).hexdigest()
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        body = {name: getattr(self, name) for name in _ENTRY_FIELDS}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> AuditEntry:
         """Raises ValueError (or KeyError/TypeError) for bytes that are not an entry."""
         doc = json.loads(data)
         return cls(**doc)
+
+
+_ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))
+_ENTRY_BODY = tuple(name for name in _ENTRY_FIELDS if name != "hash")
+"""The fields an entry's JSON holds, and those its hash covers (``dataclasses.asdict`` gave the
+same documents at several times the cost: it copies every value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +158,7 @@ class Change:
     record: bytes | None
 
     def encode(self) -> bytes:
-        doc = asdict(self)
+        doc = {name: getattr(self, name) for name in _CHANGE_FIELDS}
         doc["record"] = base64.b64encode(self.record).decode() if self.record is not None else None
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
@@ -171,6 +177,9 @@ class Change:
             return False
         p, s = fold(prefix), fold(subject)
         return s == p or s.startswith(p + b".")
+
+
+_CHANGE_FIELDS = tuple(f.name for f in fields(Change))
 
 
 @dataclass(frozen=True, slots=True)

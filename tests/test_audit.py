@@ -3,6 +3,9 @@ chain's verification catching altered and removed entries."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -13,7 +16,7 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from registry.audit import HEAD_KEY, AuditEntry, Operation, seq_key
+from registry.audit import HEAD_KEY, AuditEntry, Change, Operation, seq_key
 from registry.errors import AlreadyExists, PermissionDenied
 from registry.model import EnterpriseState, Principal, Value
 from registry.rocks import RocksStore
@@ -213,3 +216,30 @@ def test_cli_audit_and_verify(
     node.store.commit(Txn(writes=(Put(Table.AUDIT, seq_key(2), json.dumps(raw).encode()),)))
     code, out = _cli(node, node_dir, "audit", "verify")
     assert code != 0 and "sequence 2" in out
+
+
+def test_entry_and_change_documents_are_asdicts_json() -> None:
+    """Stored entries and changes are the sorted compact JSON of every field (the hash covers all
+    but ``hash``), as ``dataclasses.asdict`` gives them: the hashes of existing chains must still
+    verify."""
+    entry = AuditEntry(
+        sequence=7, time_ns=1_764_000_000_123_456_789, operation="CREATE", actor_role="enterprise",
+        actor_prefix="88.118.8", actor_fingerprint="ab" * 32, origin="grpc 10.0.0.1",
+        identifier="88.118.8/产品-1", enterprise="88.118.8", etag_before="", etag_after="0f" * 8,
+        detail={"z": "1", "a": "é"}, prev_hash="00" * 32, hash="12" * 32,
+    )  # fmt: skip
+
+    def compact(doc: dict[str, object]) -> bytes:
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+    body = dataclasses.asdict(entry)
+    assert entry.encode() == compact(body)
+    del body["hash"]
+    assert entry.canonical() == compact(body)
+    assert entry.compute_hash() == hashlib.sha256(bytes(32) + compact(body)).hexdigest()
+    for record in (b"\x00\xffrecord", None):
+        change = Change(7, 1, "CREATE", "88.118.8/产品-1", "88.118.8", "", "0f" * 8, {"b": "2"}, record)
+        doc = dataclasses.asdict(change)
+        doc["record"] = base64.b64encode(record).decode() if record is not None else None
+        assert change.encode() == json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        assert Change.decode(change.encode()) == change
