@@ -1,5 +1,5 @@
 """Protobuf wire primitives for code that assembles messages from bytes instead of message
-objects (:mod:`registry.bulk.fastcodec`, :mod:`resolver.services.wire`)."""
+objects (:mod:`registry.fastcodec`, :mod:`resolver.services.wire`)."""
 
 from __future__ import annotations
 

@@ -208,7 +208,7 @@ records = st.builds(
 @given(records)
 def test_record_round_trip(record: Record) -> None:
     data = codec.encode_record(record)
-    assert isinstance(data, bytes)
+    assert isinstance(data, bytes) and data == codec.encode_record_pb(record)
     back = codec.decode_record(data)
     assert back == record
     for before, after in zip(record.values, back.values, strict=True):

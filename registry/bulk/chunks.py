@@ -28,7 +28,6 @@ from rocksdict import SstFileWriter
 
 from registry import limits, native
 from registry.bulk import runs
-from registry.bulk.fastcodec import _tail, _timestamp, _type_field, _varint
 from registry.bulk.formats import (
     Chunk,
     Column,
@@ -42,6 +41,7 @@ from registry.bulk.formats import (
 from registry.bulk.rows import RowChecker, RowRules, etag_for, reject_message
 from registry.codec import decode_record
 from registry.errors import IdnodeError
+from registry.fastcodec import _tail, _timestamp, _type_field, _varint
 from registry.identifier import fold, prefix_length
 from registry.model import Enterprise, Value
 from registry.rocks import sst_options

@@ -5,7 +5,7 @@ value rules are :func:`registry.validation.check_values` and :func:`check_record
 may write what and who owns it is :meth:`registry.service.Registry.writer_owner`, run against a
 read-only snapshot of the node's enterprises (so worker processes can apply it without the
 database). Only the owner decision is memoised, per identifier prefix: it depends on nothing else. Records
-are encoded by :mod:`registry.bulk.fastcodec` (byte-identical to :mod:`registry.codec`).
+are encoded by :mod:`registry.fastcodec` (as every write is: :func:`registry.codec.encode_record`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from registry.bulk.fastcodec import encode_fields
 from registry.bulk.formats import NO_META, Meta
 from registry.errors import FailedPrecondition, IdnodeError, InvalidArgument
+from registry.fastcodec import encode_fields
 from registry.identifier import fold, parse
 from registry.model import Enterprise, Principal, Role, Value
 from registry.service import META_NODE_PREFIX, Registry

@@ -1,7 +1,9 @@
-"""A faster encoder of ``idnode.v1.Record`` for bulk import: the same bytes as
-:func:`registry.codec.encode_record` (deterministic serialization), built with byte operations
-instead of protobuf message objects. ``tests/test_bulk_roundtrip.py`` checks byte equality with the
-codec on generated records, including binary, empty, non-ASCII and extreme values.
+"""The encoder of ``idnode.v1.Record`` that every write uses (:func:`registry.codec.encode_record`
+and bulk import): the bytes of protobuf's deterministic serialization
+(:func:`registry.codec.encode_record_pb`, the reference), built with byte operations instead of
+protobuf message objects. ``tests/test_bulk_roundtrip.py`` checks byte equality with the reference
+on generated records, including binary, empty, non-ASCII and extreme values. Values must have
+passed validation (indexes, TTLs and times in their protobuf ranges); nothing is checked here.
 
 Wire facts used (proto3): implicit-presence scalars (``index``, ``type``, ``owner``, ``etag``,
 Timestamp ``seconds``/``nanos``) are omitted when zero/empty; ``text``/``binary`` (a oneof) and
@@ -77,7 +79,7 @@ def _tail(ttl: int, timestamp_ns: int) -> bytes:
 
 
 def encode_record(record: Record) -> bytes:
-    """Byte-identical to ``registry.codec.encode_record(record)``."""
+    """Byte-identical to ``registry.codec.encode_record_pb(record)``."""
     return encode_fields(
         record.identifier,
         record.values,
