@@ -22,6 +22,10 @@ class Value:
     ttl: int = limits.DEFAULT_TTL_SECONDS
     timestamp_ns: int = 0
 
+    def stamped(self, timestamp_ns: int) -> Value:
+        """This value with ``timestamp_ns`` (``dataclasses.replace``, without its per-call cost)."""
+        return Value(self.index, self.type, self.data, self.ttl, timestamp_ns)
+
     def same_content(self, other: Value) -> bool:
         """Equal in everything but the timestamp."""
         return (self.index, self.type, self.data, self.ttl) == (

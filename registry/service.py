@@ -356,7 +356,7 @@ class Registry:
         out = []
         for v in sorted(values, key=lambda v: v.index):
             old = before.get(v.index)
-            out.append(replace(v, timestamp_ns=old.timestamp_ns if old and old.same_content(v) else now))
+            out.append(v.stamped(old.timestamp_ns if old and old.same_content(v) else now))
         return tuple(out)
 
     def _template_violations(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 
@@ -77,6 +78,13 @@ class TickingClock:
         return next(self._next)
 
 
+def test_value_stamped_changes_only_the_timestamp() -> None:
+    value = Value(7, "T", b"\x00", ttl=9, timestamp_ns=1)
+    assert value.stamped(5) == dataclasses.replace(value, timestamp_ns=5)
+    # Value.stamped names every field: a field added to Value must be added there too
+    assert [f.name for f in dataclasses.fields(Value)] == ["index", "type", "data", "ttl", "timestamp_ns"]
+
+
 # ============================================================================ create / get / resolve
 def test_create_returns_stamped_record(registry: Registry, enterprise: Principal) -> None:
     values = [
@@ -90,6 +98,9 @@ def test_create_returns_stamped_record(registry: Registry, enterprise: Principal
     assert [v.index for v in record.values] == [1, 2, 3]  # sorted by index
     assert record.create_time_ns > 0 and record.update_time_ns == record.create_time_ns
     assert all(v.timestamp_ns == record.create_time_ns for v in record.values)
+    assert [(v.index, v.type, v.data, v.ttl) for v in record.values] == sorted(
+        (v.index, v.type, v.data, v.ttl) for v in values
+    )
     assert record.etag
     assert registry.get(enterprise, ident("Abc-001")) == record
     assert decoded(registry.resolve(ident("Abc-001"))) == record
