@@ -39,7 +39,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 from registry.authz import require_admin
 from registry.errors import FailedPrecondition
@@ -128,6 +128,17 @@ class AuditEntry:
     def encode(self) -> bytes:
         body = {name: getattr(self, name) for name in _ENTRY_FIELDS}
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+    def seal(self) -> tuple[str, bytes]:
+        """(the hash of this entry, whose ``hash`` is not set yet; the :meth:`encode` bytes of the
+        entry with that hash), from one serialization: "hash" sorts between "etag_before" and
+        "identifier", and the last ``,"identifier":`` of the canonical JSON is the top-level key's
+        (every later value is an escaped string; ``detail``, which may hold such a key, comes
+        earlier)."""
+        canonical = self.canonical()
+        digest = hashlib.sha256(bytes.fromhex(self.prev_hash) + canonical).hexdigest()
+        at = canonical.rfind(b',"identifier":')
+        return digest, b'%s,"hash":"%s"%s' % (canonical[:at], digest.encode(), canonical[at:])
 
     @classmethod
     def decode(cls, data: bytes) -> AuditEntry:
@@ -288,14 +299,14 @@ class AuditLog:
                         detail=dict(d.detail),
                         prev_hash=prev.hex(),
                     )
-                    entry = replace(entry, hash=entry.compute_hash())
+                    digest, encoded = entry.seal()
                     change = Change(
                         seq, now, entry.operation, d.identifier, d.enterprise, d.etag_before,
                         d.etag_after, dict(d.detail), d.record,
                     )  # fmt: skip
-                    writes.append(Put(Table.AUDIT, seq_key(seq), entry.encode()))
+                    writes.append(Put(Table.AUDIT, seq_key(seq), encoded))
                     writes.append(Put(Table.CHANGES, seq_key(seq), change.encode()))
-                    prev = bytes.fromhex(entry.hash)
+                    prev = bytes.fromhex(digest)
                 full = Txn(
                     expects=(*txn.expects, Expect(Table.META, HEAD_KEY, expected)),
                     writes=(*txn.writes, *writes, Put(Table.META, HEAD_KEY, _SEQ.pack(seq) + prev)),

@@ -237,6 +237,11 @@ def test_entry_and_change_documents_are_asdicts_json() -> None:
     del body["hash"]
     assert entry.canonical() == compact(body)
     assert entry.compute_hash() == hashlib.sha256(bytes(32) + compact(body)).hexdigest()
+    for detail in ({}, {"identifier": "x", "a": 'q"uote'}, {"zz": ',"identifier":"y"'}):
+        unsealed = dataclasses.replace(entry, hash="", detail=detail, etag_before='e"\\')
+        digest, encoded = unsealed.seal()
+        assert digest == unsealed.compute_hash()
+        assert encoded == dataclasses.replace(unsealed, hash=digest).encode()
     for record in (b"\x00\xffrecord", None):
         change = Change(7, 1, "CREATE", "88.118.8/产品-1", "88.118.8", "", "0f" * 8, {"b": "2"}, record)
         doc = dataclasses.asdict(change)
