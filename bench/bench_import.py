@@ -182,6 +182,7 @@ def main() -> None:
         "imported": summary["imported"],
         "rejected": summary["rejected"],
         "import_seconds": summary["seconds"],
+        "merge_seconds": summary["merge_seconds"],
         "import_rows_per_second": rate,
         "wall_seconds_incl_spawn": round(wall, 2),
         "peak_rss_main_mib": round(measured["main_rss_mib"], 1),

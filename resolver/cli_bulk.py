@@ -151,6 +151,7 @@ def _report(summary: ImportSummary, as_json: bool) -> None:
         f"rows read {summary.rows}, imported {summary.imported} ({summary.replaced} replaced), "
         f"rejected {summary.rejected}, skipped {summary.skipped}, "
         f"{summary.seconds:.1f} s, {summary.rows_per_second:,.0f} rows/s"
+        + (f" ({summary.merge_seconds:.1f} s of it merging)" if summary.merge_seconds else "")
     )
     if summary.enterprises_created:
         click.echo(f"enterprises created: {', '.join(summary.enterprises_created)}")

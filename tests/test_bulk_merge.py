@@ -66,6 +66,7 @@ def test_merged_import_equals_the_online_import(
     fields = ("rows", "imported", "rejected", "skipped", "replaced")
     assert [getattr(got, f) for f in fields] == [getattr(expected, f) for f in fields]
     assert got.rejected + got.skipped + got.replaced > 0  # the duplicates were met
+    assert 0 < got.merge_seconds < got.seconds and expected.merge_seconds == 0  # only offline merges
     assert content(db) == content(reference)
     assert counters(db) == counters(reference)
     assert_counts_match(db)

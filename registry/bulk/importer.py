@@ -179,6 +179,8 @@ class _Importer:
         self.fresh: dict[str, bool] = {}
         """Owner prefix -> its key range held no record when this run first met it."""
         self.syncer: _RunSyncer | None = None
+        self.merge_seconds = 0.0
+        """Seconds this run spent merging run files (:class:`ImportSummary`)."""
 
     def run(
         self,
@@ -397,8 +399,10 @@ class _Importer:
                 self._commit(chunk, work(chunk))
                 self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
             self._drain()
+            merge_began = time.monotonic()
             for part in self._partitions(n):
                 self._commit_merged(merge(part))
+            self._merged_for(merge_began)
             return
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(n, initializer=init_worker, initargs=(self.settings,)) as pool:
@@ -414,8 +418,15 @@ class _Importer:
                 self._commit(done_chunk, pending.get())
                 self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
             self._drain()
+            merge_began = time.monotonic()
             for merged in pool.imap(merge, self._partitions(n)):
                 self._commit_merged(merged)
+            self._merged_for(merge_began)
+
+    def _merged_for(self, began: float) -> None:
+        """Note that this run's merge, if it had anything to merge, began at ``began``."""
+        if self.ck.runs:
+            self.merge_seconds = time.monotonic() - began
 
     # -- merging the runs ----------------------------------------------------------------------
     PARTITION_RECORDS = 250_000
@@ -729,6 +740,7 @@ class _Importer:
             reject_path=self.reject_path,
             resumed=resumed,
             already_done=already_done,
+            merge_seconds=self.merge_seconds,
         )
 
 

@@ -50,6 +50,9 @@ class ImportSummary:
     resumed: bool = False
     already_done: bool = False
     """The same import had already finished; nothing was done."""
+    merge_seconds: float = 0.0
+    """Of ``seconds``, those spent merging run files into the node (an offline import into empty
+    key ranges; 0 otherwise): the rest read, checked and sorted the input."""
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
@@ -70,6 +73,7 @@ def summary(
     reject_path: Path,
     resumed: bool,
     already_done: bool = False,
+    merge_seconds: float = 0.0,
 ) -> ImportSummary:
     """The summary of a run that began at ``time.monotonic()`` value ``started``."""
     seconds = time.monotonic() - started
@@ -85,6 +89,7 @@ def summary(
         reject_path=str(reject_path),
         resumed=resumed,
         already_done=already_done,
+        merge_seconds=round(merge_seconds, 3),
     )
 
 
