@@ -169,16 +169,23 @@ def test_kill_at_the_worst_moments(
     assert rejects.read_text() == (tmp_path / "ref.rejects.csv").read_text()
 
 
-def test_a_node_changed_during_the_interruption_stops_the_resume(tmp_path: Path) -> None:
-    """A record written under an owner the import found empty, while the import was stopped before
-    merging: resuming would overwrite it, so the import refuses and says what to do."""
+def _killed_at(tmp_path: Path, point: str, *extra: str) -> tuple[Path, Path, Path, list[str]]:
+    """(source, node, reject file, the import's command) after that command, run on a fresh node,
+    was killed at the failpoint ``point``; ``extra`` are the script's further arguments."""
     src = _source(tmp_path)
     db = make_node(tmp_path / "db")
     rejects = tmp_path / "rejects.csv"
-    args = [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), "fail"]
-    env = {**os.environ, "IDNODE_BULK_FAILPOINT": "before-merge-commit:0"}
+    args = [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), "fail", *extra]
+    env = {**os.environ, "IDNODE_BULK_FAILPOINT": point}
     killed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, start_new_session=True)
     assert killed.returncode == -signal.SIGKILL
+    return src, db, rejects, args
+
+
+def test_a_node_changed_during_the_interruption_stops_the_resume(tmp_path: Path) -> None:
+    """A record written under an owner the import found empty, while the import was stopped before
+    merging: resuming would overwrite it, so the import refuses and says what to do."""
+    _, db, _, args = _killed_at(tmp_path, "before-merge-commit:0")
     with RocksStore(db) as store:
         Registry(store).create(
             Principal.admin(), "88.118.9/WRITTEN-MEANWHILE", [Value(1, "URL", "https://x")]
@@ -195,13 +202,7 @@ def test_restart_ingests_what_the_abandoned_import_had_committed(tmp_path: Path)
     """Killed after a merged partition's commit but before its ingestion, then restarted (not
     resumed): the committed partition's records go in first, so the counters, which that commit
     already raised, match the records."""
-    src = _source(tmp_path)
-    db = make_node(tmp_path / "db")
-    rejects = tmp_path / "rejects.csv"
-    args = [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), "fail", "2000"]
-    env = {**os.environ, "IDNODE_BULK_FAILPOINT": "before-merge-ingest:1"}
-    killed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, start_new_session=True)
-    assert killed.returncode == -signal.SIGKILL
+    src, db, rejects, _ = _killed_at(tmp_path, "before-merge-ingest:1", "2000")
     summary = run_import(db, src, reject_path=rejects, restart=True, workers=0)
     assert summary.resumed is False and summary.rejected > 0
     assert_counts_match(db)
@@ -212,13 +213,7 @@ def test_a_damaged_run_file_stops_the_resume_and_restart_recovers(tmp_path: Path
     """A run file that cannot be read back (damaged on disk, or written by a version with another
     run format) stops the resume with one clear error naming --restart; restarting then gives what
     an uninterrupted import gives."""
-    src = _source(tmp_path)
-    db = make_node(tmp_path / "db")
-    rejects = tmp_path / "rejects.csv"
-    args = [sys.executable, "-c", SCRIPT, str(db), str(src), str(rejects), "fail"]
-    env = {**os.environ, "IDNODE_BULK_FAILPOINT": "before-merge-commit:0"}
-    killed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, start_new_session=True)
-    assert killed.returncode == -signal.SIGKILL
+    src, db, rejects, args = _killed_at(tmp_path, "before-merge-commit:0")
     run = sorted(Path(str(db) + ".bulk").glob("*/run-*.run"))[0]
     raw = bytearray(run.read_bytes())
     raw[len(raw) // 3] ^= 0x55  # inside its compressed records
