@@ -126,19 +126,15 @@ class AuditEntry:
         return hashlib.sha256(bytes.fromhex(self.prev_hash) + self.canonical()).hexdigest()
 
     def encode(self) -> bytes:
-        body = {name: getattr(self, name) for name in _ENTRY_FIELDS}
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        """The stored bytes: the sorted-key compact ASCII JSON of every field."""
+        return _with_hash(self.canonical(), self.hash)
 
     def seal(self) -> tuple[str, bytes]:
         """(the hash of this entry, whose ``hash`` is not set yet; the :meth:`encode` bytes of the
-        entry with that hash), from one serialization: "hash" sorts between "etag_before" and
-        "identifier", and the last ``,"identifier":`` of the canonical JSON is the top-level key's
-        (every later value is an escaped string; ``detail``, which may hold such a key, comes
-        earlier)."""
+        entry with that hash), from one serialization."""
         canonical = self.canonical()
         digest = hashlib.sha256(bytes.fromhex(self.prev_hash) + canonical).hexdigest()
-        at = canonical.rfind(b',"identifier":')
-        return digest, b'%s,"hash":"%s"%s' % (canonical[:at], digest.encode(), canonical[at:])
+        return digest, _with_hash(canonical, digest)
 
     @classmethod
     def decode(cls, data: bytes) -> AuditEntry:
@@ -147,10 +143,17 @@ class AuditEntry:
         return cls(**doc)
 
 
-_ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))
-_ENTRY_BODY = tuple(name for name in _ENTRY_FIELDS if name != "hash")
-"""The fields an entry's JSON holds, and those its hash covers (``dataclasses.asdict`` gave the
-same documents at several times the cost: it copies every value)."""
+_ENTRY_BODY = tuple(f.name for f in fields(AuditEntry) if f.name != "hash")
+"""The fields an entry's hash covers (``dataclasses.asdict`` gave the same documents at several
+times the cost: it copies every value)."""
+
+
+def _with_hash(canonical: bytes, digest: str) -> bytes:
+    """An entry's canonical JSON with its "hash" key added where sorting puts it: between
+    "etag_before" and "identifier". The last ``,"identifier":`` is the top-level key's (every later
+    value is an escaped string or a number; ``detail``, which may hold such a key, comes earlier)."""
+    at = canonical.rfind(b',"identifier":')
+    return b'%s,"hash":%s%s' % (canonical[:at], json.dumps(digest).encode(), canonical[at:])
 
 
 @dataclass(frozen=True, slots=True)
