@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,22 @@ def test_serve_runs_one_worker_per_cpu_it_may_use(tmp_path: Path) -> None:
         assert "with 1 worker process(es)" in first, first
         _banner(proc)
         assert _stop(proc) == 0
+
+
+def test_the_entry_point_imports_the_cli_only_when_run() -> None:
+    """Bulk import's spawned workers re-import the ``idnode`` script: it must stay cheap."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["idnode"] == "resolver.entry:main"
+    probe = (
+        "import sys, resolver.entry; "
+        "print(sorted(m for m in ('grpc', 'click', 'resolver.cli', 'registry.bulk') if m in sys.modules))"
+    )
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "[]"
+    run_it = "import sys; sys.argv = ['idnode', '--version']; import resolver.entry as e; e.main()"
+    ran = subprocess.run(
+        [sys.executable, "-c", run_it],
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 0 and "idnode, version" in ran.stdout, ran.stderr
