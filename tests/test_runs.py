@@ -658,6 +658,26 @@ def test_packed_run_reads_back_as_the_unpacked_bytes(
     assert runs.read_range(str(path), start, end) == data[start:end]
 
 
+def test_one_range_reader_serves_many_runs_and_sees_a_rewritten_one(tmp_path: Path) -> None:
+    """A RangeReader keeps each file's layout between reads: ranges of several runs, read in any
+    order, are the unpacked runs' bytes; a run file written anew (another size) is read anew."""
+    datas = [framed(packed_records(seed, 1500)) for seed in (11, 12)]
+    paths = [str(tmp_path / f"r{i}.run") for i in range(2)]
+    for path, data in zip(paths, datas, strict=True):
+        runs.write_run(path, data)
+    reader = runs.RangeReader()
+    rng = random.Random(5)
+    for _ in range(40):
+        i = rng.randrange(2)
+        end = read_index(datas[i])[0]
+        start, stop = sorted((rng.randrange(end + 1), rng.randrange(end + 1)))
+        assert reader.read(paths[i], start, stop) == datas[i][start:stop]
+    datas[0] = framed(packed_records(13, 700))
+    runs.write_run(paths[0], datas[0])
+    end = read_index(datas[0])[0]
+    assert reader.read(paths[0], 0, end) == datas[0][:end]
+
+
 def test_packed_run_is_smaller_than_its_records(tmp_path: Path) -> None:
     data = framed(packed_records(7, 3000))
     path = tmp_path / "r.run"

@@ -486,16 +486,19 @@ class Merged:
 MERGE_BATCH = 1 << 14
 
 
-def merge_partition(part: Partition, settings: Settings, checker: RowChecker) -> Merged:
-    """Merge one key range of the runs into an SST file (see :mod:`registry.bulk.runs`): equal keys
-    keep the latest run's record under ``replace``, else the earliest's. Deterministic."""
+def merge_partition(
+    part: Partition, settings: Settings, checker: RowChecker, reader: runs.RangeReader
+) -> Merged:
+    """Merge one key range of the runs, read through ``reader``, into an SST file (see
+    :mod:`registry.bulk.runs`): equal keys keep the latest run's record under ``replace``, else the
+    earliest's. Deterministic."""
     assert settings.sst_dir is not None
     # The pid: a worker of a killed import may still be writing its file when a rerun starts.
     path = Path(settings.sst_dir) / f"part-{part.number:06d}-{os.getpid()}.sst"
     rejects = path.with_suffix(".rejects")
     spills = settings.conflict is Conflict.FAIL  # which rejects each duplicate; the others count them
     duplicates = records = 0
-    bufs = [runs.read_range(p, s, e) for p, s, e in zip(part.runs, part.starts, part.ends, strict=True)]
+    bufs = [reader.read(p, s, e) for p, s, e in zip(part.runs, part.starts, part.ends, strict=True)]
     merger = runs.Merger(bufs, part.lo, part.hi, settings.conflict is Conflict.REPLACE, plain=True)
     writer = None
     with open(rejects, "wb") if spills else nullcontext() as spill:
@@ -532,19 +535,22 @@ def merge_partition(part: Partition, settings: Settings, checker: RowChecker) ->
 # -- worker process state -------------------------------------------------------------------
 _settings: Settings | None = None
 _checker: RowChecker | None = None
+_ranges: runs.RangeReader | None = None
 
 
 def init_worker(settings: Settings) -> None:
-    """Pool initializer: keep the settings and a checker for this process."""
-    global _settings, _checker
+    """Pool initializer: keep the settings, a checker and a run range reader for this process."""
+    global _settings, _checker, _ranges
     _settings = settings
     _checker = RowChecker(settings.rules)
+    _ranges = runs.RangeReader()
 
 
 def merge(part: Partition) -> Merged:
-    """Pool task: :func:`merge_partition` with this process's settings."""
+    """Pool task: :func:`merge_partition` with this process's settings and reader."""
     assert _settings is not None and _checker is not None, "init_worker was not called"
-    return merge_partition(part, _settings, _checker)
+    assert _ranges is not None
+    return merge_partition(part, _settings, _checker, _ranges)
 
 
 def work(chunk: Chunk) -> ChunkResult:
