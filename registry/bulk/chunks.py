@@ -38,6 +38,7 @@ from registry.bulk.formats import (
     decode_text,
     row_identifier,
 )
+from registry.bulk.malloc import keep_freed_memory
 from registry.bulk.rows import RowChecker, RowRules, etag_for, reject_message
 from registry.codec import decode_record
 from registry.errors import IdnodeError
@@ -539,8 +540,10 @@ _ranges: runs.RangeReader | None = None
 
 
 def init_worker(settings: Settings) -> None:
-    """Pool initializer: keep the settings, a checker and a run range reader for this process."""
+    """Pool initializer: keep the settings, a checker and a run range reader for this process, and
+    fix its allocator's settings (:mod:`registry.bulk.malloc`)."""
     global _settings, _checker, _ranges
+    keep_freed_memory()
     _settings = settings
     _checker = RowChecker(settings.rules)
     _ranges = runs.RangeReader()

@@ -1,0 +1,34 @@
+"""glibc malloc settings for the import's worker processes.
+
+A worker handles chunk after chunk of one shape: for each it allocates the 8 MiB chunk, a run
+buffer of ~20 MB and many medium buffers, and frees them all again. By default glibc moves its
+mmap threshold to the size of what was last freed, and gives the heap's top back to the kernel
+when more than twice that is free; so whether a chunk's buffers reuse memory the process already
+holds, or fresh pages the kernel must zero and fault in, depends on the order of earlier
+allocations. Importing one more module moved a 10^7-row import's chunk phase by 12%
+(bench/README.md, "Session 8"). Fixed settings make it the same every time: blocks up to
+:data:`MMAP_THRESHOLD` come from the heap, and up to :data:`TRIM_THRESHOLD` of free heap is kept
+for the next chunk (a worker's peak memory does not change; it keeps it until it exits).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 32 << 20
+"""Above a worker's largest buffers at the default 8 MiB chunks (the run buffer, ~20 MB)."""
+TRIM_THRESHOLD = 256 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Apply the settings to this process's allocator; False where the C library has no
+    ``mallopt`` (not glibc: nothing changes)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
