@@ -40,6 +40,8 @@ import bisect
 import heapq
 import os
 import struct
+import sys
+from array import array
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -187,8 +189,12 @@ class _Packed:
         raw = os.pread(fd, 8 * (blocks + 1), table_at) if table_at + 8 * (blocks + 1) <= self.end else b""
         if len(raw) != 8 * (blocks + 1):
             raise RunCorrupt("run block table out of bounds")
-        self.offsets = struct.unpack(f"<{blocks + 1}Q", raw)
-        if self.offsets[0] != 0 or self.offsets[-1] != table_at or list(self.offsets) != sorted(self.offsets):
+        # An array, not a tuple of ints: a merge worker keeps every run's layout (RangeReader), at
+        # 10^8 rows 1,837 tables of ~314 offsets: 4.6 MB so, 22 MB as Python ints.
+        offsets = self.offsets = array("Q", raw)
+        if sys.byteorder != "little":
+            offsets.byteswap()
+        if offsets[0] != 0 or offsets[-1] != table_at or offsets.tolist() != sorted(offsets):
             raise RunCorrupt("run block table out of order")
         self.index_at = table_at + 8 * (blocks + 1)
 
