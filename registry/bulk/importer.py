@@ -25,7 +25,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
-import multiprocessing
 import os
 import queue
 import secrets
@@ -77,6 +76,7 @@ from registry.bulk.session import (
     unfinished,
     write_rejects,
 )
+from registry.bulk.workers import WorkerPool
 from registry.errors import AlreadyExists, PermissionDenied
 from registry.identifier import fold, prefix_range
 from registry.model import Principal, Role
@@ -138,7 +138,10 @@ def run_import(
     ``workers`` processes check rows (default: one per core; 0: in this process). ``compact``
     compacts the records table at the end.
     """
+    processes = len(os.sched_getaffinity(0)) if workers is None else workers  # the cores it may use
     with contextlib.ExitStack() as stack:
+        # First, while this process may still run a single thread, so the workers can be forked.
+        pool = stack.enter_context(WorkerPool(processes)) if processes > 0 else None
         if isinstance(target, Registry):
             registry, exclusive = target, False
         else:
@@ -158,7 +161,7 @@ def run_import(
             create_enterprises=create_enterprises,
             issue_fingerprint=issue_fingerprint,
             restore=restore,
-            workers=workers,
+            pool=pool,
             chunk_bytes=chunk_bytes,
             sst_min_rows=sst_min_rows,
             progress=progress,
@@ -193,7 +196,7 @@ class _Importer:
         create_enterprises: bool,
         issue_fingerprint: Callable[[str], str] | None,
         restore: bool,
-        workers: int | None,
+        pool: WorkerPool | None,
         chunk_bytes: int,
         sst_min_rows: int,
         progress: Progress | None,
@@ -281,7 +284,7 @@ class _Importer:
             gc_was_enabled = gc.isenabled()
             gc.disable()  # chunk results are big and acyclic: the collector's passes are wasted
             try:
-                self._pipeline(reader, src, workers)
+                self._pipeline(reader, src, pool)
             finally:
                 self.rejects.close()
                 if gc_was_enabled:
@@ -376,11 +379,11 @@ class _Importer:
                 leftover.unlink()
 
     # -- the pipeline --------------------------------------------------------------------------
-    def _pipeline(self, reader: ChunkReader, src: Source, workers: int | None) -> None:
+    def _pipeline(self, reader: ChunkReader, src: Source, pool: WorkerPool | None) -> None:
         if self.sst_dir is not None:
             self.syncer = _RunSyncer(self.registry, self.sst_dir)
         try:
-            self._read_and_merge(reader, src, workers)
+            self._read_and_merge(reader, src, pool)
         except runs.RunCorrupt as exc:  # damaged, or written by a version of another run format
             raise BulkImportError(
                 f"a run file of this import cannot be read ({exc}); rerun with --restart to import "
@@ -391,37 +394,37 @@ class _Importer:
                 self.syncer.close()
                 self.syncer = None
 
-    def _read_and_merge(self, reader: ChunkReader, src: Source, workers: int | None) -> None:
-        n = len(os.sched_getaffinity(0)) if workers is None else workers  # the cores it may use
-        if n <= 0:
+    def _read_and_merge(self, reader: ChunkReader, src: Source, pool: WorkerPool | None) -> None:
+        """Check and write every chunk, then merge the runs: in ``pool``'s workers, or in this
+        process when it is None."""
+        if pool is None:
             init_worker(self.settings)
             for chunk in reader:
                 self._commit(chunk, work(chunk))
                 self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
             self._drain()
             merge_began = time.monotonic()
-            for part in self._partitions(n):
+            for part in self._partitions(0):
                 self._commit_merged(merge(part))
             self._merged_for(merge_began)
             return
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(n, initializer=init_worker, initargs=(self.settings,)) as pool:
-            window: collections.deque = collections.deque()
-            for chunk in reader:
-                window.append((chunk, pool.apply_async(work, (chunk,))))
-                while len(window) > n + 1:
-                    done_chunk, pending = window.popleft()
-                    self._commit(done_chunk, pending.get())
-                    self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
-            while window:
+        pool.configure(self.settings)
+        window: collections.deque = collections.deque()
+        for chunk in reader:
+            window.append((chunk, pool.apply_async(work, chunk)))
+            while len(window) > pool.processes + 1:
                 done_chunk, pending = window.popleft()
                 self._commit(done_chunk, pending.get())
                 self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
-            self._drain()
-            merge_began = time.monotonic()
-            for merged in pool.imap(merge, self._partitions(n)):
-                self._commit_merged(merged)
-            self._merged_for(merge_began)
+        while window:
+            done_chunk, pending = window.popleft()
+            self._commit(done_chunk, pending.get())
+            self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
+        self._drain()
+        merge_began = time.monotonic()
+        for merged in pool.imap(merge, self._partitions(pool.processes)):
+            self._commit_merged(merged)
+        self._merged_for(merge_began)
 
     def _merged_for(self, began: float) -> None:
         """Note that this run's merge, if it had anything to merge, began at ``began``."""

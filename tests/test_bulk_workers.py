@@ -1,0 +1,74 @@
+"""The bulk import's worker pool (registry.bulk.workers): how it starts, and that every worker gets
+the import's settings exactly once, whether forked or spawned."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from registry.bulk import workers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = """
+import json, os, sys, threading
+from registry.bulk import chunks
+from registry.bulk.formats import Format
+from registry.bulk.rows import RowRules
+from registry.bulk.workers import WorkerPool
+from registry.model import Principal
+
+
+def probe(_: int) -> list:
+    settings = chunks._settings
+    return [os.getpid(), None if settings is None else settings.sst_min_rows]
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "with-a-thread":
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+    rules = RowRules("88.118", {}, Principal.admin(), 1, 7)
+    settings = chunks.Settings(rules, Format.CSV, (), chunks.Conflict.FAIL, None, 7)
+    with WorkerPool(2) as pool:
+        configured = pool.configure(settings)
+        seen = sorted({tuple(p) for p in pool.imap(probe, range(200))})
+        print(json.dumps({"method": pool.start_method, "configured": configured, "seen": seen}))
+"""
+
+
+@pytest.mark.parametrize(("threads", "method"), [("alone", "fork"), ("with-a-thread", "spawn")])
+def test_every_worker_gets_the_settings_once(tmp_path: Path, threads: str, method: str) -> None:
+    """Forked from a process running one thread, spawned from one running two; either way each
+    of the two workers takes one copy of the settings, and every task sees them."""
+    script = tmp_path / "pool_probe.py"  # a file: spawned workers import the main module by path
+    script.write_text(SCRIPT)
+    out = subprocess.run(
+        [sys.executable, str(script), threads], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["method"] == method
+    assert len(set(report["configured"])) == 2
+    assert report["seen"] and all(rows == 7 for _, rows in report["seen"])
+    assert {pid for pid, _ in report["seen"]} <= set(report["configured"])
+
+
+def test_this_process_is_not_single_threaded_with_a_thread_running() -> None:
+    stop = threading.Event()
+    extra = threading.Thread(target=stop.wait)
+    extra.start()
+    try:
+        assert not workers.single_threaded()
+    finally:
+        stop.set()
+        extra.join()
+
+
+def test_a_pool_needs_a_process() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        workers.WorkerPool(0)
