@@ -20,6 +20,8 @@ import json, os, sys, threading
 from registry.bulk import chunks
 from registry.bulk.formats import Format
 from registry.bulk.rows import RowRules
+from registry.bulk import workers
+from registry.bulk.session import BulkImportError
 from registry.bulk.workers import WorkerPool
 from registry.model import Principal
 
@@ -34,7 +36,16 @@ if __name__ == "__main__":
         threading.Thread(target=threading.Event().wait, daemon=True).start()
     rules = RowRules("88.118", {}, Principal.admin(), 1, 7)
     settings = chunks.Settings(rules, Format.CSV, (), chunks.Conflict.FAIL, None, 7)
+    if sys.argv[1] == "a-copy-too-many":
+        workers.CONFIGURE_TIMEOUT = 1.0  # before the fork: the workers wait this long
     with WorkerPool(2) as pool:
+        if sys.argv[1] == "a-copy-too-many":  # one copy is left waiting, as if a worker never took it
+            pool.processes = 3
+            try:
+                pool.configure(settings)
+            except BulkImportError as exc:
+                print(json.dumps({"error": str(exc)}))
+            sys.exit(0)
         configured = pool.configure(settings)
         seen = sorted({tuple(p) for p in pool.imap(probe, range(200))})
         print(json.dumps({"method": pool.start_method, "configured": configured, "seen": seen}))
@@ -56,6 +67,20 @@ def test_every_worker_gets_the_settings_once(tmp_path: Path, threads: str, metho
     assert len(set(report["configured"])) == 2
     assert report["seen"] and all(rows == 7 for _, rows in report["seen"])
     assert {pid for pid, _ in report["seen"]} <= set(report["configured"])
+
+
+def test_a_worker_left_without_settings_fails_the_import_with_one_line(tmp_path: Path) -> None:
+    script = tmp_path / "pool_probe.py"
+    script.write_text(SCRIPT)
+    out = subprocess.run(
+        [sys.executable, str(script), "a-copy-too-many"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "did not all start within 1 s" in json.loads(out.stdout)["error"]
 
 
 def test_this_process_is_not_single_threaded_with_a_thread_running() -> None:

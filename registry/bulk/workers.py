@@ -1,11 +1,12 @@
 """The bulk import's worker processes: started first, told the import's settings later.
 
-Workers are forked when the importing process runs a single thread, which is the case when
-:func:`registry.bulk.run_import` starts them, before it opens the store: a forked worker starts in
+:func:`registry.bulk.run_import` starts them before it opens the store, and forks them if the
+process runs a single thread at that moment (as ``idnode import`` does): a forked worker starts in
 ~10 ms with every module already imported, where a spawned one starts a fresh interpreter and
 imports them (~0.14 s, a tenth of a 10^6-row import; bench/README.md, "Session 8"). A process
-running other threads (RocksDB's, grpc's, a caller's) is never forked, since the child would
-inherit their locks in whatever state they were: its workers are spawned.
+running other threads (grpc's, a caller's, RocksDB's, which outlive the first database it opened)
+is never forked, since the child would inherit their locks in whatever state they were: its
+workers are spawned.
 
 The settings (:class:`registry.bulk.chunks.Settings`) need the open store, so they reach the
 workers after the fact: :meth:`WorkerPool.configure` hands one copy to each worker.
@@ -22,6 +23,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from registry.bulk.chunks import Settings, init_worker
+from registry.bulk.session import BulkImportError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -76,9 +78,15 @@ class WorkerPool:
 
     def configure(self, settings: Settings) -> list[int]:
         """Give each worker ``settings`` (and its own checker and run reader); returns the workers'
-        pids. Raises ``threading.BrokenBarrierError`` if a worker does not take its copy within
+        pids. Raises :class:`BulkImportError` if a worker does not take its copy within
         :data:`CONFIGURE_TIMEOUT`."""
-        return self._pool.map(_configure, [settings] * self.processes, chunksize=1)
+        try:
+            return self._pool.map(_configure, [settings] * self.processes, chunksize=1)
+        except threading.BrokenBarrierError:
+            raise BulkImportError(
+                f"the import's {self.processes} worker processes did not all start within "
+                f"{CONFIGURE_TIMEOUT:.0f} s"
+            ) from None
 
     def apply_async(self, fn: Callable[[T], R], arg: T) -> AsyncResult[R]:
         return self._pool.apply_async(fn, (arg,))
