@@ -69,7 +69,7 @@ def test_every_worker_gets_the_settings_once(tmp_path: Path, threads: str, metho
     assert {pid for pid, _ in report["seen"]} <= set(report["configured"])
 
 
-def test_a_worker_left_without_settings_fails_the_import_with_one_line(tmp_path: Path) -> None:
+def test_a_worker_left_without_settings_is_a_bulk_import_error(tmp_path: Path) -> None:
     script = tmp_path / "pool_probe.py"
     script.write_text(SCRIPT)
     out = subprocess.run(
