@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.bulk import workers
+from registry.bulk import run_import, workers
+from resolver.datadir import DataDir
+from tests.bulk_support import assert_counts_match, content, gen_data
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,3 +99,55 @@ def test_this_process_is_not_single_threaded_with_a_thread_running() -> None:
 def test_a_pool_needs_a_process() -> None:
     with pytest.raises(ValueError, match="at least one"):
         workers.WorkerPool(0)
+
+
+def test_idnode_import_forks_its_workers_and_imports_as_one_process_would(tmp_path: Path) -> None:
+    """``idnode import`` runs a single thread when it starts its workers, so they are forked; the
+    node it leaves holds what an import without workers leaves."""
+    source = tmp_path / "gen.csv"
+    gen_data().write(str(source), 30_000, 3, 11)
+    forked, here = DataDir(tmp_path / "forked"), DataDir(tmp_path / "here")
+    forked.init("88.118")
+    here.init("88.118")
+    cli = (
+        "import sys\n"
+        "from registry.bulk import workers\n"
+        "started = workers.WorkerPool.__init__\n"
+        "def noting(self, n):\n"
+        "    started(self, n)\n"
+        "    print('workers:', self.start_method, file=sys.stderr)\n"
+        "workers.WorkerPool.__init__ = noting\n"
+        "sys.argv = ['idnode', *sys.argv[1:]]\n"
+        "from resolver.entry import main\n"
+        "main()\n"
+    )
+    args = ["--data-dir", str(forked.root), "import", str(source), "--create-enterprises", "--quiet"]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            cli,
+            *args,
+            "--workers",
+            "2",
+            "--reject-file",
+            str(tmp_path / "forked.rejects"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "workers: fork" in out.stderr
+    run_import(
+        str(here.db),
+        str(source),
+        workers=0,
+        create_enterprises=True,
+        issue_fingerprint=lambda prefix: "00" * 32,
+        reject_path=tmp_path / "here.rejects",
+    )
+    imported = content(forked.db)
+    assert len(imported) == 30_000 and imported == content(here.db)
+    assert_counts_match(forked.db)
