@@ -109,7 +109,7 @@ def build(
         result = replace(result, values=[v for _, v in items], sst="written")
     if result.run is not None:
         tail, size = run_files.tail_bytes(result.run)
-        result = replace(result, run=run_files.read_range(result.run, 0, size - len(tail)) + tail)  # type: ignore[arg-type]
+        result = replace(result, run=run_files.RangeReader().read(result.run, 0, size - len(tail)) + tail)  # type: ignore[arg-type]
     return result
 
 

@@ -325,7 +325,7 @@ def test_merge_of_long_runs(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_partition_ranges_hold_every_record_of_their_partition(tmp_path: Path, seed: int) -> None:
-    """Merging each partition from just its byte ranges (runs.ranges, read_range, plain=True) gives
+    """Merging each partition from just its byte ranges (runs.ranges, RangeReader, plain=True) gives
     what merging the whole runs between the same cuts gives, in both twins."""
     run_records = long_runs(seed)
     paths = []
@@ -345,7 +345,7 @@ def test_partition_ranges_hold_every_record_of_their_partition(tmp_path: Path, s
             per_run.append(runs.ranges(tail, cuts, size))
         bounds: list[bytes | None] = [None, *cuts, None]
         for p in range(len(cuts) + 1):
-            parts = [runs.read_range(str(path), *per_run[i][p]) for i, path in enumerate(paths)]
+            parts = [runs.RangeReader().read(str(path), *per_run[i][p]) for i, path in enumerate(paths)]
             for i, part in enumerate(parts):  # tight: whole index blocks around the partition only
                 held = sum(
                     len(b[0]) for b, _ in drain(PyMerger([part], None, None, False, plain=True), [500]) if b
@@ -655,7 +655,7 @@ def test_packed_run_reads_back_as_the_unpacked_bytes(
     assert size == len(data) and tail == data[records_end:]
     assert runs.index_entries(str(path)) == FOOTER.unpack(data[-FOOTER.size :])[2]
     start, end = sorted(c % (records_end + 1) for c in cuts)
-    assert runs.read_range(str(path), start, end) == data[start:end]
+    assert runs.RangeReader().read(str(path), start, end) == data[start:end]
 
 
 def test_one_range_reader_serves_many_runs_and_sees_a_rewritten_one(tmp_path: Path) -> None:
@@ -707,4 +707,6 @@ def test_damaged_packed_run_raises_run_corrupt(tmp_path: Path, damage: str) -> N
     path.write_bytes(bytes(raw))
     start = runs.BLOCK if damage == "table" else 0  # a range that starts in the second block
     with pytest.raises(runs.RunCorrupt):
-        runs.read_range(str(path), start, records_end if damage != "out of range" else records_end + 1)
+        runs.RangeReader().read(
+            str(path), start, records_end if damage != "out of range" else records_end + 1
+        )

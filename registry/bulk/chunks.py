@@ -38,7 +38,6 @@ from registry.bulk.formats import (
     decode_text,
     row_identifier,
 )
-from registry.bulk.malloc import keep_freed_memory
 from registry.bulk.rows import RowChecker, RowRules, etag_for, reject_message
 from registry.codec import decode_record
 from registry.errors import IdnodeError
@@ -540,10 +539,10 @@ _ranges: runs.RangeReader | None = None
 
 
 def init_worker(settings: Settings) -> None:
-    """Pool initializer: keep the settings, a checker and a run range reader for this process, and
-    fix its allocator's settings (:mod:`registry.bulk.malloc`)."""
+    """Ready this process for :func:`work` and :func:`merge` (a worker, configured by
+    :mod:`registry.bulk.workers`, or the importing process itself): keep the settings, a checker
+    and a run range reader."""
     global _settings, _checker, _ranges
-    keep_freed_memory()
     _settings = settings
     _checker = RowChecker(settings.rules)
     _ranges = runs.RangeReader()

@@ -1,4 +1,5 @@
-"""glibc malloc settings for the import's worker processes.
+"""glibc malloc settings for the import's worker processes (set as each is configured, never in
+the importing process).
 
 A worker handles chunk after chunk of one shape: for each it allocates the 8 MiB chunk, a run
 buffer of ~20 MB and many medium buffers, and frees them all again. By default glibc moves its

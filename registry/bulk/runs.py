@@ -25,7 +25,7 @@ unpacked records)::
     footer     as above
     trailer    u64 table offset, u64 blocks, u32 BLOCK, 4 bytes padding, PACKED_MAGIC
 
-:func:`tail_bytes`, :func:`index_entries` and :func:`read_range` read packed files and answer in
+:func:`tail_bytes`, :func:`index_entries` and :class:`RangeReader` read packed files and answer in
 the unpacked run's offsets, so :func:`ranges` and :class:`Merger` never see the packing.
 
 :class:`Merger` merges runs given in input order (run 0 holds the earliest rows). Records with
@@ -138,7 +138,7 @@ def ranges(buf: Any, cuts: Sequence[bytes], size: int) -> list[tuple[int, int]]:
     (ascending) makes: [None, cuts[0]), [cuts[0], cuts[1]) ... [cuts[-1], None). A range may also hold
     fewer than INDEX_EVERY records of the partition before and of the one after (it starts and ends
     on index entries); :class:`Merger` with ``plain`` and the partition's bounds skips them. Read each
-    with :func:`read_range`."""
+    with :meth:`RangeReader.read`."""
     records_end, _, keys, offsets = read_index(buf, size - len(buf))
     bounds = [0]
     for cut in cuts:
@@ -278,16 +278,11 @@ class RangeReader:
             return layout.records(fd, start, end, self._dctx)
 
 
-def read_range(path: str, start: int, end: int) -> bytearray:
-    """:meth:`RangeReader.read` by a reader of its own: one range of one run file."""
-    return RangeReader().read(path, start, end)
-
-
 def _records(
     buf: Any, lo: bytes | None, hi: bytes | None, plain: bool = False
 ) -> Iterator[tuple[bytes, bytes, int]]:
     """(key, value, row) of the run in ``buf`` with lo <= key < hi (None: unbounded), ascending;
-    ``plain``: ``buf`` holds records only (:func:`read_range`)."""
+    ``plain``: ``buf`` holds records only (:meth:`RangeReader.read`)."""
     if plain:
         records_end, index_keys, offsets = len(buf), [], []
     else:
@@ -393,13 +388,13 @@ __all__ = [
     "PACKED_MAGIC",
     "Merger",
     "PyMerger",
+    "RangeReader",
     "RunCorrupt",
     "frame",
     "index_entries",
     "py_frame",
     "ranges",
     "read_index",
-    "read_range",
     "tail_bytes",
     "write_run",
 ]

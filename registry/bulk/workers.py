@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from registry.bulk.chunks import Settings, init_worker
+from registry.bulk.malloc import keep_freed_memory
 from registry.bulk.session import BulkImportError
 
 T = TypeVar("T")
@@ -54,8 +55,10 @@ def _keep_barrier(barrier: Any) -> None:
 
 
 def _configure(settings: Settings) -> int:
-    """Pool task: take ``settings``, then wait until every worker has taken its own, so that no
+    """Pool task: take ``settings`` and fix this worker's allocator settings
+    (:mod:`registry.bulk.malloc`), then wait until every worker has taken its own, so that no
     worker takes two copies and leaves another with none. Returns this worker's pid."""
+    keep_freed_memory()
     init_worker(settings)
     _all_configured.wait(CONFIGURE_TIMEOUT)
     return os.getpid()
