@@ -18,7 +18,7 @@ from tests.bulk_support import assert_counts_match, content, gen_data
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
-import json, os, sys, threading
+import ctypes, json, os, sys, threading
 from registry.bulk import chunks
 from registry.bulk.formats import Format
 from registry.bulk.rows import RowRules
@@ -28,9 +28,24 @@ from registry.bulk.workers import WorkerPool
 from registry.model import Principal
 
 
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+
+def from_heap() -> bool:  # a 16 MiB block from the heap (the workers' malloc settings), not mapped
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = Info
+    mapped = libc.mallinfo2().hblkhd
+    block = bytearray(16 << 20)
+    grew = libc.mallinfo2().hblkhd - mapped
+    del block
+    return grew < 16 << 20
+
+
 def probe(_: int) -> list:
     settings = chunks._settings
-    return [os.getpid(), None if settings is None else settings.sst_min_rows]
+    return [os.getpid(), None if settings is None else settings.sst_min_rows, from_heap()]
 
 
 if __name__ == "__main__":
@@ -57,7 +72,8 @@ if __name__ == "__main__":
 @pytest.mark.parametrize(("threads", "method"), [("alone", "fork"), ("with-a-thread", "spawn")])
 def test_every_worker_gets_the_settings_once(tmp_path: Path, threads: str, method: str) -> None:
     """Forked from a process running one thread, spawned from one running two; either way each
-    of the two workers takes one copy of the settings, and every task sees them."""
+    of the two workers takes one copy of the settings and its malloc settings, and every task sees
+    them."""
     script = tmp_path / "pool_probe.py"  # a file: spawned workers import the main module by path
     script.write_text(SCRIPT)
     out = subprocess.run(
@@ -67,8 +83,8 @@ def test_every_worker_gets_the_settings_once(tmp_path: Path, threads: str, metho
     report = json.loads(out.stdout)
     assert report["method"] == method
     assert len(set(report["configured"])) == 2
-    assert report["seen"] and all(rows == 7 for _, rows in report["seen"])
-    assert {pid for pid, _ in report["seen"]} <= set(report["configured"])
+    assert report["seen"] and all(rows == 7 and heap for _, rows, heap in report["seen"])
+    assert {pid for pid, _, _ in report["seen"]} <= set(report["configured"])
 
 
 def test_a_worker_left_without_settings_is_a_bulk_import_error(tmp_path: Path) -> None:
