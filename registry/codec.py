@@ -36,15 +36,24 @@ def value_to_pb(value: Value) -> record_pb2.Value:
     return pb
 
 
+def is_binary(pb: record_pb2.Value) -> bool:
+    """Whether the value holds bytes (no data at all is empty text)."""
+    return pb.WhichOneof("data") == "binary"
+
+
+def value_ttl(pb: record_pb2.Value) -> int:
+    """The value's TTL in seconds: unset is the default, 86400."""
+    return pb.ttl if pb.HasField("ttl") else limits.DEFAULT_TTL_SECONDS
+
+
 def value_from_pb(pb: record_pb2.Value) -> Value:
-    """Output-only and unset fields get their defaults: no data is empty text, no ttl is 86400."""
-    data: str | bytes = pb.binary if pb.WhichOneof("data") == "binary" else pb.text
+    """Output-only and unset fields get their defaults (:func:`is_binary`, :func:`value_ttl`)."""
     return Value(
-        index=pb.index,
-        type=pb.type,
-        data=data,
-        ttl=pb.ttl if pb.HasField("ttl") else limits.DEFAULT_TTL_SECONDS,
-        timestamp_ns=_ns(pb.timestamp) if pb.HasField("timestamp") else 0,
+        pb.index,
+        pb.type,
+        pb.binary if is_binary(pb) else pb.text,
+        value_ttl(pb),
+        _ns(pb.timestamp) if pb.HasField("timestamp") else 0,
     )
 
 

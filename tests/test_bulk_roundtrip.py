@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from registry import codec
 from registry.bulk import run_export, run_import
+from registry.bulk.formats import csv_columns_for
 from registry.errors import FailedPrecondition
 from registry.model import Principal, Record, Value
 from registry.rocks import RocksStore
@@ -130,3 +131,22 @@ def test_generator_is_deterministic_and_realistic() -> None:
     assert {ident.split("/")[0] for ident, _ in first} == {f"88.118.{i}" for i in range(1, 8)}
     chinese = sum(1 for ident, _ in first if any("\u4e00" <= ch <= "\u9fff" for ch in ident))
     assert 0.03 < chinese / 3000 < 0.15
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=st.lists(_values, max_size=5))
+def test_csv_columns_read_from_the_encoded_records_are_those_of_their_values(
+    records: list[list[Value]],
+) -> None:
+    """The export's column pass reads protobuf messages, not Records: it finds the same columns
+    (index, type, TTL, whether binary) as the decoded values say, in order."""
+    encoded = [
+        codec.encode_record(Record(f"88.118.8/R{i}", tuple(values))) for i, values in enumerate(records)
+    ]
+    expected = {
+        (v.index, v.type, v.ttl, isinstance(v.data, bytes))
+        for data in encoded
+        for v in codec.decode_record(data).values
+    }
+    columns = csv_columns_for(encoded)
+    assert [(c.index, c.type, c.ttl, c.binary) for c in columns] == sorted(expected)

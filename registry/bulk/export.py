@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from registry import codec
-from registry.bulk.formats import Format, csv_cells, guess_format, json_line, open_output
+from registry.bulk.formats import Format, csv_cells, csv_columns_for, guess_format, json_line, open_output
 from registry.bulk.progress import Progress, SilentProgress
 from registry.errors import FailedPrecondition
 from registry.identifier import parse_prefix, prefix_range
@@ -92,9 +92,7 @@ def _export(
     fmt = Format(fmt)
     column_of = {}
     if fmt is Format.CSV:
-        from registry.bulk.formats import csv_columns_for
-
-        columns = csv_columns_for(codec.decode_record(v) for v in iter_records(store, parent))
+        columns = csv_columns_for(iter_records(store, parent))
         column_of = {c: i for i, c in enumerate(columns)}
     out = open_output(dest)
     count = 0

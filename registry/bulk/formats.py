@@ -51,7 +51,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -59,9 +59,10 @@ from typing import IO, Any, BinaryIO
 import zstandard
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from registry import limits
+from registry import codec, limits
 from registry.errors import InvalidArgument
 from registry.model import Record, Value
+from registry.pb import record_pb2
 
 MALFORMED = "MALFORMED_ROW"
 """Reject reason of a row that cannot be decoded at all (bad UTF-8, JSON, CSV shape, base64)."""
@@ -401,12 +402,16 @@ def csv_values(cells: Sequence[str], columns: Sequence[Column], timestamp_ns: in
     return tuple(out)
 
 
-def csv_columns_for(records: Sequence[Record] | Iterator[Record]) -> list[Column]:
-    """The columns that hold every value of ``records`` (ordered by index, then type)."""
+def csv_columns_for(encoded: Iterable[bytes]) -> list[Column]:
+    """The columns that hold every value of the encoded records ``encoded`` (ordered by index, type,
+    TTL, then binary). Reads the protobuf messages without building :class:`Record` objects: an
+    export's first pass over every record, ~4x cheaper so (bench/README.md, "Session 8")."""
     seen = {
-        Column(v.index, v.type, v.ttl, isinstance(v.data, bytes)) for record in records for v in record.values
+        (v.index, v.type, codec.value_ttl(v), codec.is_binary(v))
+        for data in encoded
+        for v in record_pb2.Record.FromString(data).values
     }
-    return sorted(seen, key=lambda c: (c.index, c.type, c.ttl, c.binary))
+    return [Column(*key) for key in sorted(seen)]
 
 
 def csv_cells(record: Record, column_of: dict[Column, int], width: int) -> list[str]:
