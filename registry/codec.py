@@ -8,6 +8,7 @@ management calls decode.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -46,14 +47,16 @@ def value_ttl(pb: record_pb2.Value) -> int:
     return pb.ttl if pb.HasField("ttl") else limits.DEFAULT_TTL_SECONDS
 
 
+def time_ns(pb: Any, field: str) -> int:
+    """The Timestamp ``field`` of message ``pb`` in nanoseconds; 0 when unset."""
+    return _ns(getattr(pb, field)) if pb.HasField(field) else 0
+
+
 def value_from_pb(pb: record_pb2.Value) -> Value:
-    """Output-only and unset fields get their defaults (:func:`is_binary`, :func:`value_ttl`)."""
+    """Output-only and unset fields get their defaults (:func:`is_binary`, :func:`value_ttl`,
+    :func:`time_ns`)."""
     return Value(
-        pb.index,
-        pb.type,
-        pb.binary if is_binary(pb) else pb.text,
-        value_ttl(pb),
-        _ns(pb.timestamp) if pb.HasField("timestamp") else 0,
+        pb.index, pb.type, pb.binary if is_binary(pb) else pb.text, value_ttl(pb), time_ns(pb, "timestamp")
     )
 
 
@@ -74,8 +77,8 @@ def record_from_pb(pb: record_pb2.Record) -> Record:
         identifier=pb.identifier,
         values=tuple(value_from_pb(v) for v in pb.values),
         owner=pb.owner,
-        create_time_ns=_ns(pb.create_time) if pb.HasField("create_time") else 0,
-        update_time_ns=_ns(pb.update_time) if pb.HasField("update_time") else 0,
+        create_time_ns=time_ns(pb, "create_time"),
+        update_time_ns=time_ns(pb, "update_time"),
         etag=pb.etag,
         template=pb.template,
     )

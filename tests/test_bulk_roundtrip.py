@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry import codec
 from registry.bulk import run_export, run_import
-from registry.bulk.formats import csv_columns_for
+from registry.bulk.formats import csv_columns_for, rfc3339
 from registry.errors import FailedPrecondition
 from registry.model import Principal, Record, Value
 from registry.rocks import RocksStore
@@ -150,3 +151,15 @@ def test_csv_columns_read_from_the_encoded_records_are_those_of_their_values(
     }
     columns = csv_columns_for(encoded)
     assert [(c.index, c.type, c.ttl, c.binary) for c in columns] == sorted(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ns=st.integers(0, 253_402_300_799_999_999_999))  # up to 9999-12-31T23:59:59.999999999Z
+def test_rfc3339_reads_back_as_protobuf_parses_it(ns: int) -> None:
+    """The export's times (seconds formatted once each, then kept) read back to the nanosecond,
+    and as protobuf's own JSON form of the same Timestamp."""
+    text = rfc3339(ns)
+    ts = Timestamp()
+    ts.FromJsonString(text)
+    assert ts.seconds * 1_000_000_000 + ts.nanos == ns
+    assert text.endswith("Z") and text[:19] == ts.ToJsonString()[:19]

@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from registry import codec
 from registry.bulk.formats import Format, csv_cells, csv_columns_for, guess_format, json_line, open_output
 from registry.bulk.progress import Progress, SilentProgress
 from registry.errors import FailedPrecondition
 from registry.identifier import parse_prefix, prefix_range
-from registry.model import Record
+from registry.pb import record_pb2
 from registry.rocks import RocksStore
 from registry.service import Registry
 from registry.store import Store, Table
@@ -93,7 +92,7 @@ def _export(
     column_of = {}
     if fmt is Format.CSV:
         columns = csv_columns_for(iter_records(store, parent))
-        column_of = {c: i for i, c in enumerate(columns)}
+        column_of = {(c.index, c.type, c.ttl, c.binary): i for i, c in enumerate(columns)}
     out = open_output(dest)
     count = 0
     try:
@@ -102,7 +101,7 @@ def _export(
         if writer is not None:
             writer.writerow(["identifier", *(c.header for c in columns)])
         for data in iter_records(store, parent):
-            record: Record = codec.decode_record(data)
+            record = record_pb2.Record.FromString(data)  # not a Record: ~3x cheaper to read so
             if writer is not None:
                 try:
                     writer.writerow(csv_cells(record, column_of, len(columns)))

@@ -44,6 +44,7 @@ import base64
 import binascii
 import csv
 import enum
+import functools
 import gzip
 import io
 import json
@@ -61,7 +62,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from registry import codec, limits
 from registry.errors import InvalidArgument
-from registry.model import Record, Value
+from registry.model import Value
 from registry.pb import record_pb2
 
 MALFORMED = "MALFORMED_ROW"
@@ -414,19 +415,22 @@ def csv_columns_for(encoded: Iterable[bytes]) -> list[Column]:
     return [Column(*key) for key in sorted(seen)]
 
 
-def csv_cells(record: Record, column_of: dict[Column, int], width: int) -> list[str]:
-    """One CSV row for ``record``; ValueError if a value cannot be written in CSV."""
+def csv_cells(
+    record: record_pb2.Record, column_of: dict[tuple[int, str, int, bool], int], width: int
+) -> list[str]:
+    """One CSV row for the record message ``record``; ``column_of`` maps a column's (index, type,
+    TTL, binary) to its position. ValueError if a value cannot be written in CSV."""
     cells = [""] * (width + 1)
     cells[0] = record.identifier
     for v in record.values:
-        binary = isinstance(v.data, bytes)
-        position = column_of[Column(v.index, v.type, v.ttl, binary)]
+        binary = codec.is_binary(v)
+        position = column_of[(v.index, v.type, codec.value_ttl(v), binary)]
         if binary:
-            cells[position + 1] = base64.b64encode(v.data).decode()  # type: ignore[arg-type]
-        elif v.data == "":
+            cells[position + 1] = base64.b64encode(v.binary).decode()
+        elif not v.text:
             raise ValueError(f"{record.identifier} has an empty text value (index {v.index}); export JSONL")
         else:
-            cells[position + 1] = v.data  # type: ignore[assignment]
+            cells[position + 1] = v.text
     return cells
 
 
@@ -460,8 +464,16 @@ def _time_ns(text: Any, field: str) -> int:
 
 
 def rfc3339(ns: int) -> str:
+    """``ns`` nanoseconds since the epoch as RFC 3339 UTC with nine fraction digits."""
     seconds, nanos = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+    return _utc_second(seconds) + f".{nanos:09d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_second(seconds: int) -> str:
+    """A record's times and its values' timestamps mostly share a second (one write stamps them
+    all): an export formats each second once."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def _lone_surrogate(doc: Any) -> bool:
@@ -552,23 +564,24 @@ def row_identifier(row: list[str] | str, fmt: Format) -> str:
     return row[0] if fmt is Format.CSV and row else ""
 
 
-def json_line(record: Record, metadata: bool = True) -> str:
-    """One JSON Lines row for ``record`` (with the node-maintained fields when ``metadata``)."""
+def json_line(record: record_pb2.Record, metadata: bool = True) -> str:
+    """One JSON Lines row for the record message ``record`` (with the node-maintained fields when
+    ``metadata``). Reads the message as :func:`registry.codec.record_from_pb` would."""
     values = []
     for v in record.values:
         item: dict[str, Any] = {"index": v.index, "type": v.type}
-        item["data"] = {"binary": base64.b64encode(v.data).decode()} if isinstance(v.data, bytes) else v.data
-        item["ttl"] = v.ttl
-        if metadata and v.timestamp_ns:
-            item["timestamp"] = rfc3339(v.timestamp_ns)
+        item["data"] = {"binary": base64.b64encode(v.binary).decode()} if codec.is_binary(v) else v.text
+        item["ttl"] = codec.value_ttl(v)
+        if metadata and (stamp := codec.time_ns(v, "timestamp")):
+            item["timestamp"] = rfc3339(stamp)
         values.append(item)
     doc: dict[str, Any] = {"identifier": record.identifier, "values": values}
     if metadata:
         doc["owner"] = record.owner
-        if record.create_time_ns:
-            doc["create_time"] = rfc3339(record.create_time_ns)
-        if record.update_time_ns:
-            doc["update_time"] = rfc3339(record.update_time_ns)
+        if created := codec.time_ns(record, "create_time"):
+            doc["create_time"] = rfc3339(created)
+        if updated := codec.time_ns(record, "update_time"):
+            doc["update_time"] = rfc3339(updated)
         doc["etag"] = record.etag
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
