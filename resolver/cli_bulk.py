@@ -167,6 +167,12 @@ def _report(summary: ImportSummary, as_json: bool) -> None:
 )
 @click.option("--parent", metavar="PREFIX", help="Only identifiers under this prefix.")
 @click.option("--no-metadata", is_flag=True, help="JSON Lines without owner, times and etags.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Processes that format the records [one per core; 0: none]. The file is the same.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def export_command(
@@ -175,6 +181,7 @@ def export_command(
     fmt: str | None,
     parent: str | None,
     no_metadata: bool,
+    workers: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -187,6 +194,7 @@ def export_command(
         parent=parent,
         metadata=not no_metadata,
         progress=None if quiet else TextProgress(sys.stderr, label="export"),
+        workers=workers,
     )
     if as_json:
         click.echo(json.dumps(summary.to_dict()), err=dest == "-")

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry import codec
-from registry.bulk import run_export, run_import
-from registry.bulk.formats import csv_columns_for, rfc3339
+from registry.bulk import export, run_export, run_import
+from registry.bulk.formats import csv_column_keys, csv_columns, rfc3339
 from registry.errors import FailedPrecondition
 from registry.model import Principal, Record, Value
 from registry.rocks import RocksStore
@@ -71,6 +71,25 @@ def test_export_under_a_prefix_and_csv_refuses_empty_text(tmp_path: Path) -> Non
         Registry(store).create(Principal.admin(), "88.118.8/EMPTY", [Value(1, "note", "")])
     with pytest.raises(FailedPrecondition, match="empty text value"):
         run_export(src, tmp_path / "all.csv")
+
+
+@pytest.mark.parametrize("dest", ["out.csv", "out.jsonl"])
+def test_export_by_workers_writes_the_file_one_process_writes(
+    tmp_path: Path, dest: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages turned into lines by two worker processes come back in key order: the same bytes as
+    an export in this process, over many pages; a record CSV cannot hold fails the export."""
+    src = _populated(tmp_path)
+    monkeypatch.setattr(export, "_PAGE", 97)  # 21 pages (this process reads them)
+    alone = run_export(src, tmp_path / ("alone." + dest), workers=0)
+    shared = run_export(src, tmp_path / ("shared." + dest), workers=2)
+    assert alone.records == shared.records == 2003
+    assert (tmp_path / ("alone." + dest)).read_bytes() == (tmp_path / ("shared." + dest)).read_bytes()
+    with RocksStore(src) as store:
+        Registry(store).create(Principal.admin(), "88.118.9/zz-EMPTY", [Value(1, "note", "")])
+    if dest.endswith(".csv"):
+        with pytest.raises(FailedPrecondition, match="empty text value"):
+            run_export(src, tmp_path / "again.csv", workers=2)
 
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
@@ -149,7 +168,7 @@ def test_csv_columns_read_from_the_encoded_records_are_those_of_their_values(
         for data in encoded
         for v in codec.decode_record(data).values
     }
-    columns = csv_columns_for(encoded)
+    columns = csv_columns(csv_column_keys(encoded))
     assert [(c.index, c.type, c.ttl, c.binary) for c in columns] == sorted(expected)
 
 

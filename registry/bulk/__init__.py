@@ -6,7 +6,8 @@ Public API::
                create_enterprises=False, issue_fingerprint=None, restore=True, workers=None,
                chunk_bytes=8 MiB, sst_min_rows=2000, progress=None, restart=False,
                compact=False, template="") -> ImportSummary
-    run_export(target, dest, *, fmt=None, parent=None, metadata=True, progress=None) -> ExportSummary
+    run_export(target, dest, *, fmt=None, parent=None, metadata=True, progress=None,
+               workers=None) -> ExportSummary
 
 ``target`` is a running node's :class:`registry.service.Registry` or a stopped node's RocksDB path.
 Importing through a node over gRPC (the node keeps serving): :mod:`resolver.bulk_remote`.

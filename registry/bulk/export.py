@@ -9,15 +9,28 @@ The CSV header is the union of the records' columns, which takes a first pass ov
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import csv
 import io
+import multiprocessing
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from registry.bulk.formats import Format, csv_cells, csv_columns_for, guess_format, json_line, open_output
+from registry.bulk.formats import (
+    ColumnKey,
+    Format,
+    csv_cells,
+    csv_column_keys,
+    csv_columns,
+    guess_format,
+    json_line,
+    open_output,
+)
 from registry.bulk.progress import Progress, SilentProgress
 from registry.errors import FailedPrecondition
 from registry.identifier import parse_prefix, prefix_range
@@ -27,6 +40,7 @@ from registry.service import Registry
 from registry.store import Store, Table
 
 _PAGE = 10_000
+T = TypeVar("T")
 EXPORT_BLOCK_CACHE_BYTES = 8 << 20
 """Block cache of a stopped node opened for export: a scan reads each block once, so a node-sized
 cache (256 MiB) would only fill with blocks never read again."""
@@ -43,16 +57,63 @@ class ExportSummary:
         return asdict(self)
 
 
-def iter_records(store: Store, parent: str | None = None) -> Iterator[bytes]:
-    """Encoded records in key order, all of them or those under ``parent``, read in pages."""
+def iter_pages(store: Store, parent: str | None = None) -> Iterator[list[bytes]]:
+    """Encoded records in key order, all of them or those under ``parent``, in pages of up to
+    :data:`_PAGE` (none empty)."""
     lower, upper = prefix_range(parse_prefix(parent, "parent")) if parent else (b"", b"\xff" * 8)
     while True:
         page = store.scan(Table.RECORDS, lower, upper, _PAGE)
-        for _, value in page:
-            yield value
+        if page:
+            yield [value for _, value in page]
         if len(page) < _PAGE:
             return
         lower = page[-1][0] + b"\0"
+
+
+def format_page(page: list[bytes], fmt: Format, column_of: dict[ColumnKey, int], metadata: bool) -> str:
+    """The lines of ``page``'s records in ``fmt`` (CSV: in the columns ``column_of`` numbers).
+    Raises ValueError for a record CSV cannot hold."""
+    if fmt is Format.CSV:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        width = len(column_of)
+        for data in page:
+            writer.writerow(csv_cells(record_pb2.Record.FromString(data), column_of, width))
+        return buf.getvalue()
+    return "".join(json_line(record_pb2.Record.FromString(data), metadata) + "\n" for data in page)
+
+
+def _page_text(
+    page: list[bytes], fmt: Format, column_of: dict[ColumnKey, int], metadata: bool
+) -> tuple[str, str]:
+    """Worker task: (:func:`format_page`, "") or ("", why CSV cannot hold a record)."""
+    try:
+        return format_page(page, fmt, column_of, metadata), ""
+    except ValueError as exc:
+        return "", str(exc)
+
+
+def _counting(jobs: Iterator[tuple[Any, ...]], sizes: collections.deque) -> Iterator[tuple[Any, ...]]:
+    """``jobs`` (each a page first), noting each page's record count in ``sizes``."""
+    for job in jobs:
+        sizes.append(len(job[0]))
+        yield job
+
+
+def _in_order(pool: Any, task: Callable[..., T], args: Iterator[tuple[Any, ...]], window: int) -> Iterator[T]:
+    """``task(*a)`` for each ``a`` of ``args`` in ``pool`` (in this process when it is None), in
+    order, with at most ``window`` tasks in flight (``Pool.imap`` would read every page first)."""
+    if pool is None:
+        for a in args:
+            yield task(*a)
+        return
+    pending: collections.deque = collections.deque()
+    for a in args:
+        pending.append(pool.apply_async(task, a))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
 
 
 def run_export(
@@ -63,17 +124,27 @@ def run_export(
     parent: str | None = None,
     metadata: bool = True,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> ExportSummary:
     """Write the records of a node (a running node's Registry, or a stopped node's RocksDB path) to
     ``dest`` (``-`` is stdout; ``.gz`` / ``.zst`` compress). ``fmt`` defaults to what ``dest`` says.
-    ``metadata`` adds owner, times and etag to JSON Lines rows."""
-    if isinstance(target, Registry):
-        return _export(target.store, dest, fmt, parent, metadata, progress)
-    store = RocksStore(target, block_cache_bytes=EXPORT_BLOCK_CACHE_BYTES)
-    try:
-        return _export(store, dest, fmt, parent, metadata, progress)
-    finally:
-        store.close()
+    ``metadata`` adds owner, times and etag to JSON Lines rows. This process reads the records in
+    pages; ``workers`` processes (default: one per core; 0 or 1: none) turn pages into lines, which
+    this process writes in key order: the file is the same whatever ``workers`` is."""
+    processes = len(os.sched_getaffinity(0)) if workers is None else workers
+    with contextlib.ExitStack() as stack:
+        # Spawned: this process has RocksDB's threads (the store is open, or was).
+        pool = (
+            stack.enter_context(multiprocessing.get_context("spawn").Pool(processes))
+            if processes > 1
+            else None
+        )
+        if isinstance(target, Registry):
+            return _export(target.store, dest, fmt, parent, metadata, progress, pool, processes)
+        store = stack.enter_context(
+            contextlib.closing(RocksStore(target, block_cache_bytes=EXPORT_BLOCK_CACHE_BYTES))
+        )
+        return _export(store, dest, fmt, parent, metadata, progress, pool, processes)
 
 
 def _export(
@@ -83,8 +154,11 @@ def _export(
     parent: str | None,
     metadata: bool,
     progress: Progress | None,
+    pool: Any,
+    processes: int,
 ) -> ExportSummary:
     started = time.monotonic()
+    window = processes + 1
     progress = progress or SilentProgress()
     if fmt is None:
         try:
@@ -92,30 +166,31 @@ def _export(
         except ValueError as exc:
             raise FailedPrecondition(str(exc)) from None
     fmt = Format(fmt)
-    column_of = {}
+    column_of: dict[ColumnKey, int] = {}
+    header = ""
     if fmt is Format.CSV:
-        columns = csv_columns_for(iter_records(store, parent))
+        keys: set[ColumnKey] = set()
+        for found in _in_order(pool, csv_column_keys, ((p,) for p in iter_pages(store, parent)), window):
+            keys |= found
+        columns = csv_columns(keys)
         column_of = {(c.index, c.type, c.ttl, c.binary): i for i, c in enumerate(columns)}
+        line = io.StringIO()
+        csv.writer(line, lineterminator="\n").writerow(["identifier", *(c.header for c in columns)])
+        header = line.getvalue()
     out = open_output(dest)
     count = 0
     try:
         text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)  # type: ignore[arg-type]
-        writer = csv.writer(text, lineterminator="\n") if fmt is Format.CSV else None
-        if writer is not None:
-            writer.writerow(["identifier", *(c.header for c in columns)])
-        for data in iter_records(store, parent):
-            record = record_pb2.Record.FromString(data)  # not a Record: ~3x cheaper to read so
-            if writer is not None:
-                try:
-                    writer.writerow(csv_cells(record, column_of, len(columns)))
-                except ValueError as exc:
-                    raise FailedPrecondition(f"cannot export as CSV: {exc}") from None
-            else:
-                text.write(json_line(record, metadata))
-                text.write("\n")
-            count += 1
-            if count % _PAGE == 0:
-                progress.update(count, 0, 0, None)
+        text.write(header)
+        pages = iter_pages(store, parent)
+        jobs = ((page, fmt, column_of, metadata) for page in pages)
+        sizes = collections.deque()  # the record counts of the pages handed out, in order
+        for lines, unfit in _in_order(pool, _page_text, _counting(jobs, sizes), window):
+            if unfit:
+                raise FailedPrecondition(f"cannot export as CSV: {unfit}")
+            text.write(lines)
+            count += sizes.popleft()
+            progress.update(count, 0, 0, None)
         text.flush()
         if os.fspath(dest) == "-":
             text.detach()

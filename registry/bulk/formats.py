@@ -403,21 +403,27 @@ def csv_values(cells: Sequence[str], columns: Sequence[Column], timestamp_ns: in
     return tuple(out)
 
 
-def csv_columns_for(encoded: Iterable[bytes]) -> list[Column]:
-    """The columns that hold every value of the encoded records ``encoded`` (ordered by index, type,
-    TTL, then binary). Reads the protobuf messages without building :class:`Record` objects: an
-    export's first pass over every record, ~4x cheaper so (bench/README.md, "Session 8")."""
-    seen = {
+ColumnKey = tuple[int, str, int, bool]
+"""A CSV column as (index, type, TTL, binary)."""
+
+
+def csv_column_keys(encoded: Iterable[bytes]) -> set[ColumnKey]:
+    """The columns that hold every value of the encoded records ``encoded``. Reads the protobuf
+    messages without building :class:`Record` objects: an export's first pass over every record,
+    ~4x cheaper so (bench/README.md, "Session 8")."""
+    return {
         (v.index, v.type, codec.value_ttl(v), codec.is_binary(v))
         for data in encoded
         for v in record_pb2.Record.FromString(data).values
     }
-    return [Column(*key) for key in sorted(seen)]
 
 
-def csv_cells(
-    record: record_pb2.Record, column_of: dict[tuple[int, str, int, bool], int], width: int
-) -> list[str]:
+def csv_columns(keys: Iterable[ColumnKey]) -> list[Column]:
+    """The columns of ``keys`` in their order in a file: by index, type, TTL, then binary."""
+    return [Column(*key) for key in sorted(set(keys))]
+
+
+def csv_cells(record: record_pb2.Record, column_of: dict[ColumnKey, int], width: int) -> list[str]:
     """One CSV row for the record message ``record``; ``column_of`` maps a column's (index, type,
     TTL, binary) to its position. ValueError if a value cannot be written in CSV."""
     cells = [""] * (width + 1)
