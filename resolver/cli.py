@@ -64,13 +64,19 @@ def _describe(exc: BaseException) -> str:
 
 
 class IdnodeGroup(click.Group):
-    """Turns every exception into one ``error:`` line and exit status 1."""
+    """Turns every exception into one ``error:`` line and exit status 1; a closed output pipe into
+    exit status 1 alone."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # Whoever read the output went away (`idnode export - | head`): nothing to report. The
+            # interpreter's last flush of stdout must not fail again on the way out.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
         except Exception as exc:
             raise CliError(_describe(exc)) from None
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from resolver.cli import cli
 from resolver.datadir import DataDir
-from tests.bulk_support import assert_counts_match, content
+from tests.bulk_support import assert_counts_match, content, gen_data
 
 
 def test_import_then_export_through_the_commands(tmp_path: Path) -> None:
@@ -76,3 +78,29 @@ def test_import_into_a_running_node_says_to_stop_it(tmp_path: Path) -> None:
     lines = result.output.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot open RocksDB at ")
     assert lines[0].endswith(" (is the node running? stop it first)")
+
+
+def test_export_to_a_pipe_its_reader_closes_ends_without_an_error(tmp_path: Path) -> None:
+    """``idnode export - | head``: the reader goes away mid-export; the command stops with status 1
+    and says nothing (no ``error:`` line, no traceback)."""
+    layout = DataDir(tmp_path / "node")
+    layout.init("88.118")
+    source = tmp_path / "gen.csv"
+    gen_data().write(str(source), 3000, 2, 7)
+    imported = CliRunner().invoke(
+        cli, ["--data-dir", str(layout.root), "import", str(source), "--create-enterprises", "--quiet"]
+    )
+    assert imported.exit_code == 0, imported.output
+    args = ["--data-dir", str(layout.root), "export", "-", "--format", "jsonl", "--quiet", "--workers", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resolver.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(100).startswith(b'{"identifier":')
+    proc.stdout.close()  # ~1.5 MB of lines were still to come
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "error" not in stderr and "Traceback" not in stderr, stderr
