@@ -593,12 +593,24 @@ def json_line(record: record_pb2.Record, metadata: bool = True) -> str:
 
 
 # ------------------------------------------------------------------------------------------ output
+OUTPUT_BUFFER = 1 << 20
+"""Bytes an output buffers (:func:`open_output`): more than any one write of :data:`WRITE_SLICE`
+characters. A larger write skips the buffer, and then a pipe whose reader goes away mid-write
+loses the rest of it without an error (CPython 3.11 returns the partial write; measured: 69,632 of
+2,552,661 bytes written, exit status 0)."""
+WRITE_SLICE = 1 << 16
+"""Characters at most per write to an :func:`open_output` writer (4 bytes each at most)."""
+
+
 def open_output(dest: str | os.PathLike[str]) -> BinaryIO:
-    """A binary writer for ``dest`` (``-`` is stdout), compressing by its extension."""
+    """A binary writer for ``dest`` (``-`` is stdout, left open), compressing by its extension,
+    buffering :data:`OUTPUT_BUFFER` bytes: write at most :data:`WRITE_SLICE` characters at a time."""
     name = os.fspath(dest)
     if name == "-":
-        return sys.stdout.buffer
-    raw: BinaryIO = open(name, "wb")  # noqa: SIM115 - the caller closes it
+        sys.stdout.flush()
+        stdout = io.FileIO(sys.stdout.fileno(), "wb", closefd=False)
+        return io.BufferedWriter(stdout, buffer_size=OUTPUT_BUFFER)  # type: ignore[return-value]
+    raw: BinaryIO = open(name, "wb", buffering=OUTPUT_BUFFER)  # noqa: SIM115 - the caller closes it
     lower = name.lower()
     if lower.endswith((".gz", ".gzip")):
         return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6)  # type: ignore[return-value]
