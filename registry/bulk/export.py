@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from registry.bulk.formats import (
-    WRITE_SLICE,
     ColumnKey,
     Format,
     csv_cells,
@@ -189,8 +188,7 @@ def _export(
         for lines, unfit in _in_order(pool, _page_text, _counting(jobs, sizes), window):
             if unfit:
                 raise FailedPrecondition(f"cannot export as CSV: {unfit}")
-            for at in range(0, len(lines), WRITE_SLICE):
-                text.write(lines[at : at + WRITE_SLICE])
+            text.write(lines)
             count += sizes.popleft()
             progress.update(count, 0, 0, None)
         text.flush()
