@@ -133,7 +133,7 @@ def run_export(
     this process writes in key order: the file is the same whatever ``workers`` is."""
     processes = len(os.sched_getaffinity(0)) if workers is None else workers
     with contextlib.ExitStack() as stack:
-        # Spawned: this process has RocksDB's threads (the store is open, or was).
+        # Spawned, not forked: the caller may run other threads (a running node's RocksDB, grpc).
         pool = (
             stack.enter_context(multiprocessing.get_context("spawn").Pool(processes))
             if processes > 1
