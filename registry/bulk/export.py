@@ -85,19 +85,13 @@ def format_page(page: list[bytes], fmt: Format, column_of: dict[ColumnKey, int],
 
 def _page_text(
     page: list[bytes], fmt: Format, column_of: dict[ColumnKey, int], metadata: bool
-) -> tuple[str, str]:
-    """Worker task: (:func:`format_page`, "") or ("", why CSV cannot hold a record)."""
+) -> tuple[str, int, str]:
+    """Worker task: (:func:`format_page`, the page's record count, "") or ("", 0, why CSV cannot
+    hold a record)."""
     try:
-        return format_page(page, fmt, column_of, metadata), ""
+        return format_page(page, fmt, column_of, metadata), len(page), ""
     except ValueError as exc:
-        return "", str(exc)
-
-
-def _counting(jobs: Iterator[tuple[Any, ...]], sizes: collections.deque) -> Iterator[tuple[Any, ...]]:
-    """``jobs`` (each a page first), noting each page's record count in ``sizes``."""
-    for job in jobs:
-        sizes.append(len(job[0]))
-        yield job
+        return "", 0, str(exc)
 
 
 def _in_order(pool: Any, task: Callable[..., T], args: Iterator[tuple[Any, ...]], window: int) -> Iterator[T]:
@@ -182,14 +176,12 @@ def _export(
     try:
         text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)  # type: ignore[arg-type]
         text.write(header)
-        pages = iter_pages(store, parent)
-        jobs = ((page, fmt, column_of, metadata) for page in pages)
-        sizes = collections.deque()  # the record counts of the pages handed out, in order
-        for lines, unfit in _in_order(pool, _page_text, _counting(jobs, sizes), window):
+        jobs = ((page, fmt, column_of, metadata) for page in iter_pages(store, parent))
+        for lines, records, unfit in _in_order(pool, _page_text, jobs, window):
             if unfit:
                 raise FailedPrecondition(f"cannot export as CSV: {unfit}")
             text.write(lines)
-            count += sizes.popleft()
+            count += records
             progress.update(count, 0, 0, None)
         text.flush()
         if os.fspath(dest) == "-":

@@ -409,8 +409,8 @@ ColumnKey = tuple[int, str, int, bool]
 
 def csv_column_keys(encoded: Iterable[bytes]) -> set[ColumnKey]:
     """The columns that hold every value of the encoded records ``encoded``. Reads the protobuf
-    messages without building :class:`Record` objects: an export's first pass over every record,
-    ~4x cheaper so (bench/README.md, "Session 8")."""
+    messages without building :class:`Record` objects, which took most of an export's time
+    (bench/README.md, "Session 8", 5)."""
     return {
         (v.index, v.type, codec.value_ttl(v), codec.is_binary(v))
         for data in encoded

@@ -6,10 +6,11 @@ buffer of ~20 MB and many medium buffers, and frees them all again. By default g
 mmap threshold to the size of what was last freed, and gives the heap's top back to the kernel
 when more than twice that is free; so whether a chunk's buffers reuse memory the process already
 holds, or fresh pages the kernel must zero and fault in, depends on the order of earlier
-allocations. Importing one more module moved a 10^7-row import's chunk phase by 12%
-(bench/README.md, "Session 8"). Fixed settings make it the same every time: blocks up to
-:data:`MMAP_THRESHOLD` come from the heap, and up to :data:`TRIM_THRESHOLD` of free heap is kept
-for the next chunk (a worker's peak memory does not change; it keeps it until it exits).
+allocations: two timing harnesses differing by one imported module saw a 10^7-row import's chunk
+phase take 8.3-8.9 s and 7.1-7.4 s (bench/README.md, "Session 8", 3). Fixed settings make it
+the same every time: blocks up to :data:`MMAP_THRESHOLD` come from the heap, and up to
+:data:`TRIM_THRESHOLD` of free heap is kept for the next chunk (a worker's peak memory does not
+change; it keeps it until it exits).
 """
 
 from __future__ import annotations

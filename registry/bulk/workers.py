@@ -3,7 +3,7 @@
 :func:`registry.bulk.run_import` starts them before it opens the store, and forks them if the
 process runs a single thread at that moment (as ``idnode import`` does): a forked worker starts in
 ~10 ms with every module already imported, where a spawned one starts a fresh interpreter and
-imports them (~0.14 s, a tenth of a 10^6-row import; bench/README.md, "Session 8"). A process
+imports them (~0.14 s, 7% of a 10^6-row import; bench/README.md, "Session 8", 4). A process
 running other threads (grpc's, a caller's, RocksDB's, which outlive the first database it opened)
 is never forked, since the child would inherit their locks in whatever state they were: its
 workers are spawned.
