@@ -153,9 +153,9 @@ def bound_st(draw: st.DrawFn, run_records: Sequence[Records]) -> bytes | None:
 # ------------------------------------------------------------------------------ frame
 def test_the_twin_in_use() -> None:
     if _runs is None:
-        assert runs.frame is py_frame and runs.Merger is PyMerger
+        assert runs.frame is py_frame and runs.Merger is PyMerger and runs.span is runs.py_span
     else:
-        assert runs.frame is _runs.frame and runs.Merger is _runs.Merger
+        assert runs.frame is _runs.frame and runs.Merger is _runs.Merger and runs.span is _runs.span
 
 
 def test_frame_layout() -> None:
@@ -345,23 +345,102 @@ def test_partition_ranges_hold_every_record_of_their_partition(tmp_path: Path, s
             per_run.append(runs.ranges(tail, cuts, size))
         bounds: list[bytes | None] = [None, *cuts, None]
         for p in range(len(cuts) + 1):
-            parts = [runs.RangeReader().read(str(path), *per_run[i][p]) for i, path in enumerate(paths)]
-            for i, part in enumerate(parts):  # tight: whole index blocks around the partition only
-                held = sum(
-                    len(b[0]) for b, _ in drain(PyMerger([part], None, None, False, plain=True), [500]) if b
-                )
+            reader = runs.RangeReader()
+            loose = [reader.read(str(path), *per_run[i][p]) for i, path in enumerate(paths)]
+            lo, hi = bounds[p], bounds[p + 1]
+            parts = [reader.read(str(path), *per_run[i][p], lo, hi) for i, path in enumerate(paths)]
+            for i, part in enumerate(parts):
                 inside = sum(
                     1
                     for k in run_records[i]
                     if (bounds[p] is None or k >= bounds[p]) and (bounds[p + 1] is None or k < bounds[p + 1])
                 )
-                assert inside <= held <= inside + 2 * INDEX_EVERY
+                # Without bounds: whole index blocks around the partition; with them, just its records.
+                assert inside <= held(loose[i]) <= inside + 2 * INDEX_EVERY
+                assert held(part) == inside
             keep_last = rng.random() < 0.5
             expected = drain(PyMerger(whole, bounds[p], bounds[p + 1], keep_last), [500])
             assert drain(PyMerger(parts, bounds[p], bounds[p + 1], keep_last, plain=True), [500]) == expected
             if _runs is not None:
                 got = drain(_runs.Merger(parts, bounds[p], bounds[p + 1], keep_last, plain=True), [500])
                 assert got == expected
+
+
+def held(records: Any) -> int:
+    """How many plain records ``records`` holds (every one read and checked)."""
+    return sum(len(b[0]) for b, _ in drain(PyMerger([records], None, None, False, plain=True), [500]) if b)
+
+
+def spans() -> list[Any]:
+    """The span functions to test: the Python twin always, the C twin when loaded."""
+    return [
+        pytest.param(runs.py_span, id="python"),
+        pytest.param(_runs.span if _runs is not None else None, id="native", marks=needs_native),
+    ]
+
+
+def plain(records: Records) -> bytes:
+    """The records region of ``records``' run: what RangeReader.read returns for the whole run."""
+    data = framed(records)
+    return data[: read_index(data)[0]]
+
+
+@pytest.mark.parametrize("span", spans())
+@PROPS
+@given(run_st, st.data())
+def test_span_holds_exactly_the_keys_in_bounds(span: Any, records: Records, data: st.DataObject) -> None:
+    lo = data.draw(bound_st([records]))
+    hi = data.draw(bound_st([records]))
+    buf = plain(records)
+    start, end = span(buf, lo, hi)
+    assert 0 <= start <= len(buf) and 0 <= end <= len(buf)
+    inside = [k for k in sorted(records) if (lo is None or k >= lo) and (hi is None or k < hi)]
+    if start <= end:
+        got = drain(PyMerger([buf[start:end]], None, None, False, plain=True), [500])
+        assert [k for b, _ in got if b for k in b[0]] == inside
+    else:  # lo > hi: nothing lies between them, and start is where lo's records begin
+        assert inside == [] and lo is not None and hi is not None and lo > hi
+    assert span(bytearray(buf), lo, hi) == span(memoryview(buf), lo, hi) == (start, end)
+
+
+@needs_native
+@PROPS
+@given(
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4),
+    st.integers(0, 200),
+    st.sampled_from([None, b"", b"a", b"b/", b"c", b"\xff"]),
+    st.sampled_from([None, b"", b"a/b", b"b", b"c/d", b"\xff"]),
+)
+def test_span_twins_agree_on_damaged_records(
+    flips: list[tuple[int, int]], cut: int, lo: bytes | None, hi: bytes | None
+) -> None:
+    """Lengths or keys changed, or the records cut short: the same range or the same error class."""
+    buf = plain({b"a": (b"0", 0), b"a/b": (b"1", 1), b"b": (b"2" * 30, 2), b"c/d": (b"3", 3), b"d": (b"", 4)})
+    if flips:
+        buf = flipped(buf, flips)
+    buf = buf[: len(buf) - cut] if cut < len(buf) else b""
+
+    def result(span: Any) -> Any:
+        try:
+            return span(buf, lo, hi)
+        except ValueError as exc:
+            return type(exc)
+
+    assert result(_runs.span) == result(runs.py_span)
+
+
+@needs_native
+def test_native_span_arguments() -> None:
+    with pytest.raises(TypeError):
+        _runs.span(b"", "a", None)
+    with pytest.raises(TypeError):
+        _runs.span(b"", None, bytearray(b"b"))
+    with pytest.raises(TypeError):
+        _runs.span(b"", None)
+    with pytest.raises(TypeError):
+        _runs.span(5, None, None)
+    with pytest.raises(runs.RunCorrupt, match="cut short"):
+        _runs.span(b"\x05\x00\x00\x00ab", b"a", None)
 
 
 @pytest.mark.parametrize("merger", mergers())

@@ -21,6 +21,10 @@
  *       record raises RunCorrupt from the same call. After such an error every later call raises
  *       it again (the run that failed stays at the head of the merge).
  *
+ *   span(records, lo: bytes | None, hi: bytes | None) -> (start, end)
+ *       runs.py_span: the byte range of the plain records (whole records, no index, no footer;
+ *       any buffer) whose keys lie in [lo, hi).
+ *
  *   Merger.counts: dict[bytes, int]
  *       Kept records by key prefix (the bytes before the first "/"), updated at the end of every
  *       next() call.
@@ -718,10 +722,63 @@ static PyTypeObject MergerType = {
     .tp_members = Merger_members,
 };
 
+/* ------------------------------------------------------------------------------------ span */
+/* Whether ``key`` sorts before ``bound`` (a bytes object). */
+static inline int key_before(const unsigned char *key, uint64_t klen, PyObject *bound) {
+    return bytes_cmp(key, klen, (const unsigned char *)PyBytes_AS_STRING(bound), (size_t)PyBytes_GET_SIZE(bound)) < 0;
+}
+
+static PyObject *span(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "span(records, lo, hi) takes 3 arguments");
+        return NULL;
+    }
+    PyObject *lo = args[1], *hi = args[2];
+    if ((lo != Py_None && !PyBytes_Check(lo)) || (hi != Py_None && !PyBytes_Check(hi))) {
+        PyErr_SetString(PyExc_TypeError, "span() lo and hi must be bytes or None");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *buf = view.buf;
+    const uint64_t end = (uint64_t)view.len;
+    uint64_t pos = 0, start = end, stop = end;
+    int started = lo == Py_None;
+    if (started) start = 0;
+    /* Walks only as far as the answer needs, as py_span does (so a record cut short after it is
+     * left to the merge). */
+    while (pos < end && !(started && hi == Py_None)) {
+        if (end - pos < 4) goto cut_short;
+        uint64_t klen = load32(buf + pos), key_at = pos + 4;
+        if (end - key_at < klen + 4) goto cut_short;
+        uint64_t vlen = load32(buf + key_at + klen), next = key_at + klen + 4;
+        if (end - next < vlen + 8) goto cut_short;
+        const unsigned char *key = buf + key_at;
+        if (!started && !key_before(key, klen, lo)) {
+            started = 1;
+            start = pos;
+        }
+        if (started && hi != Py_None && !key_before(key, klen, hi)) {
+            stop = pos;
+            break;
+        }
+        pos = next + vlen + 8;
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(KK)", (unsigned long long)start, (unsigned long long)stop);
+cut_short:
+    PyBuffer_Release(&view);
+    corrupt("run record cut short");
+    return NULL;
+}
+
 /* ------------------------------------------------------------------------------------ module */
 static PyMethodDef module_methods[] = {
     {"frame", (PyCFunction)(void (*)(void))frame, METH_FASTCALL,
      "frame(keys, values, rows) -> bytes: the run file of the records (runs.py_frame)."},
+    {"span", (PyCFunction)(void (*)(void))span, METH_FASTCALL,
+     "span(records, lo, hi) -> (start, end): where the plain records' keys in [lo, hi) lie (runs.py_span)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -498,7 +498,8 @@ def merge_partition(
     rejects = path.with_suffix(".rejects")
     spills = settings.conflict is Conflict.FAIL  # which rejects each duplicate; the others count them
     duplicates = records = 0
-    bufs = [reader.read(p, s, e) for p, s, e in zip(part.runs, part.starts, part.ends, strict=True)]
+    ranges = zip(part.runs, part.starts, part.ends, strict=True)
+    bufs = [reader.read(path, start, end, part.lo, part.hi) for path, start, end in ranges]
     merger = runs.Merger(bufs, part.lo, part.hi, settings.conflict is Conflict.REPLACE, plain=True)
     writer = None
     with open(rejects, "wb") if spills else nullcontext() as spill:

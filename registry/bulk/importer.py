@@ -18,11 +18,12 @@ files that do not overlap; each goes straight to RocksDB's bottom level, so no c
 what was imported. Duplicates across chunks are settled in that merge.
 
 Reading and checking, memory is bounded by the number of chunks in flight (workers + 2) times the
-chunk size, whatever the input's size. Merging, a worker holds one partition's share of every run
-(:attr:`_Importer.PARTITION_RECORDS` records, plus up to 64 records of each run's neighbouring
-partitions at either end of its range), so that part grows with the number of runs, i.e. with
-the input's size over the chunk size: workers peaked at ~170 MiB at 10^7 rows (184 runs) and
-~250 MiB at 10^8 (1,837 runs; bench/README.md, "Session 8").
+chunk size, whatever the input's size. Merging, a worker holds one partition's records of every
+run, about :attr:`_Importer.PARTITION_RECORDS` records (~100 MiB of generated ~250-byte rows)
+however many runs there are: each run's range is cut to the partition's keys as it is read
+(:meth:`runs.RangeReader.read`). What does grow with the number of runs is small: each run's
+kept layout (~2.5 KB) and its place in the merge. Workers peaked at 177-184 MiB importing 10^7
+rows as 180 runs and as 1,837 (the run count of 10^8; bench/README.md, "Session 9").
 """
 
 from __future__ import annotations

@@ -137,8 +137,8 @@ def ranges(buf: Any, cuts: Sequence[bytes], size: int) -> list[tuple[int, int]]:
     bytes long), the byte range of its records holding every key of each partition that ``cuts``
     (ascending) makes: [None, cuts[0]), [cuts[0], cuts[1]) ... [cuts[-1], None). A range may also hold
     fewer than INDEX_EVERY records of the partition before and of the one after (it starts and ends
-    on index entries); :class:`Merger` with ``plain`` and the partition's bounds skips them. Read each
-    with :meth:`RangeReader.read`."""
+    on index entries); read each with :meth:`RangeReader.read` and the partition's bounds, which
+    cuts them off."""
     records_end, _, keys, offsets = read_index(buf, size - len(buf))
     bounds = [0]
     for cut in cuts:
@@ -264,9 +264,16 @@ class RangeReader:
         self._layouts: dict[str, _Packed] = {}
         self._dctx = zstandard.ZstdDecompressor()
 
-    def read(self, path: str, start: int, end: int) -> bytearray:
-        """Bytes ``start:end`` of the unpacked records of the run file at ``path``: whole records,
-        for ``Merger(plain=True)``, in memory of this process's own.
+    def read(
+        self, path: str, start: int, end: int, lo: bytes | None = None, hi: bytes | None = None
+    ) -> bytearray:
+        """Bytes ``start:end`` of the unpacked records of the run file at ``path`` (a range of
+        :func:`ranges`), cut down to the records with keys in ``[lo, hi)`` (:func:`span`): whole
+        records, for ``Merger(plain=True)``, in memory of this process's own.
+
+        The cut is what keeps a merging worker's memory from growing with the number of runs:
+        a range starts and ends on index entries, so without it each run's range also holds up to
+        ``INDEX_EVERY`` records of the neighbouring partitions at either end.
 
         Raises :class:`RunCorrupt` for a damaged file or a range outside its records."""
         with open(path, "rb") as f:
@@ -275,7 +282,42 @@ class RangeReader:
             layout = self._layouts.get(path)
             if layout is None or layout.size != size:
                 layout = self._layouts[path] = _Packed(fd, size)
-            return layout.records(fd, start, end, self._dctx)
+            records = layout.records(fd, start, end, self._dctx)
+        if lo is None and hi is None:
+            return records
+        first, last = span(records, lo, hi)
+        return records if (first, last) == (0, len(records)) else records[first:last]
+
+
+def py_span(records: Any, lo: bytes | None, hi: bytes | None) -> tuple[int, int]:
+    """(``span`` is this or its C twin.) The byte range ``[start, end)`` of ``records`` (whole
+    records, no index or footer: :meth:`RangeReader.read`; keys ascending) whose keys lie in
+    ``[lo, hi)`` (None: unbounded): ``start`` is the offset of the first record with a key >= ``lo``
+    and ``end`` that of the first with a key >= ``hi``, ``len(records)`` where there is none.
+
+    Walks only as far as the answer needs (nowhere when both bounds are None). Raises
+    :class:`RunCorrupt` for a record cut short on the way."""
+    size = len(records)
+    start = 0 if lo is None else size
+    started = lo is None
+    pos = 0
+    while pos < size and not (started and hi is None):
+        if pos + 4 > size:
+            raise RunCorrupt("run record cut short")
+        (klen,) = _HEAD.unpack_from(records, pos)
+        key_at = pos + 4
+        if key_at + klen + 4 > size:
+            raise RunCorrupt("run record cut short")
+        (vlen,) = _HEAD.unpack_from(records, key_at + klen)
+        if key_at + klen + 4 + vlen + 8 > size:
+            raise RunCorrupt("run record cut short")
+        key = bytes(records[key_at : key_at + klen])
+        if not started and key >= lo:  # type: ignore[operator]
+            started, start = True, pos
+        if started and hi is not None and key >= hi:
+            return start, pos
+        pos = key_at + klen + 4 + vlen + 8
+    return start, size
 
 
 def _records(
@@ -377,6 +419,7 @@ class PyMerger:
 _native = native.load("registry.bulk._runs")
 """The C twin (``registry/bulk/_runs.c``), or None."""
 frame = _native.frame if _native is not None else py_frame
+span = _native.span if _native is not None else py_span
 Merger: Any = _native.Merger if _native is not None else PyMerger
 
 
@@ -393,8 +436,10 @@ __all__ = [
     "frame",
     "index_entries",
     "py_frame",
+    "py_span",
     "ranges",
     "read_index",
+    "span",
     "tail_bytes",
     "write_run",
 ]
