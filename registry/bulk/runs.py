@@ -15,15 +15,22 @@ Run file layout (all integers little-endian)::
 start near its first key without reading the run from the beginning.
 
 On disk a run is *packed* (:func:`write_run`): its records region is cut into blocks of
-``BLOCK`` bytes, each a zstd frame (level 1, with its checksum), so a run takes about an eighth of
-its size on disk and in the page cache; the index and footer stay as they are (offsets into the
-unpacked records)::
+``BLOCK`` bytes, each compressed as an LZ4 block, so a run takes about a fifth of its size on disk
+and in the page cache; the index and footer stay as they are (offsets into the unpacked
+records)::
 
-    blocks     zstd frames of records[k * BLOCK : (k + 1) * BLOCK]
+    blocks     LZ4 blocks (no header) of records[k * BLOCK : (k + 1) * BLOCK]
     table      (blocks + 1) x u64: each block's file offset, then the table's own
+    checks     blocks x u32: the CRC-32 of each block's packed bytes
     index      as above
     footer     as above
     trailer    u64 table offset, u64 blocks, u32 BLOCK, 4 bytes padding, PACKED_MAGIC
+
+Why LZ4 and not zstd (which packed runs until session 9): every record is packed once and unpacked
+about once, so the codec's speed is what counts, not its ratio. On 64 KiB blocks of generated
+records LZ4 packed ~1.6x and unpacked ~2x as fast as zstd at level 1, for 1.6x the bytes (5.1x
+against 8.4x smaller than the records; bench/README.md, "Session 9"). The CRC of the packed bytes
+stands in for zstd's frame checksum at a fifth of the cost of one over the unpacked bytes.
 
 :func:`tail_bytes`, :func:`index_entries` and :class:`RangeReader` read packed files and answer in
 the unpacked run's offsets, so :func:`ranges` and :class:`Merger` never see the packing.
@@ -41,11 +48,12 @@ import heapq
 import os
 import struct
 import sys
+import zlib
 from array import array
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import zstandard
+import lz4.block
 
 from registry import native
 
@@ -55,13 +63,12 @@ _HEAD = struct.Struct("<I")
 _ROW = struct.Struct("<Q")
 _INDEX = struct.Struct("<QI")
 FOOTER = struct.Struct("<QQQI4x8s")
-PACKED_MAGIC = b"IDNRUNZ1"
+PACKED_MAGIC = b"IDNRUNL1"
 TRAILER = struct.Struct("<QQI4x8s")
 BLOCK = 1 << 16
-"""Unpacked bytes per zstd block of a packed run: a merge partition decompresses every block its
-byte range touches, so larger blocks compress a little better (64 KiB: ~8.4x on generated records,
-1 MiB: ~9x) but make each partition decompress more than it needs."""
-ZSTD_LEVEL = 1
+"""Unpacked bytes per block of a packed run: a merge partition unpacks every block its byte range
+touches, so larger blocks compress a little better but make each partition unpack more than it
+needs."""
 
 
 class RunCorrupt(ValueError):
@@ -157,15 +164,19 @@ def write_run(path: str, run: bytes) -> None:
     """Write the run file bytes ``run`` (:func:`frame`) to a new file at ``path``, packed (see the
     module docstring). Not made durable here."""
     records_end = FOOTER.unpack_from(run, len(run) - FOOTER.size)[0]
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
     view = memoryview(run)
     offsets = [0]
+    checks = array("I")
     with open(path, "wb") as f:
         for at in range(0, records_end, BLOCK):
-            block = compressor.compress(view[at : min(at + BLOCK, records_end)])
+            block = lz4.block.compress(view[at : min(at + BLOCK, records_end)], store_size=False)
+            checks.append(zlib.crc32(block))
             offsets.append(offsets[-1] + f.write(block))
         blocks = len(offsets) - 1
         f.write(struct.pack(f"<{blocks + 1}Q", *offsets))
+        if sys.byteorder != "little":
+            checks.byteswap()
+        f.write(checks)
         f.write(view[records_end:])
         f.write(TRAILER.pack(offsets[-1], blocks, BLOCK, PACKED_MAGIC))
 
@@ -186,17 +197,20 @@ class _Packed:
         self.size = size
         self.records_end = records_end
         self.end = size - TRAILER.size  # the index and footer end here
-        raw = os.pread(fd, 8 * (blocks + 1), table_at) if table_at + 8 * (blocks + 1) <= self.end else b""
-        if len(raw) != 8 * (blocks + 1):
+        table_size = 8 * (blocks + 1) + 4 * blocks
+        raw = os.pread(fd, table_size, table_at) if table_at + table_size <= self.end else b""
+        if len(raw) != table_size:
             raise RunCorrupt("run block table out of bounds")
-        # An array, not a tuple of ints: a merge worker keeps every run's layout (RangeReader), at
+        # Arrays, not tuples of ints: a merge worker keeps every run's layout (RangeReader), at
         # 10^8 rows 1,837 tables of ~314 offsets: 4.6 MB so, 22 MB as Python ints.
-        offsets = self.offsets = array("Q", raw)
+        offsets = self.offsets = array("Q", raw[: 8 * (blocks + 1)])
+        checks = self.checks = array("I", raw[8 * (blocks + 1) :])
         if sys.byteorder != "little":
             offsets.byteswap()
+            checks.byteswap()
         if offsets[0] != 0 or offsets[-1] != table_at or offsets.tolist() != sorted(offsets):
             raise RunCorrupt("run block table out of order")
-        self.index_at = table_at + 8 * (blocks + 1)
+        self.index_at = table_at + table_size
 
     @classmethod
     def of(cls, fd: int) -> _Packed:
@@ -207,31 +221,32 @@ class _Packed:
         """The unpacked run's index and footer."""
         return os.pread(fd, self.end - self.index_at, self.index_at)
 
-    def records(self, fd: int, start: int, end: int, dctx: zstandard.ZstdDecompressor) -> bytearray:
-        """Unpacked records bytes ``start:end``, decompressed with ``dctx``."""
+    def records(self, fd: int, start: int, end: int) -> bytearray:
+        """Unpacked records bytes ``start:end``."""
         if not 0 <= start <= end <= self.records_end:
             raise RunCorrupt("run range out of bounds")
+        out = bytearray()
         if start == end:
-            return bytearray()
+            return out
         first, last = start // BLOCK, (end - 1) // BLOCK
-        at = self.offsets[first]
-        packed = os.pread(fd, self.offsets[last + 1] - at, at)
-        if len(packed) != self.offsets[last + 1] - at:
+        offsets = self.offsets
+        base = offsets[first]
+        packed = memoryview(os.pread(fd, offsets[last + 1] - base, base))
+        if len(packed) != offsets[last + 1] - base:
             raise RunCorrupt("run file shorter than its block table says")
-        reader = dctx.stream_reader(packed, read_across_frames=True)
-        out = bytearray(end - start)
-        view = memoryview(out)
-        got = 0
-        try:
-            reader.seek(start - first * BLOCK)
-            while got < len(out) and (n := reader.readinto(view[got:])) > 0:
-                got += n
-        except zstandard.ZstdError as exc:
-            raise RunCorrupt(f"run block does not decompress: {exc}") from None
-        finally:
-            view.release()
-        if got < len(out):
-            raise RunCorrupt("run blocks shorter than their records")
+        for k in range(first, last + 1):
+            block = packed[offsets[k] - base : offsets[k + 1] - base]
+            if zlib.crc32(block) != self.checks[k]:
+                raise RunCorrupt(f"run block {k} does not match its checksum")
+            size = min(BLOCK, self.records_end - k * BLOCK)
+            try:
+                data = lz4.block.decompress(block, uncompressed_size=size)
+            except lz4.block.LZ4BlockError as exc:
+                raise RunCorrupt(f"run block {k} does not decompress: {exc}") from None
+            if len(data) != size:
+                raise RunCorrupt(f"run block {k} unpacks to {len(data)} bytes, not {size}")
+            at = k * BLOCK
+            out += memoryview(data)[max(start, at) - at : min(end, at + size) - at]
         return out
 
 
@@ -252,17 +267,16 @@ def tail_bytes(path: str) -> tuple[bytes, int]:
 
 class RangeReader:
     """Reads byte ranges of run files' unpacked records (:meth:`read`), keeping each file's layout
-    (trailer and block table) and one zstd decompression context from one read to the next.
+    (trailer, block table and checks) from one read to the next.
 
     A merge reads one range of every run per partition: at 10^8 rows 1,837 runs x 400 partitions,
-    each range ~56 KB, where reading the layout again and making a new context cost about a
-    quarter of a read (bench/README.md, "Session 8"). A kept layout is used only while its file
-    keeps its size; run files are not rewritten during a merge. Not thread-safe.
+    each range ~56 KB, where reading the layout again cost about a quarter of a read
+    (bench/README.md, "Session 8"). A kept layout is used only while its file keeps its size; run
+    files are not rewritten during a merge. Not thread-safe.
     """
 
     def __init__(self) -> None:
         self._layouts: dict[str, _Packed] = {}
-        self._dctx = zstandard.ZstdDecompressor()
 
     def read(
         self, path: str, start: int, end: int, lo: bytes | None = None, hi: bytes | None = None
@@ -282,7 +296,7 @@ class RangeReader:
             layout = self._layouts.get(path)
             if layout is None or layout.size != size:
                 layout = self._layouts[path] = _Packed(fd, size)
-            records = layout.records(fd, start, end, self._dctx)
+            records = layout.records(fd, start, end)
         if lo is None and hi is None:
             return records
         first, last = span(records, lo, hi)
