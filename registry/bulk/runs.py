@@ -221,13 +221,12 @@ class _Packed:
         """The unpacked run's index and footer."""
         return os.pread(fd, self.end - self.index_at, self.index_at)
 
-    def records(self, fd: int, start: int, end: int) -> bytearray:
-        """Unpacked records bytes ``start:end``."""
+    def unpack_into(self, fd: int, start: int, end: int, out: memoryview) -> None:
+        """Write unpacked records bytes ``start:end`` into ``out`` (``end - start`` bytes)."""
         if not 0 <= start <= end <= self.records_end:
             raise RunCorrupt("run range out of bounds")
-        out = bytearray()
         if start == end:
-            return out
+            return
         first, last = start // BLOCK, (end - 1) // BLOCK
         offsets = self.offsets
         base = offsets[first]
@@ -246,8 +245,8 @@ class _Packed:
             if len(data) != size:
                 raise RunCorrupt(f"run block {k} unpacks to {len(data)} bytes, not {size}")
             at = k * BLOCK
-            out += memoryview(data)[max(start, at) - at : min(end, at + size) - at]
-        return out
+            lo, hi = max(start, at), min(end, at + size)
+            out[lo - start : hi - start] = memoryview(data)[lo - at : hi - at]
 
 
 def index_entries(path: str) -> int:
@@ -277,6 +276,10 @@ class RangeReader:
 
     def __init__(self) -> None:
         self._layouts: dict[str, _Packed] = {}
+        self._scratch = bytearray()
+        """Where a range is unpacked before it is cut: the one bytearray a read returns is then
+        allocated once and at its final size, which keeps a merging worker's heap from fragmenting
+        (~1,800 ranges held per partition at 10^8 rows)."""
 
     def read(
         self, path: str, start: int, end: int, lo: bytes | None = None, hi: bytes | None = None
@@ -296,11 +299,14 @@ class RangeReader:
             layout = self._layouts.get(path)
             if layout is None or layout.size != size:
                 layout = self._layouts[path] = _Packed(fd, size)
-            records = layout.records(fd, start, end)
-        if lo is None and hi is None:
-            return records
-        first, last = span(records, lo, hi)
-        return records if (first, last) == (0, len(records)) else records[first:last]
+            size = end - start
+            if len(self._scratch) < size:
+                self._scratch = bytearray(size)
+            with memoryview(self._scratch) as scratch, scratch[:size] as records:
+                layout.unpack_into(fd, start, end, records)
+                first, last = (0, size) if lo is None and hi is None else span(records, lo, hi)
+                with records[first:last] as kept:
+                    return bytearray(kept)
 
 
 def py_span(records: Any, lo: bytes | None, hi: bytes | None) -> tuple[int, int]:
