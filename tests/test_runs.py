@@ -366,6 +366,33 @@ def test_partition_ranges_hold_every_record_of_their_partition(tmp_path: Path, s
                 assert got == expected
 
 
+def test_read_partition_gives_what_read_gives_in_one_reused_mapping(tmp_path: Path) -> None:
+    run_records = long_runs(4)
+    paths = []
+    for i, records in enumerate(run_records):
+        paths.append(str(tmp_path / f"run-{i}.run"))
+        runs.write_run(paths[-1], framed(records))
+    every_key = sorted({k for r in run_records for k in r})
+    cuts = [every_key[len(every_key) // 3], every_key[2 * len(every_key) // 3]]
+    per_run = []
+    for path in paths:
+        tail, size = runs.tail_bytes(path)
+        per_run.append(runs.ranges(tail, cuts, size))
+    bounds: list[bytes | None] = [None, *cuts, None]
+    reader = runs.RangeReader()
+    for p in (1, 0, 2, 1):  # the middle partition first and last: the mapping is reused
+        ranges = [(path, *per_run[i][p]) for i, path in enumerate(paths)]
+        views = reader.read_partition(ranges, bounds[p], bounds[p + 1])
+        assert [bytes(v) for v in views] == [
+            bytes(runs.RangeReader().read(*r, bounds[p], bounds[p + 1])) for r in ranges
+        ]
+        lo, hi = bounds[p], bounds[p + 1]
+        inside = [k for r in run_records for k in r if (lo is None or k >= lo) and (hi is None or k < hi)]
+        assert sum(held(v) for v in views) == len(inside) > 0
+        for view in views:
+            view.release()
+
+
 def held(records: Any) -> int:
     """How many plain records ``records`` holds (every one read and checked)."""
     return sum(len(b[0]) for b, _ in drain(PyMerger([records], None, None, False, plain=True), [500]) if b)
