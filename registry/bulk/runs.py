@@ -313,7 +313,7 @@ class RangeReader:
         total = sum(end - start for _, start, end in ranges)
         area = self._area
         if area is None or len(area) < total:
-            area = self._area = mmap.mmap(-1, max(total, mmap.PAGESIZE))
+            area = self._area = mmap.mmap(-1, max(total, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE)
         views: list[memoryview] = []
         at = 0
         with memoryview(area) as whole:
