@@ -45,3 +45,33 @@ def test_a_worker_keeps_a_16_mib_buffer_in_its_heap_after_freeing_it() -> None:
     workers' settings it comes from the heap and stays there, free, for the next chunk."""
     assert _probe("off") == "False True False"
     assert _probe("on") == "True False True"
+
+
+TRIM_PROBE = """
+import os
+from registry.bulk.malloc import hand_back_freed_memory, keep_freed_memory
+
+def resident() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+keep_freed_memory()
+block = bytearray(16 << 20)  # zero-filled: every page touched
+del block
+kept = resident()
+handed_back = hand_back_freed_memory()
+print(handed_back, kept - resident() >= 12 << 20)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_the_merge_hands_the_chunk_phases_free_heap_back() -> None:
+    """What the workers' settings keep (the test above), hand_back_freed_memory gives back."""
+    out = subprocess.run(
+        [sys.executable, "-c", TRIM_PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout.strip()
+    assert out == "True True"

@@ -27,7 +27,7 @@ from typing import Any
 from rocksdict import SstFileWriter
 
 from registry import limits, native
-from registry.bulk import runs
+from registry.bulk import malloc, runs
 from registry.bulk.formats import (
     Chunk,
     Column,
@@ -562,9 +562,12 @@ def init_worker(settings: Settings) -> None:
 
 
 def merge(part: Partition) -> Merged:
-    """Pool task: :func:`merge_partition` with this process's settings and reader."""
+    """Pool task: :func:`merge_partition` with this process's settings and reader (before the
+    first, the chunk phase's free heap goes back to the kernel: :mod:`registry.bulk.malloc`)."""
     assert _settings is not None and _checker is not None, "init_worker was not called"
     assert _ranges is not None
+    if not _ranges.merging:
+        malloc.hand_back_freed_memory()
     return merge_partition(part, _settings, _checker, _ranges)
 
 

@@ -282,6 +282,11 @@ class RangeReader:
         self._area: mmap.mmap | None = None
         """Where :meth:`read_partition` puts a partition's cuts (see there)."""
 
+    @property
+    def merging(self) -> bool:
+        """Whether :meth:`read_partition` has been called."""
+        return self._area is not None
+
     def read(
         self, path: str, start: int, end: int, lo: bytes | None = None, hi: bytes | None = None
     ) -> bytearray:
