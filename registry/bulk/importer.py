@@ -20,10 +20,11 @@ what was imported. Duplicates across chunks are settled in that merge.
 Reading and checking, memory is bounded by the number of chunks in flight (workers + 2) times the
 chunk size, whatever the input's size. Merging, a worker holds one partition's records of every
 run, about :attr:`_Importer.PARTITION_RECORDS` records (~100 MiB of generated ~250-byte rows)
-however many runs there are: each run's range is cut to the partition's keys as it is read
-(:meth:`runs.RangeReader.read`). What does grow with the number of runs is small: each run's
-kept layout (~2.5 KB) and its place in the merge. Workers peaked at 177-184 MiB importing 10^7
-rows as 180 runs and as 1,837 (the run count of 10^8; bench/README.md, "Session 9").
+however many runs there are: each run's range is cut to the partition's keys as it is read, into
+one mapping the worker reuses from partition to partition (:meth:`runs.RangeReader.read_partition`).
+What does grow with the number of runs is small: each run's kept layout (~4 KB) and its place in
+the merge. Workers peaked at ~164 MiB at 10^6 rows and 176 MiB at 10^8 (bench/README.md,
+"Session 9").
 """
 
 from __future__ import annotations
