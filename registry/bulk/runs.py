@@ -362,22 +362,30 @@ def py_span(records: Any, lo: bytes | None, hi: bytes | None) -> tuple[int, int]
     started = lo is None
     pos = 0
     while pos < size and not (started and hi is None):
-        if pos + 4 > size:
-            raise RunCorrupt("run record cut short")
-        (klen,) = _HEAD.unpack_from(records, pos)
-        key_at = pos + 4
-        if key_at + klen + 4 > size:
-            raise RunCorrupt("run record cut short")
-        (vlen,) = _HEAD.unpack_from(records, key_at + klen)
-        if key_at + klen + 4 + vlen + 8 > size:
-            raise RunCorrupt("run record cut short")
+        key_at, klen, value_at, vlen = _record_at(records, pos, size)
         key = bytes(records[key_at : key_at + klen])
         if not started and key >= lo:  # type: ignore[operator]
             started, start = True, pos
         if started and hi is not None and key >= hi:
             return start, pos
-        pos = key_at + klen + 4 + vlen + 8
+        pos = value_at + vlen + 8
     return start, size
+
+
+def _record_at(buf: Any, pos: int, end: int) -> tuple[int, int, int, int]:
+    """(key offset, key length, value offset, value length) of the record at ``pos`` of the
+    records ending at ``end``; raises :class:`RunCorrupt` if it does not fit."""
+    if pos + 4 > end:
+        raise RunCorrupt("run record cut short")
+    (klen,) = _HEAD.unpack_from(buf, pos)
+    key_at = pos + 4
+    if key_at + klen + 4 > end:
+        raise RunCorrupt("run record cut short")
+    (vlen,) = _HEAD.unpack_from(buf, key_at + klen)
+    value_at = key_at + klen + 4
+    if value_at + vlen + 8 > end:
+        raise RunCorrupt("run record cut short")
+    return key_at, klen, value_at, vlen
 
 
 def _records(
@@ -395,16 +403,7 @@ def _records(
         if at > 0:
             pos = offsets[at]
     while pos < records_end:
-        if pos + 4 > records_end:
-            raise RunCorrupt("run record cut short")
-        (klen,) = _HEAD.unpack_from(buf, pos)
-        key_at = pos + 4
-        if key_at + klen + 4 > records_end:
-            raise RunCorrupt("run record cut short")
-        (vlen,) = _HEAD.unpack_from(buf, key_at + klen)
-        value_at = key_at + klen + 4
-        if value_at + vlen + 8 > records_end:
-            raise RunCorrupt("run record cut short")
+        key_at, klen, value_at, vlen = _record_at(buf, pos, records_end)
         key = bytes(buf[key_at : key_at + klen])
         pos = value_at + vlen + 8
         if lo is not None and key < lo:
