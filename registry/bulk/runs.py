@@ -334,8 +334,8 @@ class RangeReader:
     def _cut(self, path: str, start: int, end: int, lo: bytes | None, hi: bytes | None) -> memoryview:
         """A view of the scratch buffer holding :meth:`read`'s answer (release it before the next
         call)."""
-        with open(path, "rb") as f:
-            fd = f.fileno()
+        fd = os.open(path, os.O_RDONLY)  # not open(): a file object costs 2 us more a range
+        try:
             size = os.fstat(fd).st_size
             layout = self._layouts.get(path)
             if layout is None or layout.size != size:
@@ -347,6 +347,8 @@ class RangeReader:
                 layout.unpack_into(fd, start, end, records)
                 first, last = (0, size) if lo is None and hi is None else span(records, lo, hi)
                 return records[first:last]
+        finally:
+            os.close(fd)
 
 
 def py_span(records: Any, lo: bytes | None, hi: bytes | None) -> tuple[int, int]:
