@@ -20,6 +20,7 @@ before its first partition: kept, it added ~30 MiB to a worker's peak.
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -28,12 +29,19 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 256 << 20
 
 
+def _libc(name: str) -> Any:
+    """The C library's function ``name``, or None where it has none (not glibc)."""
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Apply the settings to this process's allocator; False where the C library has no
     ``mallopt`` (not glibc: nothing changes)."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
@@ -43,9 +51,8 @@ def keep_freed_memory() -> bool:
 def hand_back_freed_memory() -> bool:
     """Give the free memory of this process's heap back to the kernel (glibc's ``malloc_trim``);
     False where the C library has none."""
-    try:
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
+    malloc_trim = _libc("malloc_trim")
+    if malloc_trim is None:
         return False
     malloc_trim.argtypes = (ctypes.c_size_t,)
     malloc_trim.restype = ctypes.c_int
