@@ -26,11 +26,9 @@ import dataclasses
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,7 @@ def log(msg: str) -> None:
 def serve(data_dir: str, nodes: str, cache_bytes: int) -> None:
     """``python -m bench.bench_redis serve DATA_DIR NODES CACHE_BYTES``: one front end."""
     from resolver.server import NodeServer, ServerConfig
+    from resolver.shutdown import stop_on_signals
 
     names = {f.name for f in dataclasses.fields(ServerConfig)}
     kwargs: dict[str, Any] = {
@@ -66,9 +65,7 @@ def serve(data_dir: str, nodes: str, cache_bytes: int) -> None:
     server = NodeServer(ServerConfig(**kwargs))
     server.start()
     print(json.dumps({"pids": [os.getpid()], "public_port": server.public_port}), flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     stop.wait()
     server.stop(1)
 

@@ -20,7 +20,6 @@ import argparse
 import multiprocessing
 import os
 import signal
-import threading
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -28,6 +27,7 @@ import grpc
 
 from registry import limits
 from resolver.server import ServerConfig, tune_gc_for_serving
+from resolver.shutdown import stop_on_signals
 from resolver.workers import pin_to_cpu
 
 SERVICE = "idnode.v1.ResolutionService"
@@ -86,9 +86,7 @@ def _child(
         os.sched_setaffinity(0, cpus)  # before grpc starts its threads, so that they all inherit it
     if pin_index is not None:
         pin_to_cpu(pin_index)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     server, bound = build_server(port, b"x" * unary_bytes, b"x" * batch_bytes, reuse_port, ServerConfig())
     server.start()
     tune_gc_for_serving()  # as the node's processes do: the ratios compare like with like
@@ -166,9 +164,7 @@ def main() -> None:
     pool = EchoPool(args.processes, args.unary_bytes, args.batch_bytes, args.port)
     port = pool.start()
     print(f"echo serving on 127.0.0.1:{port} pids {pool.pids}", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     stop.wait()
     pool.stop()
 

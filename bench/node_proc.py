@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from resolver.server import NodeServer, ServerConfig, tune_gc_for_serving
+from resolver.shutdown import stop_on_signals
 
 
 def main() -> None:
@@ -35,9 +34,7 @@ def main() -> None:
         metrics_address=f"127.0.0.1:{metrics_port}" if metrics_port else "",
         pin_workers=sys.argv[5:6] != ["0"],
     )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     has_metrics = bool(metrics_port)
     if workers == 1:
         server = NodeServer(config)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
@@ -31,6 +29,7 @@ from resolver.client import IdnodeClient, IdnodeRpcError, all_pages, value
 from resolver.datadir import DataDir
 from resolver.logs import configure_logging
 from resolver.server import NodeServer, ServerConfig, tune_gc_for_serving, with_port
+from resolver.shutdown import stop_on_signals
 from resolver.workers import WorkerPool
 
 DEFAULT_NODE_PREFIX = "88.118"
@@ -316,9 +315,7 @@ def serve(
 
             with RocksStore(data_dir.db) as store:
                 seeded = seed(data_dir, Registry(store))
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     if workers == 1 or config.store == "redis-cluster":  # a cluster front end: scale by running more
         server = NodeServer(config)
         server.start()

@@ -35,6 +35,7 @@ from registry.rocks import RocksStore
 from resolver.fanout import ReplicaFanout, ReplicaFollower
 from resolver.logs import configure_logging
 from resolver.server import NodeServer, ServerConfig, tune_gc_for_serving, with_port
+from resolver.shutdown import stop_on_signals
 
 log = logging.getLogger("idnode.workers")
 
@@ -50,9 +51,7 @@ def _stop_on_signals() -> threading.Event:
     """The worker's stop event: set by SIGTERM or SIGINT, or once the supervisor is gone (killed
     with SIGKILL, say): a worker left behind would hold the port and the data directory's lock,
     and the node could not start again until someone found and killed it."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     supervisor = os.getppid()
 
     def watch() -> None:
