@@ -350,11 +350,7 @@ def test_partition_ranges_hold_every_record_of_their_partition(tmp_path: Path, s
             lo, hi = bounds[p], bounds[p + 1]
             parts = [reader.read(str(path), *per_run[i][p], lo, hi) for i, path in enumerate(paths)]
             for i, part in enumerate(parts):
-                inside = sum(
-                    1
-                    for k in run_records[i]
-                    if (bounds[p] is None or k >= bounds[p]) and (bounds[p + 1] is None or k < bounds[p + 1])
-                )
+                inside = sum(1 for k in run_records[i] if (lo is None or k >= lo) and (hi is None or k < hi))
                 # Without bounds: whole index blocks around the partition; with them, just its records.
                 assert inside <= held(loose[i]) <= inside + 2 * INDEX_EVERY
                 assert held(part) == inside

@@ -19,7 +19,7 @@ import io
 import os
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import nullcontext, suppress
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -496,19 +496,7 @@ def merge_partition(
     # The pid: a worker of a killed import may still be writing its file when a rerun starts.
     path = Path(settings.sst_dir) / f"part-{part.number:06d}-{os.getpid()}.sst"
     ranges = list(zip(part.runs, part.starts, part.ends, strict=True))
-    bufs = reader.read_partition(ranges, part.lo, part.hi)
-    try:
-        return _merge_into(path, part, bufs, settings, checker)
-    finally:
-        for buf in bufs:
-            with suppress(BufferError):  # still held by a merger that an exception's traceback keeps
-                buf.release()
-
-
-def _merge_into(
-    path: Path, part: Partition, bufs: list[memoryview], settings: Settings, checker: RowChecker
-) -> Merged:
-    """:func:`merge_partition` of the partition's records, read into ``bufs``."""
+    bufs = reader.read_partition(ranges, part.lo, part.hi)  # views: the next partition reuses them
     rejects = path.with_suffix(".rejects")
     spills = settings.conflict is Conflict.FAIL  # which rejects each duplicate; the others count them
     duplicates = records = 0
