@@ -31,7 +31,16 @@ from rocksdict import (
     WriteOptions,
 )
 
-from registry.store import ConditionFailed, Delete, Put, StoreUnavailable, Table, Txn
+from registry.store import (
+    ConditionFailed,
+    Delete,
+    Put,
+    StoreFull,
+    StoreUnavailable,
+    Table,
+    Txn,
+    is_out_of_space,
+)
 
 _COUNTERS = "counters"
 _COUNTER = struct.Struct("<q")
@@ -228,7 +237,12 @@ class RocksStore:
             if delta:
                 batch.put(name, _COUNTER.pack(self.counter(name) + delta), self._counters_handle)
         if not batch.is_empty():
-            self._db.write(batch, self._write_opts)
+            try:
+                self._db.write(batch, self._write_opts)
+            except Exception as exc:
+                if not is_out_of_space(exc):
+                    raise
+                raise _store_full(exc) from exc
         # Under the commit lock: exactly this commit's sequence, not a later commit's.
         self._committed.sequence = self._db.latest_sequence_number()
 
@@ -252,7 +266,12 @@ class RocksStore:
             if sst_paths:
                 opts = IngestExternalFileOptions()
                 opts.set_move_files(True)
-                self._cf[table].ingest_external_file([str(p) for p in sst_paths], opts)
+                try:
+                    self._cf[table].ingest_external_file([str(p) for p in sst_paths], opts)
+                except Exception as exc:
+                    if not is_out_of_space(exc):
+                        raise
+                    raise _store_full(exc) from exc
 
     def compact(self, table: Table) -> None:
         """Compact the whole of ``table`` (after a bulk load: merges ingested files, drops
@@ -275,7 +294,13 @@ class RocksStore:
             self._cf.clear()
             self._handle.clear()
             del self._counters_cf, self._counters_handle
-            self._db.close()
+            try:
+                self._db.close()
+            except Exception as exc:
+                # After a write failed on a full disk, RocksDB reports that error again on closing;
+                # the database closes all the same, and what was acknowledged is in its log.
+                if not is_out_of_space(exc):
+                    raise
 
     def __enter__(self) -> RocksStore:
         return self
@@ -288,3 +313,9 @@ def sst_options() -> Options:
     """Options for :class:`rocksdict.SstFileWriter` building files that :meth:`RocksStore.ingest`
     takes: the store's own table format and compression, raw (bytes) mode."""
     return _options(Cache(8 << 20))
+
+
+def _store_full(exc: Exception) -> StoreFull:
+    """The :class:`StoreFull` a write ends with when RocksDB reports a full disk (``exc``)."""
+    lines = str(exc).splitlines()
+    return StoreFull(f"the store's disk is full ({lines[0] if lines else type(exc).__name__})")

@@ -8,6 +8,8 @@ etcd's Txn. A backend is correct when it passes ``tests/conformance``.
 from __future__ import annotations
 
 import enum
+import errno
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -90,6 +92,33 @@ class ConditionFailed(Exception):
 
 class StoreUnavailable(Exception):
     """The store cannot serve right now (a closed handle, an unreachable server)."""
+
+
+class StoreFull(StoreUnavailable):
+    """A write failed because the store's disk (or quota) is full; it was not applied. Reads go on.
+
+    RocksDB, after a write fails so, refuses every later write until the store is opened again
+    (rocksdict offers no ``DB::Resume``): once space is freed, the node must be restarted."""
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_FULL_TEXTS = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is a full disk or quota: an OSError
+    with ENOSPC or EDQUOT, or an error whose text carries the system's message for them (RocksDB's
+    ``IO error: No space left on device``, which rocksdict raises as a plain Exception)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _FULL_ERRNOS:
+            return True
+        if isinstance(current, StoreFull) or any(text in str(current) for text in _FULL_TEXTS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @runtime_checkable

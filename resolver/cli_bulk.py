@@ -54,6 +54,12 @@ if TYPE_CHECKING:
 @click.option("--restart", is_flag=True, help="Discard an unfinished import's checkpoint and start afresh.")
 @click.option("--compact", is_flag=True, help="Compact the records table afterwards.")
 @click.option(
+    "--no-space-check",
+    is_flag=True,
+    help="Start even if the free disk looks too small (the estimate: ~1.3x a CSV's bytes, ~0.4x a "
+    "JSON Lines file's, beside the data dir).",
+)
+@click.option(
     "--via",
     metavar="HOST:PORT",
     help="Import through this running node's management listener (the node keeps serving) with the "
@@ -73,6 +79,7 @@ def import_command(
     workers: int | None,
     restart: bool,
     compact: bool,
+    no_space_check: bool,
     via: str | None,
     as_json: bool,
     quiet: bool,
@@ -87,7 +94,7 @@ def import_command(
     if via:
         summary = _import_via(
             settings, via, source, fmt, on_conflict, reject_file, template_ref, restart, quiet,
-            create_enterprises or as_enterprise or workers is not None or compact,
+            create_enterprises or as_enterprise or workers is not None or compact or no_space_check,
         )  # fmt: skip
         _report(summary, as_json)
         return
@@ -105,6 +112,7 @@ def import_command(
         restart=restart,
         compact=compact,
         template=template_ref,
+        check_space=not no_space_check,
     )
     _report(summary, as_json)
 
@@ -123,8 +131,8 @@ def _import_via(
 ) -> ImportSummary:
     if offline_only:
         raise click.UsageError(
-            "--create-enterprises, --as-enterprise, --workers and --compact are for offline imports; "
-            "through a node the credential decides who imports"
+            "--create-enterprises, --as-enterprise, --workers, --compact and --no-space-check are for "
+            "offline imports; through a node the credential decides who imports"
         )
     if on_conflict == "replace":
         raise click.UsageError("--on-conflict replace is for offline imports (the API never overwrites)")

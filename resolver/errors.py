@@ -28,7 +28,7 @@ from registry.errors import (
     Unauthenticated,
     Unavailable,
 )
-from registry.store import StoreUnavailable
+from registry.store import StoreFull, StoreUnavailable
 from registry.wire import TAG1, TAG2, TAG3, field, varint
 
 log = logging.getLogger("idnode.errors")
@@ -46,6 +46,7 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    StoreFull: grpc.StatusCode.RESOURCE_EXHAUSTED,  # before its base class, StoreUnavailable
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     IdnodeError: grpc.StatusCode.INTERNAL,
 }
@@ -71,6 +72,8 @@ def describe(exc: BaseException) -> tuple[str, str, dict[str, str]]:
     domain errors get a generic description that reveals nothing of the failure (callers log it)."""
     if isinstance(exc, IdnodeError):
         return exc.message, exc.reason, exc.metadata
+    if isinstance(exc, StoreFull):
+        return "the node's storage is full; the write was not applied", "STORE_FULL", {}
     if isinstance(exc, StoreUnavailable):
         return "the store is unavailable; retry later", "STORE_UNAVAILABLE", {}
     return "internal error", "INTERNAL", {}

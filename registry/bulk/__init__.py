@@ -5,7 +5,7 @@ Public API::
     run_import(target, source, *, fmt=None, on_conflict="fail", reject_path=None, principal=None,
                create_enterprises=False, issue_fingerprint=None, restore=True, workers=None,
                chunk_bytes=8 MiB, sst_min_rows=2000, progress=None, restart=False,
-               compact=False, template="") -> ImportSummary
+               compact=False, template="", check_space=True) -> ImportSummary
     run_export(target, dest, *, fmt=None, parent=None, metadata=True, progress=None,
                workers=None) -> ExportSummary
 
@@ -19,6 +19,7 @@ from registry.bulk.export import ExportSummary, run_export
 from registry.bulk.formats import Format
 from registry.bulk.importer import BulkImportError, ImportSummary, run_import
 from registry.bulk.progress import Progress, SilentProgress, TextProgress
+from registry.bulk.space import NotEnoughDisk
 
 __all__ = [
     "BulkImportError",
@@ -26,6 +27,7 @@ __all__ = [
     "ExportSummary",
     "Format",
     "ImportSummary",
+    "NotEnoughDisk",
     "Progress",
     "SilentProgress",
     "TextProgress",

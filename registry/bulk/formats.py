@@ -136,6 +136,11 @@ class Source:
         self._buffered = buffered
         self._stream = stream
 
+    @property
+    def compressed(self) -> bool:
+        """Whether the input is gzip or zstd (``read`` decompresses it)."""
+        return self._stream is not self._buffered
+
     def read(self, n: int) -> bytes:
         """Up to ``n`` decompressed bytes; fewer only at the end of the input."""
         first = self._stream.read(n)
@@ -159,7 +164,7 @@ class Source:
             return 0
 
     def close(self) -> None:
-        if self._stream is not self._buffered:
+        if self.compressed:
             self._stream.close()
         if self._owned is not None:
             self._owned.close()

@@ -83,6 +83,14 @@ from registry.bulk.session import (
     unfinished,
     write_rejects,
 )
+from registry.bulk.space import (
+    NotEnoughDisk,
+    check_free_space,
+    estimate_need,
+    out_of_space,
+    tree_bytes,
+    uncompressed_size,
+)
 from registry.bulk.workers import WorkerPool
 from registry.errors import AlreadyExists, PermissionDenied
 from registry.identifier import fold, prefix_range
@@ -90,7 +98,7 @@ from registry.model import Principal, Role
 from registry.pb import record_pb2
 from registry.rocks import RocksStore
 from registry.service import COUNT_TOTAL, Registry, count_key
-from registry.store import Add, ConditionFailed, Expect, Put, Table, Txn
+from registry.store import Add, ConditionFailed, Expect, Put, Table, Txn, is_out_of_space
 
 
 def run_import(
@@ -112,6 +120,7 @@ def run_import(
     compact: bool = False,
     clock: Callable[[], int] = time.time_ns,
     template: str = "",
+    check_space: bool = True,
 ) -> ImportSummary:
     """Import every row of ``source`` into a node; return the totals.
 
@@ -144,6 +153,12 @@ def run_import(
 
     ``workers`` processes check rows (default: one per core; 0: in this process). ``compact``
     compacts the records table at the end.
+
+    Disk: offline, the import first estimates the free space it needs beside the store (its runs
+    and the store's new files, :mod:`registry.bulk.space`) and raises :class:`NotEnoughDisk` before
+    reading a row if that is not free (``check_space=False`` skips the estimate; stdin is never
+    checked). A disk that fills up anyway ends the import with :class:`NotEnoughDisk` (reason
+    ``DISK_FULL``): what it committed stays, and running it again resumes it.
     """
     processes = len(os.sched_getaffinity(0)) if workers is None else workers  # the cores it may use
     with contextlib.ExitStack() as stack:
@@ -175,6 +190,7 @@ def run_import(
             restart=restart,
             compact=compact,
             template=template,
+            check_space=check_space,
         )
 
 
@@ -189,6 +205,8 @@ class _Importer:
         self.fresh: dict[str, bool] = {}
         """Owner prefix -> its key range held no record when this run first met it."""
         self.syncer: _RunSyncer | None = None
+        self.sst_dir: Path | None = None
+        """This import's run and SST files (offline into RocksDB only)."""
         self.merge_seconds = 0.0
         """Seconds this run spent merging run files (:class:`ImportSummary`)."""
 
@@ -210,6 +228,7 @@ class _Importer:
         restart: bool,
         compact: bool,
         template: str,
+        check_space: bool,
     ) -> ImportSummary:
         started = time.monotonic()
         principal = principal or Principal.admin()
@@ -241,6 +260,8 @@ class _Importer:
                 if scratch is not None and scratch.exists():  # killed between "done" and cleaning up
                     _remove_tree(scratch)
                 return self._summary(ck, started, 0, resumed=True, already_done=True)
+            if check_space and self.exclusive:
+                self._check_space(source, fmt, resumed)
             # Into a running node, records go through WriteBatches: its commit listeners (the
             # reader workers' caches) must be told every written record's value.
             self.sst_dir = self._sst_dir() if self.exclusive else None
@@ -309,8 +330,22 @@ class _Importer:
             self.progress.update(ck.rows, ck.rejected, src.size or 0, src.size)
             self.progress.close()
             return self._summary(ck, started, ck.rows - rows_at_start, resumed=resumed)
+        except Exception as exc:
+            if self.sst_dir is None or isinstance(exc, NotEnoughDisk) or not is_out_of_space(exc):
+                raise
+            raise out_of_space(exc, Path(self.store.path), self.sst_dir) from exc
         finally:
             src.close()
+
+    def _check_space(self, source: str | os.PathLike[str] | BinaryIO, fmt: Format, resumed: bool) -> None:
+        """Raise :class:`NotEnoughDisk` if the estimate of what importing ``source`` needs is not
+        free. A resumed import's scratch files count as had; an abandoned one's are about to go."""
+        scratch = self._scratch_path()
+        size = uncompressed_size(source)
+        if scratch is None or size is None:
+            return
+        need = estimate_need(fmt, size, scratch_held=tree_bytes(scratch) if resumed else 0)
+        check_free_space(need, Path(self.store.path), scratch, fmt)
 
     # -- checkpoint ----------------------------------------------------------------------------
     def _open_checkpoint(self, fingerprint: str, restart: bool) -> tuple[Checkpoint, bool]:

@@ -30,7 +30,7 @@ from registry.errors import (
     Unauthenticated,
     Unavailable,
 )
-from registry.store import StoreUnavailable
+from registry.store import StoreFull, StoreUnavailable
 from resolver.errors import describe
 from resolver.handle_rest.codec import dumps
 
@@ -87,6 +87,7 @@ PAIR_OF: dict[type[Exception], tuple[int, int]] = {
     BodyTooLarge: (413, 2),
     ResourceExhausted: (503, 3),
     Unavailable: (503, 2),
+    StoreFull: (507, 2),  # Insufficient Storage
     StoreUnavailable: (503, 2),
     DeadlineExceeded: (504, 2),  # e.g. a forwarded call ran out of time; Handle has no own code
     IdnodeError: (500, 2),
