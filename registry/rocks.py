@@ -131,6 +131,8 @@ class RocksStore:
         try:
             self._db = Rdict(str(self.path), opts, column_families=families, **extra)
         except Exception as exc:  # rocksdict raises plain Exception for a locked or corrupt DB
+            if is_out_of_space(exc):  # opening replays the log into a new file
+                raise StoreFull(f"cannot open RocksDB at {self.path}: its disk is full ({exc})") from exc
             raise StoreUnavailable(f"cannot open RocksDB at {self.path}: {exc}") from exc
         self._cf = {t: self._db.get_column_family(t.value) for t in Table}
         self._handle = {t: self._db.get_column_family_handle(t.value) for t in Table}

@@ -21,7 +21,7 @@ from google.protobuf import json_format
 
 from registry.errors import IdnodeError
 from registry.pb import record_pb2
-from registry.store import StoreUnavailable
+from registry.store import StoreFull, StoreUnavailable
 from resolver.cli_audit import audit, enterprise_update, template, watch
 from resolver.cli_bulk import export_command, import_command
 from resolver.cli_output import utc
@@ -55,6 +55,8 @@ def _describe(exc: BaseException) -> str:
         return exc.message
     if isinstance(exc, FileNotFoundError):
         return f"file not found: {exc.filename}"
+    if isinstance(exc, StoreFull):
+        return f"{exc}; free some space and run the command again"
     if isinstance(exc, StoreUnavailable):
         if "cannot open RocksDB" in str(exc):  # the node holds the data directory's lock
             return f"{exc} (is the node running? stop it first)"

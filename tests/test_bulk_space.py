@@ -1,0 +1,161 @@
+"""The disk an offline import needs (registry.bulk.space), told apart from a full disk, and the
+pre-flight check through ``idnode import``. Real full disks: tests/test_disk_full.py."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import io
+import os
+from pathlib import Path
+
+import grpc
+import pytest
+import zstandard
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from registry.bulk import Format
+from registry.bulk.space import (
+    FIXED_BYTES,
+    PEAK_PER_INPUT_BYTE,
+    NotEnoughDisk,
+    check_free_space,
+    estimate_need,
+    free_bytes,
+    size_text,
+    uncompressed_size,
+)
+from registry.store import StoreFull, is_out_of_space
+from resolver.cli import cli
+from resolver.datadir import DataDir
+from resolver.errors import describe, status_code_of
+from tests.bulk_support import gen_data, raw_records
+
+
+@given(
+    st.sampled_from(list(Format)),
+    st.integers(0, 1 << 50),
+    st.integers(0, 1 << 50),
+    st.integers(0, 1 << 40),
+)
+def test_the_estimate_grows_with_the_input_and_counts_what_a_resumed_import_holds(
+    fmt: Format, a: int, b: int, held: int
+) -> None:
+    small, large = sorted((a, b))
+    assert estimate_need(fmt, small).peak <= estimate_need(fmt, large).peak
+    fresh = estimate_need(fmt, large)
+    resumed = estimate_need(fmt, large, scratch_held=held)
+    assert resumed.peak == max(0, fresh.peak - held)
+    assert resumed.scratch <= fresh.scratch and resumed.store == fresh.store
+    assert fresh.peak >= FIXED_BYTES
+
+
+def test_the_estimate_is_per_format() -> None:
+    gb = 10**9
+    csv, jsonl = estimate_need(Format.CSV, 15 * gb), estimate_need(Format.JSONL, 15 * gb)
+    assert csv.peak == int(PEAK_PER_INPUT_BYTE[Format.CSV] * 15 * gb) + FIXED_BYTES
+    assert jsonl.peak < csv.peak  # JSON Lines spends more input bytes on the same record
+    assert csv.scratch < csv.peak and csv.store < csv.peak < csv.scratch + csv.store
+
+
+def _generated_csv(tmp_path: Path, rows: int) -> bytes:
+    path = tmp_path / "gen.csv"
+    gen_data().write(str(path), rows, 2, 7)
+    return path.read_bytes()
+
+
+def test_uncompressed_size_of_plain_and_compressed_files(tmp_path: Path) -> None:
+    data = _generated_csv(tmp_path, 80_000)  # ~12 MB, more than the 8 MiB sample
+    plain = tmp_path / "in.csv"
+    plain.write_bytes(data)
+    assert uncompressed_size(plain) == len(data)
+    for name, packed in (("in.csv.gz", gzip.compress(data)), ("in.csv.zst", zstandard.compress(data))):
+        path = tmp_path / name
+        path.write_bytes(packed)
+        estimate = uncompressed_size(path)
+        assert estimate is not None and abs(estimate - len(data)) < 0.1 * len(data), (name, estimate)
+        small = tmp_path / ("small-" + name)
+        small.write_bytes(
+            gzip.compress(data[:5000]) if name.endswith(".gz") else zstandard.compress(data[:5000])
+        )
+        assert uncompressed_size(small) == 5000  # read to its end: exact
+
+
+def test_unknown_sizes_are_not_guessed(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert uncompressed_size(empty) is None
+    assert uncompressed_size("-") is None
+    assert uncompressed_size(io.BytesIO(b"identifier,URL\n")) is None
+
+
+def test_the_check_names_what_is_needed_and_what_is_free(tmp_path: Path) -> None:
+    free = free_bytes(tmp_path)
+    check_free_space(estimate_need(Format.CSV, 1000), tmp_path / "db", tmp_path / "db.bulk", Format.CSV)
+    need = estimate_need(Format.CSV, free)  # 1.3x what is free, and more
+    with pytest.raises(NotEnoughDisk) as caught:
+        check_free_space(need, tmp_path / "db", tmp_path / "db.bulk", Format.CSV)
+    err = caught.value
+    assert err.reason == "NOT_ENOUGH_DISK"
+    assert int(err.metadata["needed_bytes"]) == need.peak and int(err.metadata["free_bytes"]) > 0
+    assert size_text(need.peak) in err.message and "--no-space-check" in err.message
+
+
+def test_size_text() -> None:
+    assert [size_text(n) for n in (0, 999, 1000, 18_400_000_000, 734_000_000, 250 * 10**9)] == [
+        "0 B", "999 B", "1.0 kB", "18.4 GB", "734 MB", "250 GB",
+    ]  # fmt: skip
+
+
+def test_full_disks_are_told_apart_from_other_failures() -> None:
+    assert is_out_of_space(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    assert is_out_of_space(OSError(errno.EDQUOT, "quota"))
+    assert is_out_of_space(StoreFull("disk full"))
+    rocks = Exception("IO error: No space left on device: While appending to file: /d/000004.log")
+    assert is_out_of_space(rocks)
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "full")
+        except OSError as inner:
+            raise RuntimeError("worker failed") from inner
+    except RuntimeError as outer:
+        assert is_out_of_space(outer)  # through the cause
+    assert not is_out_of_space(OSError(errno.EACCES, "Permission denied"))
+    assert not is_out_of_space(Exception("IO error: Corruption: bad block"))
+    assert not is_out_of_space(ValueError("no space here"))
+
+
+def test_a_full_store_answers_resource_exhausted() -> None:
+    exc = StoreFull("the store's disk is full (IO error: No space left on device)")
+    assert status_code_of(exc) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    message, reason, _ = describe(exc)
+    assert reason == "STORE_FULL" and "full" in message and "/" not in message  # no paths leak
+
+
+def test_import_refuses_to_start_without_the_disk_it_needs(tmp_path: Path) -> None:
+    layout = DataDir(tmp_path / "node")
+    layout.init("88.118")
+    source = tmp_path / "huge.csv"
+    with open(source, "wb") as f:  # sparse: 10 TB apparent, a few kB on disk
+        f.write(b"identifier,URL\n88.118.5/A,https://a\n")
+        f.truncate(10 * 10**12)
+    result = CliRunner().invoke(
+        cli, ["--data-dir", str(layout.root), "import", str(source), "--create-enterprises", "--quiet"]
+    )
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: not enough free disk"), result.output
+    assert "10.0 TB of CSV input" in lines[0] and "Traceback" not in result.output
+    assert raw_records(layout.db) == {}  # nothing read, nothing written
+    assert not (tmp_path / "node" / "db.bulk").exists() or not any((tmp_path / "node" / "db.bulk").iterdir())
+
+
+def test_no_space_check_is_for_offline_imports(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("identifier,URL\n88.118.5/A,https://a\n")
+    result = CliRunner().invoke(
+        cli, ["--data-dir", str(tmp_path), "import", str(source), "--via", "localhost:1", "--no-space-check"]
+    )
+    assert result.exit_code == 2 and "--no-space-check" in result.output
