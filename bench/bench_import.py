@@ -1,5 +1,6 @@
 """Bulk import benchmark: end-to-end rows/s, peak RSS, disk bytes per identifier after compaction,
-and the raw rate of rocksdict's SstFileWriter on the same pre-encoded records, in the same run.
+the import's peak use of disk (node and scratch files, sampled every 0.25 s), and the raw rate of
+rocksdict's SstFileWriter on the same pre-encoded records, in the same run.
 
     .venv/bin/python bench/bench_import.py 1000000            # CSV, one worker per core
     .venv/bin/python bench/bench_import.py 10000000 --format jsonl --enterprises 50
@@ -21,6 +22,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +34,7 @@ import gen_data  # noqa: E402
 from rocksdict import SstFileWriter  # noqa: E402
 
 from registry.bulk import TextProgress, run_import  # noqa: E402
+from registry.bulk.space import tree_bytes  # noqa: E402
 from registry.model import Principal  # noqa: E402
 from registry.rocks import RocksStore, sst_options  # noqa: E402
 from registry.service import Registry, init_node  # noqa: E402
@@ -55,6 +58,27 @@ def _import_child(db: str, source: str, workers: int | None, out: multiprocessin
             "worker_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         }
     )
+
+
+class _DiskPeak:
+    """The most bytes the files under ``path`` took, sampled every ``interval`` s in a thread."""
+
+    def __init__(self, path: Path, interval: float = 0.25) -> None:
+        self.peak = 0
+        self._path = path
+        self._interval = interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(self._interval):
+            self.peak = max(self.peak, tree_bytes(self._path))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, tree_bytes(self._path))
 
 
 def raw_sst_rate(db: Path, scratch: Path) -> tuple[float, int]:
@@ -152,11 +176,15 @@ def main() -> None:
         child = multiprocessing.get_context("spawn").Process(
             target=_import_child, args=(str(db), str(source), args.workers, queue)
         )
+        disk_at_start = tree_bytes(scratch)
+        peak_disk = _DiskPeak(scratch)
         started = time.perf_counter()
         child.start()
         measured = queue.get()
         child.join()
         wall = time.perf_counter() - started
+        peak_disk.stop()
+        import_disk_peak = peak_disk.peak - disk_at_start
         summary = measured["summary"]
 
         # The compaction `idnode import --compact` runs: with the import's bulk-load settings (one
@@ -189,6 +217,8 @@ def main() -> None:
         "peak_rss_worker_mib": round(measured["worker_rss_mib"], 1),
         "compaction_seconds": round(compact_s, 2),
         "disk_bytes_per_identifier": round(disk / max(summary["imported"], 1), 1),
+        "import_peak_disk_bytes": import_disk_peak,
+        "import_peak_disk_per_input_byte": round(import_disk_peak / source.stat().st_size, 3),
         "raw_sst_rows_per_second": round(raw_rate, 1),
         "raw_sst_sample_rows": raw_rows,
         "ratio_to_raw_sst": round(rate / raw_rate, 3),

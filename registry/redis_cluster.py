@@ -87,6 +87,7 @@ from redis.exceptions import (
     MasterDownError,
     MovedError,
     NoScriptError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
     RedisError,
@@ -96,7 +97,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from registry.store import ConditionFailed, Delete, Expect, Put, StoreUnavailable, Table, Txn
+from registry.store import ConditionFailed, Delete, Expect, Put, StoreFull, StoreUnavailable, Table, Txn
 
 log = logging.getLogger("idnode.redis")
 
@@ -575,6 +576,8 @@ class RedisClusterStore:
                     ):
                         retry.append(i)
                         problem = r
+                    elif isinstance(r, OutOfMemoryError):  # a master at its maxmemory
+                        raise StoreFull(f"the Redis Cluster is out of memory: {r}")
                     elif isinstance(r, ResponseError):
                         raise StoreUnavailable(f"Redis refused a request: {r}")
                     else:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from registry.redis_cluster import RedisClusterStore
-from registry.store import Add, ConditionFailed, Expect, Put, Table, Txn
+from registry.store import Add, ConditionFailed, Expect, Put, StoreFull, Table, Txn
 from tests.conformance.suite import StoreConformance
 from tests.redis_cluster import RedisClusterProcesses
 
@@ -231,3 +231,25 @@ def test_bulk_create_loads_skips_existing_and_counts_exactly(rstore: RedisCluste
     assert len(rstore.bulk_create(Table.RECORDS, items)) == 500
     assert rstore.counter(b"ids:e") == 500
     assert len(rstore.scan(Table.RECORDS, b"e/", b"e0", 10_000)) == 500
+
+
+def test_a_write_to_a_master_at_its_maxmemory_is_store_full(
+    rstore: RedisClusterStore, redis_cluster: RedisClusterProcesses
+) -> None:
+    """Redis refuses writes with OOM once a master uses more than its maxmemory (the default
+    policy evicts nothing): that is StoreFull, as a full disk is for RocksDB, not a retryable
+    outage. Unlike RocksDB, the cluster takes writes again as soon as there is room."""
+    rstore.commit(Txn(writes=(Put(Table.RECORDS, b"88.118.8/BEFORE", b"v"),)))
+    masters = redis_cluster.masters()
+    for port in masters:
+        redis_cluster.client(port).config_set("maxmemory", "1")
+    try:
+        with pytest.raises(StoreFull):
+            rstore.commit(Txn(writes=(Put(Table.RECORDS, b"88.118.8/DURING", b"v"),)))
+        assert rstore.get(Table.RECORDS, b"88.118.8/BEFORE") == b"v"  # reads go on
+    finally:
+        for port in masters:
+            redis_cluster.client(port).config_set("maxmemory", "0")
+    assert rstore.get(Table.RECORDS, b"88.118.8/DURING") is None
+    rstore.commit(Txn(writes=(Put(Table.RECORDS, b"88.118.8/AFTER", b"v"),)))
+    assert rstore.get(Table.RECORDS, b"88.118.8/AFTER") == b"v"
