@@ -53,7 +53,7 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
 """Domain error class -> status code. A subclass maps as its nearest listed ancestor."""
 
 
-def status_code_of(exc: Exception) -> grpc.StatusCode:
+def status_code_of(exc: BaseException) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
         code = STATUS_OF.get(cls)
         if code is not None:
@@ -127,10 +127,18 @@ def call_status(exc: Exception) -> grpc.Status:
     return rpc_status.to_status(to_status(exc))
 
 
+def log_for_operators(exc: BaseException) -> None:
+    """Log what the caller is not told and an operator must act on: an error that is not a domain
+    error (with its traceback), and a store whose disk or memory is full."""
+    if isinstance(exc, StoreFull):
+        log.error("a write was refused: %s", exc)
+    elif status_code_of(exc) is grpc.StatusCode.INTERNAL:
+        log.error("internal error", exc_info=exc)
+
+
 def abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
     """End the call with the status for ``exc``."""
-    if status_code_of(exc) is grpc.StatusCode.INTERNAL:
-        log.error("internal error", exc_info=exc)
+    log_for_operators(exc)
     abort_with(context, call_status(exc))
 
 

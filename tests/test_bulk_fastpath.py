@@ -1,14 +1,19 @@
-"""The CSV fast path (registry.bulk.chunks.CsvPlan) against the full row checker: for every row it
-takes it makes the very bytes, key and owner the full checker makes, and it leaves every row the
-full checker would reject to the full checker."""
+"""The CSV and JSON Lines fast paths (registry.bulk.chunks.CsvPlan, JsonPlan) against the full row
+checker: for every row they take they make the very bytes, key and owner the full checker makes,
+and they leave every row the full checker would reject to the full checker."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
+from typing import Any
 
-from registry.bulk.chunks import CsvPlan
-from registry.bulk.formats import csv_values, parse_header
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from registry.bulk.chunks import CsvPlan, JsonPlan
+from registry.bulk.formats import csv_values, json_row, parse_header
 from registry.bulk.rows import RowChecker, RowRules
 from registry.errors import IdnodeError
 from registry.identifier import parse, prefix_length, prefix_problem, suffix_problem
@@ -20,10 +25,12 @@ from tests.bulk_support import make_node
 NOW = 1_722_000_000_123_456_789
 
 
-def checker_for(db: Path, principal: Principal, create: bool = False) -> RowChecker:
+def checker_for(db: Path, principal: Principal, create: bool = False, restore: bool = False) -> RowChecker:
     with RocksStore(db) as store:
         enterprises = dict(store.scan(Table.ENTERPRISES, b"", b"\xff" * 8, 1 << 30))
-    return RowChecker(RowRules("88.118", enterprises, principal, NOW, 12345, create_enterprises=create))
+    return RowChecker(
+        RowRules("88.118", enterprises, principal, NOW, 12345, create_enterprises=create, restore=restore)
+    )
 
 
 def full(checker: RowChecker, row: list[str], number: int, header: str) -> tuple[bytes, str, bytes] | str:
@@ -112,3 +119,97 @@ def test_prefix_length_is_the_grammar() -> None:
         assert bool(prefix_length(text)) == ok, repr(text)
         if ok:
             assert parse(text).prefix == prefix
+
+
+def full_json(checker: RowChecker, line: str, number: int) -> tuple[bytes, str, bytes] | str:
+    try:
+        identifier, values, meta = json_row(line)
+        checked = checker.check(number, identifier, values, meta)
+    except IdnodeError as exc:
+        return exc.reason
+    return checked.key, checked.owner, checked.data
+
+
+JSON_TYPES = ["URL", "product.batch", "EMAIL", "HS_ADMIN", "", "bad type!", 7]
+JSON_DATA: list[Any] = [*CELLS, {"binary": "AAEC"}, None, 5, ["x"]]
+
+
+def json_line(rng: random.Random) -> str:
+    """A JSON Lines row, mostly of the plain shape, sometimes not (extra or odd keys, bad types,
+    metadata, binary or empty data, a surrogate escape, not an object, not JSON)."""
+    values = []
+    for _ in range(rng.randrange(0, 5)):
+        item: dict[str, Any] = {
+            "index": rng.choice([1, 2, 3, 4, 100, 0, -1, True]),
+            "type": rng.choice(JSON_TYPES),
+        }
+        item["data"] = rng.choice(JSON_DATA) if rng.random() < 0.3 else rng.choice(CELLS[1:3])
+        if rng.random() < 0.5:
+            item["ttl"] = rng.choice([86400, 60, 0, -5, 2**40, "60", False])
+        if rng.random() < 0.05:
+            item["timestamp"] = "2024-07-26T13:20:00Z"
+        if rng.random() < 0.05:
+            del item[rng.choice(["index", "type", "data"])]
+        values.append(item)
+    doc: dict[str, Any] = {"identifier": rng.choice([*IDENTS, 5]), "values": values}
+    if rng.random() < 0.05:
+        doc[rng.choice(["etag", "create_time", "note"])] = "x"
+    if rng.random() < 0.03:
+        doc = rng.choice([{"values": values}, {"identifier": doc["identifier"], "values": {}}])
+    line = json.dumps(doc, ensure_ascii=rng.random() < 0.5)
+    roll = rng.random()
+    if roll < 0.02:
+        line = line.replace('"x', '"\\ud800x', 1)
+    elif roll < 0.04:
+        line = rng.choice(["[1, 2]", "not json", line[:-1]])
+    return line
+
+
+def test_json_fast_path_makes_the_full_checkers_bytes(tmp_path: Path) -> None:
+    db = make_node(tmp_path / "db")
+    rng = random.Random(11)
+    for principal, create, restore in (
+        (Principal.admin(), False, True),
+        (Principal.enterprise("88.118.8"), False, False),
+        (Principal.admin(), True, True),
+    ):
+        checker = checker_for(db, principal, create, restore)
+        plan = JsonPlan(checker)
+        taken = created = 0
+        for number in range(1, 4000):
+            line = json_line(rng)
+            expected = full_json(checker, line, number)
+            got = plan.encode(line, number)
+            if got is None:
+                continue  # the full checker decides (and any reject is its own)
+            taken += 1
+            assert got == expected, (line, expected)
+            created += got[1] == "88.118.77"
+        assert taken > 100, taken
+        assert bool(created) == create
+        assert ("88.118.77" in checker.missing) == create
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 10**9))
+def test_json_fast_path_never_disagrees_with_the_full_checker(seed: int, number: int) -> None:
+    checker = RowChecker(RowRules("88.118", {}, Principal.admin(), NOW, 99, create_enterprises=True))
+    plan = JsonPlan(checker)
+    rng = random.Random(seed)
+    for _ in range(5):
+        line = json_line(rng)
+        got = plan.encode(line, number)
+        assert got is None or got == full_json(checker, line, number), line
+
+
+def test_json_plans_are_bounded(tmp_path: Path) -> None:
+    checker = checker_for(make_node(tmp_path / "db"), Principal.admin())
+    plan = JsonPlan(checker)
+    plan.MAX_SHAPES = 3
+    rows = [
+        json.dumps({"identifier": "88.118.8/A", "values": [{"index": i, "type": "URL", "data": "u"}]})
+        for i in range(1, 6)
+    ]
+    got = [plan.encode(row, n) for n, row in enumerate(rows, start=1)]
+    assert [g is not None for g in got] == [True, True, True, False, False]
+    assert got[0] == full_json(checker, rows[0], 1)

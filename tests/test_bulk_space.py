@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import gzip
 import io
+import logging
 import os
 from pathlib import Path
 
@@ -27,10 +28,12 @@ from registry.bulk.space import (
     size_text,
     uncompressed_size,
 )
+from registry.errors import NotFound
 from registry.store import StoreFull, is_out_of_space
 from resolver.cli import cli
 from resolver.datadir import DataDir
-from resolver.errors import describe, status_code_of
+from resolver.errors import describe, log_for_operators, status_code_of
+from resolver.handle_rest.errors import pair_of
 from tests.bulk_support import gen_data, raw_records
 
 
@@ -127,11 +130,17 @@ def test_full_disks_are_told_apart_from_other_failures() -> None:
     assert not is_out_of_space(ValueError("no space here"))
 
 
-def test_a_full_store_answers_resource_exhausted() -> None:
-    exc = StoreFull("the store's disk is full (IO error: No space left on device)")
+def test_a_full_store_answers_resource_exhausted_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    exc = StoreFull("the store's disk is full (IO error: No space left on device: /data/db/000004.log)")
     assert status_code_of(exc) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert pair_of(exc) == (507, 2)  # the Handle API's Insufficient Storage
     message, reason, _ = describe(exc)
     assert reason == "STORE_FULL" and "full" in message and "/" not in message  # no paths leak
+    with caplog.at_level(logging.ERROR, logger="idnode.errors"):
+        log_for_operators(NotFound("no such identifier"))
+        assert caplog.records == []
+        log_for_operators(exc)  # the operator, not the caller, learns where
+    assert [r.getMessage() for r in caplog.records] == [f"a write was refused: {exc}"]
 
 
 def test_import_refuses_to_start_without_the_disk_it_needs(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import csv
 import enum
 import gc
 import io
+import json
 import os
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -157,7 +158,7 @@ class CsvPlan:
     (those whose prefix already has an owner entry in ``_owners``, which only :meth:`encode` fills)
     and makes the same bytes; tests/test_bulk_native.py compares the two paths."""
 
-    def __init__(self, columns: Sequence[Column], checker: RowChecker) -> None:
+    def __init__(self, columns: Sequence[Column], checker: RowChecker, *, native: bool = True) -> None:
         self.checker = checker
         rules = checker.rules
         # Empty placeholders: the columns' rules, without any cell's data (checked per row).
@@ -182,7 +183,7 @@ class CsvPlan:
         self.native: Any = None
         """The C encoder of these columns (:mod:`registry.bulk._csvfast`), sharing ``_owners``;
         None without the extension or when every row goes to the full checker."""
-        if self.usable and _csvfast is not None and _csvfast.LIMITS == _LIMITS:
+        if native and self.usable and _csvfast is not None and _csvfast.LIMITS == _LIMITS:
             cells = [(position, head, tail, binary) for position, _, head, tail, binary in self.cells]
             self.native = _csvfast.Encoder(self.width, cells, self.nonce, self._owners)
 
@@ -251,6 +252,67 @@ class CsvPlan:
         return ident.upper(), owned[0], record
 
 
+class JsonPlan:
+    """The fast path for JSON Lines rows of the plain shape: an object with only ``identifier`` and
+    ``values``, each value only ``index``, ``type``, non-empty text ``data`` and ``ttl``, and no
+    ``\\u`` escape of a surrogate. Each row names its own values, but an input repeats a few
+    sequences of (index, type, TTL): each sequence gets a :class:`CsvPlan` of those columns, made
+    on first sight (at most :data:`MAX_SHAPES`), which checks and encodes the row as if its values
+    were the cells of a CSV row. That makes exactly the bytes :meth:`RowChecker.check` makes for
+    the row (the values are stamped and sorted by index the same way); any other row, and any row
+    such a plan is unsure of, goes to the full checker (:meth:`encode` returns None).
+    tests/test_bulk_fastpath.py compares the two paths."""
+
+    MAX_SHAPES = 4096
+    """Plans kept; rows of further shapes go to the full checker (a file where every row has a
+    shape of its own gains nothing from plans)."""
+
+    def __init__(self, checker: RowChecker) -> None:
+        self.checker = checker
+        self._plans: dict[tuple[tuple[int, str, int], ...], CsvPlan | None] = {}
+
+    def encode(self, line: str, number: int) -> tuple[bytes, str, bytes] | None:
+        """(key, owner, record bytes) of a good plain row; None when the full checker must look."""
+        if "\\u" in line and "\\ud" in line.lower():  # maybe a lone surrogate: json_row's check
+            return None
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return None
+        if type(doc) is not dict or len(doc) != 2:
+            return None
+        identifier = doc.get("identifier")
+        items = doc.get("values")
+        if type(identifier) is not str or type(items) is not list:
+            return None
+        shape = []
+        row = [identifier]
+        for item in items:
+            if type(item) is not dict or not _PLAIN_VALUE_KEYS.issuperset(item):
+                return None
+            index, value_type, data = item.get("index", 0), item.get("type", ""), item.get("data")
+            ttl = item.get("ttl", limits.DEFAULT_TTL_SECONDS)
+            if type(index) is not int or type(ttl) is not int or type(value_type) is not str:
+                return None
+            if type(data) is not str or not data:  # binary, missing or empty: the full checker
+                return None
+            shape.append((index, value_type, ttl))
+            row.append(data)
+        key = tuple(shape)
+        plan = self._plans.get(key)
+        if plan is None:
+            if key in self._plans or len(self._plans) >= self.MAX_SHAPES:
+                return None
+            made = CsvPlan([Column(i, t, ttl) for i, t, ttl in key], self.checker, native=False)
+            plan = self._plans[key] = made if made.usable else None
+            if plan is None:
+                return None
+        return plan.encode(row, number)
+
+
+_PLAIN_VALUE_KEYS = frozenset(("index", "type", "data", "ttl"))
+
+
 def split_rows(text: str, fmt: Format) -> Iterator[list[str]] | Iterator[str]:
     """The chunk's rows, lazily (objects of one row are freed before the next is made, which keeps
     the process's memory small and warm)."""
@@ -293,11 +355,16 @@ def _build_chunk(
     check = checker.check
     now = settings.rules.now_ns
     plan = None
+    fast: Any = None
     if csv:
         if checker.plan is None:  # once per checker: the columns are the same for every chunk
             checker.plan = CsvPlan(columns, checker)
         plan = checker.plan if checker.plan.usable else None
-    fast = plan.encode if plan is not None else None
+        fast = plan.encode if plan is not None else None
+    else:
+        if checker.plan is None:  # once per checker: it learns the input's shapes as it goes
+            checker.plan = JsonPlan(checker)
+        fast = checker.plan.encode
     start = chunk.start
     dirty = False
 

@@ -14,7 +14,6 @@ Handle response codes used (Handle.Net v9 technical manual, section 14; protocol
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from registry.errors import (
@@ -31,10 +30,8 @@ from registry.errors import (
     Unavailable,
 )
 from registry.store import StoreFull, StoreUnavailable
-from resolver.errors import describe
+from resolver.errors import describe, log_for_operators
 from resolver.handle_rest.codec import dumps
-
-log = logging.getLogger("idnode.handle_rest")
 
 
 class InvalidHandle(InvalidArgument):
@@ -109,8 +106,7 @@ def error_doc(exc: BaseException, handle: str) -> tuple[int, dict[str, Any]]:
     """HTTP status and JSON document for ``exc``. Errors that are not domain errors become a
     generic server error whose message reveals nothing (they are logged instead)."""
     status, code = pair_of(exc)
-    if not isinstance(exc, IdnodeError | StoreUnavailable):
-        log.error("internal error", exc_info=exc)
+    log_for_operators(exc)
     message, reason, _ = describe(exc)
     doc: dict[str, Any] = {"responseCode": code, "handle": handle, "message": message, "reason": reason}
     if isinstance(exc, InvalidArgument):
