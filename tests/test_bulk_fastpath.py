@@ -4,18 +4,20 @@ and they leave every row the full checker would reject to the full checker."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import random
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry.bulk.chunks import CsvPlan, JsonPlan
-from registry.bulk.formats import csv_values, json_row, parse_header
+from registry.bulk.formats import _time_ns, csv_values, json_row, parse_header
 from registry.bulk.rows import RowChecker, RowRules
-from registry.errors import IdnodeError
+from registry.errors import IdnodeError, InvalidArgument
 from registry.identifier import parse, prefix_length, prefix_problem, suffix_problem
 from registry.model import Principal
 from registry.rocks import RocksStore
@@ -213,3 +215,49 @@ def test_json_plans_are_bounded(tmp_path: Path) -> None:
     got = [plan.encode(row, n) for n, row in enumerate(rows, start=1)]
     assert [g is not None for g in got] == [True, True, True, False, False]
     assert got[0] == full_json(checker, rows[0], 1)
+
+
+def protobuf_ns(text: str) -> int | None:
+    ts = Timestamp()
+    try:
+        ts.FromJsonString(text)
+    except ValueError:
+        return None
+    return ts.seconds * 1_000_000_000 + ts.nanos
+
+
+def our_ns(text: str) -> int | None:
+    try:
+        return _time_ns(text, "t")
+    except InvalidArgument:
+        return None
+
+
+@given(
+    st.datetimes(min_value=datetime.datetime(1, 1, 1), max_value=datetime.datetime(9999, 12, 31, 23, 59, 59)),
+    st.one_of(st.none(), st.text("0123456789", max_size=11)),
+    st.sampled_from(["Z", "z", "+08:00", "-05:30", "", "Zx"]),
+)
+def test_times_read_as_protobufs_json_mapping_reads_them(
+    moment: datetime.datetime, fraction: str | None, zone: str
+) -> None:
+    """The shortcut for an export's times (UTC, Z, up to nine digits) agrees with protobuf's parser,
+    and everything else still goes to it."""
+    text = f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}" + ("" if fraction is None else "." + fraction) + zone
+    assert our_ns(text) == protobuf_ns(text), text
+
+
+@given(st.text("0123456789-:.TZtz+ ", max_size=32))
+def test_time_like_noise_is_read_as_protobuf_reads_it(text: str) -> None:
+    assert our_ns(text) == protobuf_ns(text), text
+
+
+def test_impossible_times_are_errors() -> None:
+    for text in (
+        "2024-02-30T00:00:00Z",
+        "2024-13-01T00:00:00Z",
+        "2024-01-01T24:00:00Z",
+        "0000-01-01T00:00:00Z",
+    ):
+        assert our_ns(text) is None and protobuf_ns(text) is None, text
+    assert our_ns("1970-01-01T00:00:01.5Z") == 1_500_000_000
