@@ -38,6 +38,7 @@ from registry.bulk.formats import (
     decode_row,
     decode_text,
     row_identifier,
+    time_ns,
 )
 from registry.bulk.rows import RowChecker, RowRules, etag_for, reject_message
 from registry.codec import decode_record
@@ -204,8 +205,12 @@ class CsvPlan:
         raw = owner.encode()
         return owner, TAG3 + _varint(len(raw)) + raw + self._times
 
-    def encode(self, row: list[str], number: int) -> tuple[bytes, str, bytes] | None:
-        """(key, owner, record bytes) of a good row; None when the full checker must look at it."""
+    def encode(
+        self, row: list[str], number: int, restored: Restored | None = None
+    ) -> tuple[bytes, str, bytes] | None:
+        """(key, owner, record bytes) of a good row; None when the full checker must look at it.
+        ``restored``: the times and etag the row brings (a JSON Lines row of an export, restored),
+        in place of the import's own."""
         if len(row) != self.width:
             return None
         text = row[0]
@@ -236,32 +241,57 @@ class CsvPlan:
             else:
                 data = cell.encode()
             n = len(data)
-            lead = heads.get(n)
-            if lead is None:
+            if restored is not None:  # this value's own timestamp: a tail of its own
                 if n > max_data:
                     return None
+                tail = restored.tails[position - 1]
                 size = _varint(n)
-                lead = heads[n] = TAG2 + _varint(len(head) + len(size) + n + len(tail)) + head + size
+                lead = TAG2 + _varint(len(head) + len(size) + n + len(tail)) + head + size
+            else:
+                lead = heads.get(n)
+                if lead is None:
+                    if n > max_data:
+                        return None
+                    size = _varint(n)
+                    lead = heads[n] = TAG2 + _varint(len(head) + len(size) + n + len(tail)) + head + size
             append(lead)
             append(data)
             append(tail)
-        parts += (owned[1], TAG6 + b"\x10", etag_for(self.nonce, number).encode())
+        if restored is None:
+            parts += (owned[1], TAG6 + b"\x10", etag_for(self.nonce, number).encode())
+        else:
+            etag = restored.etag.encode() if restored.etag else etag_for(self.nonce, number).encode()
+            owner_field = owned[1][: len(owned[1]) - len(self._times)]
+            parts += (owner_field, restored.times, TAG6, _varint(len(etag)), etag)
         record = b"".join(parts)
         if len(record) > limits.RECORD_MAX_BYTES:
             return None
         return ident.upper(), owned[0], record
 
 
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What a JSON Lines row restores (an administrator's import of an export): each value's tail
+    (TTL and timestamp fields, by the value's position in the row) and the record's time fields,
+    already encoded, and its etag (empty: the import's own)."""
+
+    tails: list[bytes]
+    times: bytes
+    etag: str
+
+
 class JsonPlan:
-    """The fast path for JSON Lines rows of the plain shape: an object with only ``identifier`` and
-    ``values``, each value only ``index``, ``type``, non-empty text ``data`` and ``ttl``, and no
-    ``\\u`` escape of a surrogate. Each row names its own values, but an input repeats a few
-    sequences of (index, type, TTL): each sequence gets a :class:`CsvPlan` of those columns, made
-    on first sight (at most :data:`MAX_SHAPES`), which checks and encodes the row as if its values
-    were the cells of a CSV row. That makes exactly the bytes :meth:`RowChecker.check` makes for
-    the row (the values are stamped and sorted by index the same way); any other row, and any row
-    such a plan is unsure of, goes to the full checker (:meth:`encode` returns None).
-    tests/test_bulk_fastpath.py compares the two paths."""
+    """The fast path for JSON Lines rows of the plain shape: an object with ``identifier`` and
+    ``values`` and, as an export writes them, ``owner`` (ignored, as by the full checker),
+    ``create_time``, ``update_time`` and ``etag``; each value only ``index``, ``type``, non-empty
+    text ``data``, ``ttl`` and ``timestamp``; and no ``\\u`` escape of a surrogate. Each row names its
+    own values, but an input repeats a few sequences of (index, type, TTL): each sequence gets a
+    :class:`CsvPlan` of those columns, made on first sight (at most :data:`MAX_SHAPES`), which
+    checks and encodes the row as if its values were the cells of a CSV row, with the row's own
+    times and etag where the import restores them (:class:`Restored`). That makes exactly the
+    bytes :meth:`RowChecker.check` makes for the row (the values are stamped and sorted by index
+    the same way); any other row, and any row such a plan is unsure of, goes to the full checker
+    (:meth:`encode` returns None). tests/test_bulk_fastpath.py compares the two paths."""
 
     MAX_SHAPES = 4096
     """Plans kept; rows of further shapes go to the full checker (a file where every row has a
@@ -279,7 +309,7 @@ class JsonPlan:
             doc = json.loads(line)
         except ValueError:
             return None
-        if type(doc) is not dict or len(doc) != 2:
+        if type(doc) is not dict or not _PLAIN_ROW_KEYS.issuperset(doc):
             return None
         identifier = doc.get("identifier")
         items = doc.get("values")
@@ -287,6 +317,7 @@ class JsonPlan:
             return None
         shape = []
         row = [identifier]
+        stamps: list[int] = []
         for item in items:
             if type(item) is not dict or not _PLAIN_VALUE_KEYS.issuperset(item):
                 return None
@@ -298,6 +329,20 @@ class JsonPlan:
                 return None
             shape.append((index, value_type, ttl))
             row.append(data)
+            stamp = item.get("timestamp")
+            if stamp is None:
+                stamps.append(0)
+                continue
+            try:
+                stamps.append(time_ns(stamp, "timestamp"))
+            except IdnodeError:  # the full checker says which value
+                return None
+        restored = None
+        if len(doc) > 2 or any(stamps):
+            try:
+                restored = self._restored(doc, shape, stamps)
+            except IdnodeError:  # a bad time or etag: the full checker says which
+                return None
         key = tuple(shape)
         plan = self._plans.get(key)
         if plan is None:
@@ -307,10 +352,29 @@ class JsonPlan:
             plan = self._plans[key] = made if made.usable else None
             if plan is None:
                 return None
-        return plan.encode(row, number)
+        return plan.encode(row, number, restored)
+
+    def _restored(
+        self, doc: dict[str, Any], shape: list[tuple[int, str, int]], stamps: list[int]
+    ) -> Restored | None:
+        """The row's own times and etag when the import restores them (as :func:`json_row` and
+        :meth:`RowChecker.check` decide), else None; raises IdnodeError for what the full checker
+        rejects."""
+        created = time_ns(doc["create_time"], "create_time") if "create_time" in doc else 0
+        updated = time_ns(doc["update_time"], "update_time") if "update_time" in doc else 0
+        etag = doc.get("etag", "")
+        if type(etag) is not str:
+            raise IdnodeError("etag is not a string")
+        if not (self.checker.restores and (created or updated or etag or any(stamps))):
+            return None  # times and etag not restored: the row is stamped as a plain one
+        now = self.checker.rules.now_ns
+        tails = [_tail(ttl, stamp or now) for (_, _, ttl), stamp in zip(shape, stamps, strict=True)]
+        times = TAG4 + _timestamp(created or now) + b"\x2a" + _timestamp(updated or now)
+        return Restored(tails, times, etag)
 
 
-_PLAIN_VALUE_KEYS = frozenset(("index", "type", "data", "ttl"))
+_PLAIN_ROW_KEYS = frozenset(("identifier", "values", "owner", "create_time", "update_time", "etag"))
+_PLAIN_VALUE_KEYS = frozenset(("index", "type", "data", "ttl", "timestamp"))
 
 
 def split_rows(text: str, fmt: Format) -> Iterator[list[str]] | Iterator[str]:

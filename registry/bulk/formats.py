@@ -464,7 +464,7 @@ class Meta:
 NO_META = Meta()
 
 
-def _time_ns(text: Any, field: str) -> int:
+def time_ns(text: Any, field: str) -> int:
     """Nanoseconds since the epoch of the RFC 3339 time ``text``, as protobuf's JSON mapping reads
     it (``Timestamp.FromJsonString``); raises InvalidArgument naming ``field``. The shape an
     export writes (UTC, ``Z``, up to nine fraction digits) is read without protobuf's strptime,
@@ -576,15 +576,15 @@ def json_row(line: str) -> tuple[str, tuple[Value, ...], Meta]:
             raise malformed('must be text or {"binary": "<base64>"}', f"{at}.data")
         values.append(Value(index, value_type, data, ttl))
         stamp = item.get("timestamp")
-        stamps.append(_time_ns(stamp, f"{at}.timestamp") if stamp is not None else 0)
+        stamps.append(time_ns(stamp, f"{at}.timestamp") if stamp is not None else 0)
     meta = NO_META
     if any(k in doc for k in ("create_time", "update_time", "etag")) or any(stamps):
         etag = doc.get("etag", "")
         if not isinstance(etag, str):
             raise InvalidArgument.single("etag", "must be a string")
         meta = Meta(
-            _time_ns(doc["create_time"], "create_time") if "create_time" in doc else 0,
-            _time_ns(doc["update_time"], "update_time") if "update_time" in doc else 0,
+            time_ns(doc["create_time"], "create_time") if "create_time" in doc else 0,
+            time_ns(doc["update_time"], "update_time") if "update_time" in doc else 0,
             etag,
             tuple(stamps),
         )

@@ -102,7 +102,8 @@ class RowChecker:
         self._owners: dict[str, Enterprise | str | IdnodeError] = {}
         self.missing: set[str] = set()
         """Enterprise prefixes to create (``create_enterprises``) that rows checked so far need."""
-        self._restore = rules.restore and rules.principal.role is Role.ADMIN
+        self.restores = rules.restore and rules.principal.role is Role.ADMIN
+        """Whether rows' own times and etags are kept (``restore``, by the administrator)."""
         self._node_upper = rules.node_prefix.upper() + "."
         self.template = rules.template
         self.plan: Any = None
@@ -155,7 +156,7 @@ class RowChecker:
         else:
             check_values(values)
         now = self.rules.now_ns
-        restore = self._restore and meta.present
+        restore = self.restores and meta.present
         if restore:
             stamps = meta.timestamps or (0,) * len(values)
             values = tuple(
