@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 @click.option(
     "--no-space-check",
     is_flag=True,
-    help="Start even if the free disk looks too small (the estimate: ~1.3x a CSV's bytes, ~0.4x a "
+    help="Start even if the free disk looks too small (the estimate: ~1.3x a CSV's bytes, 0.25-0.4x a "
     "JSON Lines file's, beside the data dir).",
 )
 @click.option(

@@ -20,13 +20,17 @@ from hypothesis import strategies as st
 from registry.bulk import Format
 from registry.bulk.space import (
     FIXED_BYTES,
+    HEAD_BYTES,
+    PEAK_PER_EXPORTED_JSONL_BYTE,
     PEAK_PER_INPUT_BYTE,
+    InputSize,
     NotEnoughDisk,
     check_free_space,
     estimate_need,
     free_bytes,
+    measure_input,
+    peak_per_input_byte,
     size_text,
-    uncompressed_size,
 )
 from registry.errors import NotFound
 from registry.store import StoreFull, is_out_of_space
@@ -37,29 +41,33 @@ from resolver.handle_rest.errors import pair_of
 from tests.bulk_support import gen_data, raw_records
 
 
-@given(
-    st.sampled_from(list(Format)),
-    st.integers(0, 1 << 50),
-    st.integers(0, 1 << 50),
-    st.integers(0, 1 << 40),
-)
+@given(st.floats(0.1, 2.0), st.integers(0, 1 << 50), st.integers(0, 1 << 50), st.integers(0, 1 << 40))
 def test_the_estimate_grows_with_the_input_and_counts_what_a_resumed_import_holds(
-    fmt: Format, a: int, b: int, held: int
+    per_byte: float, a: int, b: int, held: int
 ) -> None:
     small, large = sorted((a, b))
-    assert estimate_need(fmt, small).peak <= estimate_need(fmt, large).peak
-    fresh = estimate_need(fmt, large)
-    resumed = estimate_need(fmt, large, scratch_held=held)
+    assert estimate_need(small, per_byte).peak <= estimate_need(large, per_byte).peak
+    fresh = estimate_need(large, per_byte)
+    resumed = estimate_need(large, per_byte, scratch_held=held)
     assert resumed.peak == max(0, fresh.peak - held)
     assert resumed.scratch <= fresh.scratch and resumed.store == fresh.store
     assert fresh.peak >= FIXED_BYTES
 
 
-def test_the_estimate_is_per_format() -> None:
+def test_the_estimate_is_per_format_and_knows_an_exports_rows() -> None:
+    csv_head = b"identifier,URL\n88.118.5/A,https://a\n"
+    plain = b'{"identifier": "88.118.5/A", "values": [{"index": 1, "type": "URL", "data": "u"}]}\n'
+    exported = (
+        b'{"identifier":"88.118.5/A","values":[{"index":1,"type":"URL","data":"u","ttl":86400,'
+        b'"timestamp":"2026-11-29T08:53:27.610446171Z"}],"owner":"88.118.5","etag":"e"}\n'
+    )
+    assert peak_per_input_byte(Format.CSV, csv_head) == PEAK_PER_INPUT_BYTE[Format.CSV]
+    assert peak_per_input_byte(Format.JSONL, plain) == PEAK_PER_INPUT_BYTE[Format.JSONL]
+    assert peak_per_input_byte(Format.JSONL, exported + plain) == PEAK_PER_EXPORTED_JSONL_BYTE
+    assert peak_per_input_byte(Format.JSONL, plain + exported) == PEAK_PER_INPUT_BYTE[Format.JSONL]
     gb = 10**9
-    csv, jsonl = estimate_need(Format.CSV, 15 * gb), estimate_need(Format.JSONL, 15 * gb)
+    csv = estimate_need(15 * gb, PEAK_PER_INPUT_BYTE[Format.CSV])
     assert csv.peak == int(PEAK_PER_INPUT_BYTE[Format.CSV] * 15 * gb) + FIXED_BYTES
-    assert jsonl.peak < csv.peak  # JSON Lines spends more input bytes on the same record
     assert csv.scratch < csv.peak and csv.store < csv.peak < csv.scratch + csv.store
 
 
@@ -69,35 +77,34 @@ def _generated_csv(tmp_path: Path, rows: int) -> bytes:
     return path.read_bytes()
 
 
-def test_uncompressed_size_of_plain_and_compressed_files(tmp_path: Path) -> None:
+def test_the_size_of_plain_and_compressed_files(tmp_path: Path) -> None:
     data = _generated_csv(tmp_path, 80_000)  # ~12 MB, more than the 8 MiB sample
     plain = tmp_path / "in.csv"
     plain.write_bytes(data)
-    assert uncompressed_size(plain) == len(data)
-    for name, packed in (("in.csv.gz", gzip.compress(data)), ("in.csv.zst", zstandard.compress(data))):
+    assert measure_input(plain) == InputSize(len(data), data[:HEAD_BYTES])
+    for name, pack in (("in.csv.gz", gzip.compress), ("in.csv.zst", zstandard.compress)):
         path = tmp_path / name
-        path.write_bytes(packed)
-        estimate = uncompressed_size(path)
-        assert estimate is not None and abs(estimate - len(data)) < 0.1 * len(data), (name, estimate)
+        path.write_bytes(pack(data))
+        measured = measure_input(path)
+        assert measured is not None and measured.head == data[:HEAD_BYTES]
+        assert abs(measured.size - len(data)) < 0.1 * len(data), (name, measured.size)
         small = tmp_path / ("small-" + name)
-        small.write_bytes(
-            gzip.compress(data[:5000]) if name.endswith(".gz") else zstandard.compress(data[:5000])
-        )
-        assert uncompressed_size(small) == 5000  # read to its end: exact
+        small.write_bytes(pack(data[:5000]))
+        assert measure_input(small) == InputSize(5000, data[:5000])  # read to its end: exact
 
 
 def test_unknown_sizes_are_not_guessed(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
-    assert uncompressed_size(empty) is None
-    assert uncompressed_size("-") is None
-    assert uncompressed_size(io.BytesIO(b"identifier,URL\n")) is None
+    assert measure_input(empty) is None
+    assert measure_input("-") is None
+    assert measure_input(io.BytesIO(b"identifier,URL\n")) is None
 
 
 def test_the_check_names_what_is_needed_and_what_is_free(tmp_path: Path) -> None:
     free = free_bytes(tmp_path)
-    check_free_space(estimate_need(Format.CSV, 1000), tmp_path / "db", tmp_path / "db.bulk", Format.CSV)
-    need = estimate_need(Format.CSV, free)  # 1.3x what is free, and more
+    check_free_space(estimate_need(1000, 1.3), tmp_path / "db", tmp_path / "db.bulk", Format.CSV)
+    need = estimate_need(free, 1.3)  # 1.3x what is free, and more
     with pytest.raises(NotEnoughDisk) as caught:
         check_free_space(need, tmp_path / "db", tmp_path / "db.bulk", Format.CSV)
     err = caught.value

@@ -87,9 +87,10 @@ from registry.bulk.space import (
     NotEnoughDisk,
     check_free_space,
     estimate_need,
+    measure_input,
     out_of_space,
+    peak_per_input_byte,
     tree_bytes,
-    uncompressed_size,
 )
 from registry.bulk.workers import WorkerPool
 from registry.errors import AlreadyExists, PermissionDenied
@@ -341,10 +342,14 @@ class _Importer:
         """Raise :class:`NotEnoughDisk` if the estimate of what importing ``source`` needs is not
         free. A resumed import's scratch files count as had; an abandoned one's are about to go."""
         scratch = self._scratch_path()
-        size = uncompressed_size(source)
-        if scratch is None or size is None:
+        measured = measure_input(source)
+        if scratch is None or measured is None:
             return
-        need = estimate_need(fmt, size, scratch_held=tree_bytes(scratch) if resumed else 0)
+        need = estimate_need(
+            measured.size,
+            peak_per_input_byte(fmt, measured.head),
+            scratch_held=tree_bytes(scratch) if resumed else 0,
+        )
         check_free_space(need, Path(self.store.path), scratch, fmt)
 
     # -- checkpoint ----------------------------------------------------------------------------
