@@ -319,5 +319,4 @@ def sst_options() -> Options:
 
 def _store_full(exc: Exception) -> StoreFull:
     """The :class:`StoreFull` a write ends with when RocksDB reports a full disk (``exc``)."""
-    lines = str(exc).splitlines()
-    return StoreFull(f"the store's disk is full ({lines[0] if lines else type(exc).__name__})")
+    return StoreFull(f"the store's disk is full ({exc})")

@@ -42,7 +42,7 @@ from registry.bulk.formats import (
 )
 from registry.bulk.rows import RowChecker, RowRules, etag_for, reject_message
 from registry.codec import decode_record
-from registry.errors import IdnodeError
+from registry.errors import IdnodeError, InvalidArgument
 from registry.fastcodec import _tail, _timestamp, _type_field, _varint
 from registry.identifier import fold, prefix_length
 from registry.model import Enterprise, Value
@@ -281,7 +281,7 @@ class Restored:
 
 
 class JsonPlan:
-    """The fast path for JSON Lines rows of the plain shape: an object with ``identifier`` and
+    """The fast path for JSON Lines rows of the usual shape: an object with ``identifier`` and
     ``values`` and, as an export writes them, ``owner`` (ignored, as by the full checker),
     ``create_time``, ``update_time`` and ``etag``; each value only ``index``, ``type``, non-empty
     text ``data``, ``ttl`` and ``timestamp``; and no ``\\u`` escape of a surrogate. Each row names its
@@ -302,14 +302,14 @@ class JsonPlan:
         self._plans: dict[tuple[tuple[int, str, int], ...], CsvPlan | None] = {}
 
     def encode(self, line: str, number: int) -> tuple[bytes, str, bytes] | None:
-        """(key, owner, record bytes) of a good plain row; None when the full checker must look."""
+        """(key, owner, record bytes) of a good row; None when the full checker must look at it."""
         if "\\u" in line and "\\ud" in line.lower():  # maybe a lone surrogate: json_row's check
             return None
         try:
             doc = json.loads(line)
         except ValueError:
             return None
-        if type(doc) is not dict or not _PLAIN_ROW_KEYS.issuperset(doc):
+        if type(doc) is not dict or not _FAST_ROW_KEYS.issuperset(doc):
             return None
         identifier = doc.get("identifier")
         items = doc.get("values")
@@ -319,7 +319,7 @@ class JsonPlan:
         row = [identifier]
         stamps: list[int] = []
         for item in items:
-            if type(item) is not dict or not _PLAIN_VALUE_KEYS.issuperset(item):
+            if type(item) is not dict or not _FAST_VALUE_KEYS.issuperset(item):
                 return None
             index, value_type, data = item.get("index", 0), item.get("type", ""), item.get("data")
             ttl = item.get("ttl", limits.DEFAULT_TTL_SECONDS)
@@ -364,7 +364,7 @@ class JsonPlan:
         updated = time_ns(doc["update_time"], "update_time") if "update_time" in doc else 0
         etag = doc.get("etag", "")
         if type(etag) is not str:
-            raise IdnodeError("etag is not a string")
+            raise InvalidArgument.single("etag", "must be a string")
         if not (self.checker.restores and (created or updated or etag or any(stamps))):
             return None  # times and etag not restored: the row is stamped as a plain one
         now = self.checker.rules.now_ns
@@ -373,8 +373,8 @@ class JsonPlan:
         return Restored(tails, times, etag)
 
 
-_PLAIN_ROW_KEYS = frozenset(("identifier", "values", "owner", "create_time", "update_time", "etag"))
-_PLAIN_VALUE_KEYS = frozenset(("index", "type", "data", "ttl", "timestamp"))
+_FAST_ROW_KEYS = frozenset(("identifier", "values", "owner", "create_time", "update_time", "etag"))
+_FAST_VALUE_KEYS = frozenset(("index", "type", "data", "ttl", "timestamp"))
 
 
 def split_rows(text: str, fmt: Format) -> Iterator[list[str]] | Iterator[str]:

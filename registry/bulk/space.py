@@ -125,9 +125,7 @@ def measure_input(source: str | os.PathLike[str] | BinaryIO) -> InputSize | None
 def free_bytes(path: Path) -> int:
     """Bytes an unprivileged writer may still use on ``path``'s filesystem (``path`` or its nearest
     existing parent)."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    st = os.statvfs(path)
+    st = os.statvfs(_nearest_existing(path))
     return st.f_bavail * st.f_frsize
 
 
@@ -194,6 +192,11 @@ def first_line(exc: BaseException) -> str:
 
 
 def _device(path: Path) -> int:
+    return os.stat(_nearest_existing(path)).st_dev
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path``, or its nearest parent that exists (the scratch directory is made later)."""
     while not path.exists() and path != path.parent:
         path = path.parent
-    return os.stat(path).st_dev
+    return path
