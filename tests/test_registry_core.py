@@ -112,6 +112,19 @@ def test_etags_differ_between_records(registry: Registry, enterprise: Principal)
     assert len(etags) == 20
 
 
+def test_a_restarted_node_never_draws_a_records_old_etags_again(
+    registry: Registry, enterprise: Principal
+) -> None:
+    """Each registry seeds its etags from the OS: a second registry over the same store (the node
+    restarted) must not repeat the first one's draws, or a client's stale etag could match again."""
+    seen = [registry.create(enterprise, ident("R"), url(0)).etag]
+    seen += [registry.update(enterprise, ident("R"), url(i)).etag for i in range(1, 30)]
+    again = Registry(registry.store)
+    seen += [again.update(enterprise, ident("R"), url(i)).etag for i in range(30, 60)]
+    assert len(set(seen)) == 60
+    assert all(len(e) == 16 and int(e, 16) >= 0 for e in seen)
+
+
 def test_create_in_other_ascii_case_already_exists(registry: Registry, enterprise: Principal) -> None:
     first = registry.create(enterprise, ident("Abc"), url(1))
     for spelling in ("88.118.8/abc", "88.118.8/ABC", "88.118.8/aBc", "88.118.8/Abc"):
