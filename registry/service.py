@@ -380,14 +380,20 @@ class Registry:
         return self.templates.violations_for(template, values, new=new)
 
     def _new_record(
-        self, principal: Principal, text: str, values: Sequence[Value], field: str, template: str = ""
+        self,
+        principal: Principal,
+        text: str,
+        values: Sequence[Value],
+        field: str,
+        template: str = "",
+        now: int = 0,
     ) -> Record:
         ident = parse(text, f"{field}.identifier")
         owner = self.writer_owner(principal, ident, f"{field}.identifier")
         violations = value_violations(values) + self._template_violations(owner, template, values, new=True)
         if violations:
             raise InvalidArgument(violations).under(field)
-        now = self._clock()
+        now = now or self._clock()
         return Record(
             identifier=ident.text,
             values=self._stamp(values, now),
@@ -478,11 +484,12 @@ class Registry:
 
         outcomes: list[CreateOutcome | None] = [None] * len(items)
         staged: dict[bytes, tuple[int, Record, bytes]] = {}
+        now = self._clock()  # one atomic write: its records share their creation time
         for i, (text, values) in enumerate(items):
             field = f"requests[{i}].record"
             try:
                 template = templates[i] if i < len(templates) else ""
-                record = self._new_record(principal, text, values, field, template)
+                record = self._new_record(principal, text, values, field, template, now)
                 data = self._encode_checked(record, field)
             except IdnodeError as exc:
                 outcomes[i] = CreateOutcome(text, error=exc)

@@ -474,6 +474,20 @@ def test_batch_create_partial_success(registry: Registry, enterprise: Principal,
     assert registry.stats(Principal.admin()).identifier_count == 4
 
 
+def test_a_batch_creates_its_records_at_one_time(
+    store: RocksStore, registry: Registry, enterprise: Principal
+) -> None:
+    """One atomic write, one creation time: every record of a batch, and each of its values, carries
+    the same clock reading (the next batch a later one)."""
+    reg = Registry(store, clock=TickingClock())
+    first = reg.batch_create(enterprise, [(ident(f"b{i}"), [*url(i), Value(9, "X", "x")]) for i in range(3)])
+    records = [reg.get(enterprise, o.identifier) for o in first]
+    times = {r.create_time_ns for r in records} | {v.timestamp_ns for r in records for v in r.values}
+    assert len(times) == 1 and {r.update_time_ns for r in records} == times
+    later = reg.batch_create(enterprise, [(ident("b9"), url(9))])
+    assert reg.get(enterprise, later[0].identifier).create_time_ns > times.pop()
+
+
 def test_batch_create_empty(registry: Registry, enterprise: Principal) -> None:
     assert registry.batch_create(enterprise, []) == []
     assert registry.identifier_count(E) == 0
