@@ -95,10 +95,12 @@ class StoreUnavailable(Exception):
 
 
 class StoreFull(StoreUnavailable):
-    """A write failed because the store's disk (or quota) is full; it was not applied. Reads go on.
+    """A write failed because the store has no room (a full disk or quota, a Redis master at its
+    ``maxmemory``); it was not applied. Reads go on.
 
     RocksDB, after a write fails so, refuses every later write until the store is opened again
-    (rocksdict offers no ``DB::Resume``): once space is freed, the node must be restarted."""
+    (rocksdict offers no ``DB::Resume``): once space is freed, the node must be restarted. Redis
+    takes writes again as soon as there is room."""
 
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -130,6 +132,9 @@ class Store(Protocol):
       they survive the process being killed;
     - ``commit`` raises :class:`ConditionFailed` and changes nothing when any Expect fails;
     - ``scan`` yields keys in ascending byte order.
+
+    Also (tested per backend, on a real full disk or a Redis master at its ``maxmemory``):
+    ``commit`` raises :class:`StoreFull` and applies nothing when the store has no room.
     """
 
     def get(self, table: Table, key: bytes) -> bytes | None: ...
