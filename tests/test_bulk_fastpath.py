@@ -161,7 +161,17 @@ TIMES: list[Any] = [
     None,
 ]
 JSON_TYPES = ["URL", "product.batch", "EMAIL", "HS_ADMIN", "", "bad type!", 7]
-JSON_DATA: list[Any] = [*CELLS, {"binary": "AAEC"}, None, 5, ["x"]]
+JSON_DATA: list[Any] = [
+    *CELLS,
+    {"binary": "AAEC"},
+    {"binary": "not base64!"},
+    {"binary": ""},
+    {"binary": "AAEC", "x": 1},
+    {"binary": 5},
+    None,
+    5,
+    ["x"],
+]
 
 
 def json_line(rng: random.Random) -> str:

@@ -284,14 +284,15 @@ class JsonPlan:
     """The fast path for JSON Lines rows of the usual shape: an object with ``identifier`` and
     ``values`` and, as an export writes them, ``owner`` (ignored, as by the full checker),
     ``create_time``, ``update_time`` and ``etag``; each value only ``index``, ``type``, non-empty
-    text ``data``, ``ttl`` and ``timestamp``; and no ``\\u`` escape of a surrogate. Each row names its
-    own values, but an input repeats a few sequences of (index, type, TTL): each sequence gets a
-    :class:`CsvPlan` of those columns, made on first sight (at most :data:`MAX_SHAPES`), which
-    checks and encodes the row as if its values were the cells of a CSV row, with the row's own
-    times and etag where the import restores them (:class:`Restored`). That makes exactly the
-    bytes :meth:`RowChecker.check` makes for the row (the values are stamped and sorted by index
-    the same way); any other row, and any row such a plan is unsure of, goes to the full checker
-    (:meth:`encode` returns None). tests/test_bulk_fastpath.py compares the two paths."""
+    ``data`` (text, or ``{"binary": "<base64>"}``), ``ttl`` and ``timestamp``; and no ``\\u``
+    escape of a surrogate. Each row names its own values, but an input repeats a few sequences of
+    (index, type, TTL, binary): each gets a :class:`CsvPlan` of those columns, made on first sight
+    (at most :data:`MAX_SHAPES`), which checks and encodes the row as if its values were the cells
+    of a CSV row, with the row's own times and etag where the import restores them
+    (:class:`Restored`). That makes exactly the bytes :meth:`RowChecker.check` makes for the row
+    (the values are stamped and sorted by index the same way); any other row, and any row such a
+    plan is unsure of, goes to the full checker (:meth:`encode` returns None).
+    tests/test_bulk_fastpath.py compares the two paths."""
 
     MAX_SHAPES = 4096
     """Plans kept; rows of further shapes go to the full checker (a file where every row has a
@@ -299,7 +300,7 @@ class JsonPlan:
 
     def __init__(self, checker: RowChecker) -> None:
         self.checker = checker
-        self._plans: dict[tuple[tuple[int, str, int], ...], CsvPlan | None] = {}
+        self._plans: dict[tuple[tuple[int, str, int, bool], ...], CsvPlan | None] = {}
 
     def encode(self, line: str, number: int) -> tuple[bytes, str, bytes] | None:
         """(key, owner, record bytes) of a good row; None when the full checker must look at it."""
@@ -325,9 +326,14 @@ class JsonPlan:
             ttl = item.get("ttl", limits.DEFAULT_TTL_SECONDS)
             if type(index) is not int or type(ttl) is not int or type(value_type) is not str:
                 return None
-            if type(data) is not str or not data:  # binary, missing or empty: the full checker
+            if type(data) is dict:  # {"binary": "<base64>"}: a base64 cell of a binary column
+                data = data.get("binary") if len(data) == 1 else None
+                binary = True
+            else:
+                binary = False
+            if type(data) is not str or not data:  # missing, empty or malformed: the full checker
                 return None
-            shape.append((index, value_type, ttl))
+            shape.append((index, value_type, ttl, binary))
             row.append(data)
             stamp = item.get("timestamp")
             if stamp is None:
@@ -348,14 +354,14 @@ class JsonPlan:
         if plan is None:
             if key in self._plans or len(self._plans) >= self.MAX_SHAPES:
                 return None
-            made = CsvPlan([Column(i, t, ttl) for i, t, ttl in key], self.checker, native=False)
+            made = CsvPlan([Column(*column) for column in key], self.checker, native=False)
             plan = self._plans[key] = made if made.usable else None
             if plan is None:
                 return None
         return plan.encode(row, number, restored)
 
     def _restored(
-        self, doc: dict[str, Any], shape: list[tuple[int, str, int]], stamps: list[int]
+        self, doc: dict[str, Any], shape: list[tuple[int, str, int, bool]], stamps: list[int]
     ) -> Restored | None:
         """The row's own times and etag when the import restores them (as :func:`json_row` and
         :meth:`RowChecker.check` decide), else None; raises IdnodeError for what the full checker
@@ -368,7 +374,7 @@ class JsonPlan:
         if not (self.checker.restores and (created or updated or etag or any(stamps))):
             return None  # times and etag not restored: the row is stamped as a plain one
         now = self.checker.rules.now_ns
-        tails = [_tail(ttl, stamp or now) for (_, _, ttl), stamp in zip(shape, stamps, strict=True)]
+        tails = [_tail(ttl, stamp or now) for (_, _, ttl, _), stamp in zip(shape, stamps, strict=True)]
         times = TAG4 + _timestamp(created or now) + b"\x2a" + _timestamp(updated or now)
         return Restored(tails, times, etag)
 
