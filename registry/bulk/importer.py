@@ -721,14 +721,14 @@ class _Importer:
             rejected=len(rejects),
             skipped=skipped,
         )
-        failpoint("before-commit", res.seq)
         run = str(self._run_path(ck.runs)) if res.run is not None else None
         if run is not None and not keys and self.syncer is not None:
             # Nothing for the node yet: the run's durability and this checkpoint go to the background.
             assert not adds
-            self.syncer.submit(run, Txn(writes=(checkpoint,)), draft)
+            self.syncer.submit(run, Txn(writes=(checkpoint,)), draft, res.seq)
         else:
             self._drain()  # a checkpoint committed now must not be overtaken by an older one
+            failpoint("before-commit", res.seq)
             if run is not None:  # this commit names the run, which must be durable first
                 sync_path(run)
                 sync_path(str(self.sst_dir))
@@ -805,14 +805,15 @@ class _RunSyncer:
     def __init__(self, registry: Registry, directory: Path, depth: int = 4) -> None:
         self._audit = registry.audit
         self._directory = directory
-        self._queue: queue.Queue[tuple[str, Txn, Draft] | None] = queue.Queue(depth)
+        self._queue: queue.Queue[tuple[str, Txn, Draft, int] | None] = queue.Queue(depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="bulk-run-sync", daemon=True)
         self._thread.start()
 
-    def submit(self, run: str, txn: Txn, draft: Draft) -> None:
+    def submit(self, run: str, txn: Txn, draft: Draft, chunk: int) -> None:
+        """Commit ``txn`` (chunk number ``chunk``'s checkpoint) once ``run`` is durable."""
         self._raise()
-        self._queue.put((run, txn, draft))
+        self._queue.put((run, txn, draft, chunk))
 
     def drain(self) -> None:
         """Wait until everything submitted is committed."""
@@ -831,9 +832,10 @@ class _RunSyncer:
         while (item := self._queue.get()) is not None:
             try:
                 if self._error is None:
-                    run, txn, draft = item
+                    run, txn, draft, chunk = item
                     sync_path(run)
                     sync_path(str(self._directory))  # the run's new name
+                    failpoint("before-commit", chunk)  # here: every earlier chunk is committed
                     self._audit.commit(txn, [draft])
             except BaseException as exc:  # handed to the importing thread
                 self._error = exc
