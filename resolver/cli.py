@@ -21,7 +21,7 @@ from google.protobuf import json_format
 
 from registry.errors import IdnodeError
 from registry.pb import record_pb2
-from registry.store import StoreFull, StoreUnavailable
+from registry.store import StoreFull, StoreUnavailable, is_out_of_space
 from resolver.cli_audit import audit, enterprise_update, template, watch
 from resolver.cli_bulk import export_command, import_command
 from resolver.cli_output import utc
@@ -55,6 +55,9 @@ def _describe(exc: BaseException) -> str:
         return exc.message
     if isinstance(exc, FileNotFoundError):
         return f"file not found: {exc.filename}"
+    if isinstance(exc, OSError) and is_out_of_space(exc):
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return f"the disk is full{where} ({exc.strerror}); free some space and run the command again"
     if isinstance(exc, StoreFull):
         return f"{exc}; free some space and run the command again"
     if isinstance(exc, StoreUnavailable):

@@ -104,3 +104,21 @@ def test_export_to_a_pipe_its_reader_closes_ends_without_an_error(tmp_path: Path
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 1
     assert "error" not in stderr and "Traceback" not in stderr, stderr
+
+
+def test_export_onto_a_full_disk_says_so_in_one_line(tmp_path: Path) -> None:
+    """/dev/full answers every write with ENOSPC: a full disk, for real, without mounting one."""
+    layout = DataDir(tmp_path / "node")
+    layout.init("88.118")
+    source = tmp_path / "in.csv"
+    source.write_text("identifier,URL\n88.118.5/A,https://a\n")
+    runner = CliRunner()
+    imported = runner.invoke(
+        cli, ["--data-dir", str(layout.root), "import", str(source), "--create-enterprises", "--quiet"]
+    )
+    assert imported.exit_code == 0, imported.output
+    result = runner.invoke(cli, ["--data-dir", str(layout.root), "export", "/dev/full", "--format", "csv"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "error: the disk is full (No space left on device); free some space and run the command again"
+    ), result.output
