@@ -9,6 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from registry.rocks import RocksStore
 from resolver.cli import cli
 from resolver.datadir import DataDir
 from tests.bulk_support import assert_counts_match, content, gen_data
@@ -122,3 +123,25 @@ def test_export_onto_a_full_disk_says_so_in_one_line(tmp_path: Path) -> None:
     assert result.output.strip().splitlines()[-1] == (
         "error: the disk is full (No space left on device); free some space and run the command again"
     ), result.output
+
+
+def test_import_and_export_refuse_a_data_dir_that_holds_no_node(tmp_path: Path) -> None:
+    """A mistyped --data-dir: one line, exit 1, and nothing created; an export must not report an
+    empty node as a success."""
+    source = tmp_path / "in.csv"
+    source.write_text("identifier,URL\n88.118.5/A,https://a\n")
+    runner = CliRunner()
+    missing = tmp_path / "typo"
+    for command in (["import", str(source), "--quiet"], ["export", str(tmp_path / "out.csv"), "--quiet"]):
+        result = runner.invoke(cli, ["--data-dir", str(missing), *command])
+        assert result.exit_code == 1
+        assert result.output.strip() == (
+            f"error: there is no node at {missing}: the data directory is not initialised; "
+            "run `idnode init` first, or give the node's --data-dir"
+        ), result.output
+        assert not missing.exists()
+    assert not (tmp_path / "out.csv").exists()
+    # A database without a node in it (left by an older version's failed import): the same answer.
+    RocksStore(missing / "db").close()
+    result = runner.invoke(cli, ["--data-dir", str(missing), "export", str(tmp_path / "out.csv"), "--quiet"])
+    assert result.exit_code == 1 and "the data directory is not initialised" in result.output

@@ -32,10 +32,10 @@ from registry.bulk.formats import (
     open_output,
 )
 from registry.bulk.progress import Progress, SilentProgress
+from registry.bulk.session import stopped_node_store
 from registry.errors import FailedPrecondition
 from registry.identifier import parse_prefix, prefix_range
 from registry.pb import record_pb2
-from registry.rocks import RocksStore
 from registry.service import Registry
 from registry.store import Store, Table
 
@@ -136,7 +136,7 @@ def run_export(
         if isinstance(target, Registry):
             return _export(target.store, dest, fmt, parent, metadata, progress, pool, processes)
         store = stack.enter_context(
-            contextlib.closing(RocksStore(target, block_cache_bytes=EXPORT_BLOCK_CACHE_BYTES))
+            contextlib.closing(stopped_node_store(target, block_cache_bytes=EXPORT_BLOCK_CACHE_BYTES))
         )
         return _export(store, dest, fmt, parent, metadata, progress, pool, processes)
 

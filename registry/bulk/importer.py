@@ -78,6 +78,7 @@ from registry.bulk.session import (
     sort_rejects,
     source_name,
     start_rejects,
+    stopped_node_store,
     summary,
     sync_path,
     unfinished,
@@ -172,7 +173,7 @@ def run_import(
             # (~12 MiB per 10^7 keys); a cache too small for them turns each check into disk reads.
             # Bulk-load settings: overlapping chunk files are compacted in fewer, larger batches.
             store = stack.enter_context(
-                contextlib.closing(RocksStore(target, block_cache_bytes=256 << 20, bulk_load=True))
+                contextlib.closing(stopped_node_store(target, block_cache_bytes=256 << 20, bulk_load=True))
             )
             registry, exclusive = Registry(store, clock=clock), True
         return _Importer(registry, exclusive=exclusive, clock=clock).run(

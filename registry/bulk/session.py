@@ -1,6 +1,7 @@
 """What the offline importer (:mod:`registry.bulk.importer`) and the import through a node
 (:mod:`resolver.bulk_remote`) share: reading the input's format and header, the import's
-fingerprint, the reject file, the summary and the crash-testing failpoint."""
+fingerprint, the reject file, the summary and the crash-testing failpoint; and opening a stopped
+node's store, which the offline import and export share."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from typing import BinaryIO
 from registry.bulk.chunks import Reject, reject_bytes, reject_text
 from registry.bulk.formats import ChunkReader, Column, Format, Source, guess_format, parse_header
 from registry.errors import FailedPrecondition
+from registry.rocks import RocksStore
+from registry.service import META_NODE_PREFIX
+from registry.store import Table
 
 REJECT_HEADER = "row,identifier,reason,message\n"
 
@@ -225,3 +229,23 @@ def failpoint(name: str, n: int, *, delay: float = 0.0) -> None:
     if failpoint_armed(name, n):
         time.sleep(delay)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def stopped_node_store(path: str | os.PathLike[str], **options: int | bool) -> RocksStore:
+    """The store of a stopped node at ``path`` (``DATA_DIR/db``), opened with ``options``, for an
+    offline import or export. Raises FailedPrecondition (reason NOT_INITIALISED), creating nothing,
+    when no node was initialised there: a mistyped ``--data-dir`` must not export an empty node
+    with success, or leave an empty database behind."""
+    db = Path(path)
+    problem = FailedPrecondition(
+        f"there is no node at {db.parent}: the data directory is not initialised; run `idnode init` "
+        "first, or give the node's --data-dir",
+        reason="NOT_INITIALISED",
+    )
+    if not (db / "CURRENT").is_file():  # RocksDB's pointer to its manifest: a database is there
+        raise problem
+    store = RocksStore(db, **options)  # type: ignore[arg-type]
+    if store.get(Table.META, META_NODE_PREFIX) is None:
+        store.close()
+        raise problem
+    return store
