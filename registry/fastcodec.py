@@ -14,12 +14,14 @@ in field-number order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 from registry.model import Record, Value
 from registry.wire import SMALL_LIMIT, SMALL_VARINTS, TAG1, TAG2, TAG3, TAG4, TAG5, TAG6, TAG7, varint64
 
 _MEMO_MAX = 4096
+K = TypeVar("K", bound=Hashable)
 # Keys of the varint fields (wire type 0) this module writes.
 _VARINT1 = b"\x08"  # Value.index, Timestamp.seconds
 _VARINT2 = b"\x10"  # Timestamp.nanos
@@ -28,14 +30,23 @@ _varint_memo: dict[int, bytes] = {}
 _timestamp_memo: dict[int, bytes] = {}
 
 
+def _remember(memo: dict[K, bytes], key: K, value: bytes) -> None:
+    """Keep ``value`` in ``memo``, emptied when it holds :data:`_MEMO_MAX` entries: what repeats
+    now (an import's or a batch's one time, a file's TTLs) stays memoised however long the process
+    runs, where a memo that stopped growing when full would hold a node's first 4,096 times forever
+    and miss every later one."""
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
+
+
 def _varint(n: int) -> bytes:
     if 0 <= n < SMALL_LIMIT:
         return SMALL_VARINTS[n]
     out = _varint_memo.get(n)
     if out is None:
         out = varint64(n)
-        if len(_varint_memo) < _MEMO_MAX:  # TTLs and the like repeat; bounded all the same
-            _varint_memo[n] = out
+        _remember(_varint_memo, n, out)  # TTLs and the like repeat
     return out
 
 
@@ -48,8 +59,7 @@ def _timestamp(ns: int) -> bytes:
             _VARINT2 + varint64(nanos) if nanos else b""
         )
         out = _varint(len(body)) + body
-        if len(_timestamp_memo) < _MEMO_MAX:
-            _timestamp_memo[ns] = out
+        _remember(_timestamp_memo, ns, out)
     return out
 
 
@@ -62,8 +72,7 @@ def _type_field(value_type: str) -> bytes:
     if out is None:
         t = value_type.encode()
         out = TAG2 + _varint(len(t)) + t if t else b""
-        if len(_type_memo) < _MEMO_MAX:
-            _type_memo[value_type] = out
+        _remember(_type_memo, value_type, out)
     return out
 
 
@@ -73,8 +82,7 @@ def _tail(ttl: int, timestamp_ns: int) -> bytes:
     out = _tail_memo.get(key)
     if out is None:
         out = _VARINT5 + _varint(ttl) + (TAG6 + _timestamp(timestamp_ns) if timestamp_ns else b"")
-        if len(_tail_memo) < _MEMO_MAX:
-            _tail_memo[key] = out
+        _remember(_tail_memo, key, out)
     return out
 
 

@@ -328,3 +328,20 @@ def test_lone_surrogate_in_text_data_is_a_field_violation_not_a_crash() -> None:
     assert [(v.field, v.description) for v in violations] == [
         ("values[1].data", "text must be valid Unicode (no lone surrogates)")
     ]
+
+
+def test_the_encoders_memos_stay_bounded_and_keep_memoising() -> None:
+    """A node stamps each write with a new time: once the memo held 4,096 of them it must still
+    memoise the time a batch (or an import) is stamping now, not only its first 4,096 times."""
+    from registry import fastcodec
+
+    for i in range(3 * fastcodec._MEMO_MAX):
+        fastcodec._tail(86400, 1_700_000_000_000_000_000 + i)
+        assert len(fastcodec._tail_memo) <= fastcodec._MEMO_MAX
+        assert len(fastcodec._timestamp_memo) <= fastcodec._MEMO_MAX
+    now = 1_800_000_000_123_456_789
+    first = fastcodec._tail(86400, now)
+    assert fastcodec._tail(86400, now) is first  # memoised: the same bytes object again
+    assert fastcodec._timestamp(now) is fastcodec._timestamp(now)
+    record = Record("88.118.8/A", (Value(1, "URL", "u", 86400, now),), "88.118.8", now, now, "e")
+    assert fastcodec.encode_record(record) == codec.encode_record_pb(record)
