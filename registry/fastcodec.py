@@ -21,7 +21,7 @@ from registry.model import Record, Value
 from registry.wire import SMALL_LIMIT, SMALL_VARINTS, TAG1, TAG2, TAG3, TAG4, TAG5, TAG6, TAG7, varint64
 
 _MEMO_MAX = 4096
-K = TypeVar("K", bound=Hashable)
+_K = TypeVar("_K", bound=Hashable)
 # Keys of the varint fields (wire type 0) this module writes.
 _VARINT1 = b"\x08"  # Value.index, Timestamp.seconds
 _VARINT2 = b"\x10"  # Timestamp.nanos
@@ -30,7 +30,7 @@ _varint_memo: dict[int, bytes] = {}
 _timestamp_memo: dict[int, bytes] = {}
 
 
-def _remember(memo: dict[K, bytes], key: K, value: bytes) -> None:
+def _remember(memo: dict[_K, bytes], key: _K, value: bytes) -> None:
     """Keep ``value`` in ``memo``, emptied when it holds :data:`_MEMO_MAX` entries: what repeats
     now (an import's or a batch's one time, a file's TTLs) stays memoised however long the process
     runs, where a memo that stopped growing when full would hold a node's first 4,096 times forever

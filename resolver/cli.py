@@ -57,7 +57,7 @@ def _describe(exc: BaseException) -> str:
         return f"file not found: {exc.filename}"
     if isinstance(exc, OSError) and is_out_of_space(exc):
         where = f" writing {exc.filename}" if exc.filename else ""
-        return f"the disk is full{where} ({exc.strerror}); free some space and run the command again"
+        return f"the disk is full{where} ({exc.strerror or exc}); free some space and run the command again"
     if isinstance(exc, StoreFull):
         return f"{exc}; free some space and run the command again"
     if isinstance(exc, StoreUnavailable):

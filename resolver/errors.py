@@ -127,18 +127,19 @@ def call_status(exc: Exception) -> grpc.Status:
     return rpc_status.to_status(to_status(exc))
 
 
-def log_for_operators(exc: BaseException) -> None:
-    """Log what the caller is not told and an operator must act on: an error that is not a domain
-    error (with its traceback), and a store whose disk or memory is full."""
+def log_for_operators(exc: BaseException, *, internal: bool) -> None:
+    """Log what the caller is not told and an operator must act on: a store whose disk or memory
+    is full, and a failure the protocol answers as the server's own (``internal``: logged with its
+    traceback)."""
     if isinstance(exc, StoreFull):
         log.error("a write was refused: %s", exc)
-    elif status_code_of(exc) is grpc.StatusCode.INTERNAL:
+    elif internal:
         log.error("internal error", exc_info=exc)
 
 
 def abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
     """End the call with the status for ``exc``."""
-    log_for_operators(exc)
+    log_for_operators(exc, internal=status_code_of(exc) is grpc.StatusCode.INTERNAL)
     abort_with(context, call_status(exc))
 
 

@@ -37,7 +37,7 @@ from registry.store import StoreFull, is_out_of_space
 from resolver.cli import cli
 from resolver.datadir import DataDir
 from resolver.errors import describe, log_for_operators, status_code_of
-from resolver.handle_rest.errors import pair_of
+from resolver.handle_rest.errors import MethodNotAllowed, error_doc, pair_of
 from tests.bulk_support import gen_data, raw_records
 
 
@@ -144,9 +144,10 @@ def test_a_full_store_answers_resource_exhausted_and_is_logged(caplog: pytest.Lo
     message, reason, _ = describe(exc)
     assert reason == "STORE_FULL" and "full" in message and "/" not in message  # no paths leak
     with caplog.at_level(logging.ERROR, logger="idnode.errors"):
-        log_for_operators(NotFound("no such identifier"))
+        log_for_operators(NotFound("no such identifier"), internal=False)
+        error_doc(MethodNotAllowed("use GET"), "88.118.8/A")  # a 405 is the client's, not logged
         assert caplog.records == []
-        log_for_operators(exc)  # the operator, not the caller, learns where
+        error_doc(exc, "88.118.8/A")  # the operator, not the caller, learns where
     assert [r.getMessage() for r in caplog.records] == [f"a write was refused: {exc}"]
 
 

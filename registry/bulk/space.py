@@ -159,7 +159,7 @@ def out_of_space(exc: BaseException, store_dir: Path, scratch_dir: Path | None) 
             "part of that progress"
         )
     return NotEnoughDisk(
-        f"the disk filled up during the import ({first_line(exc)}; {size_text(free_bytes(store_dir))} "
+        f"the disk filled up during the import ({_first_line(exc)}; {size_text(free_bytes(store_dir))} "
         f"free now on the filesystem of {store_dir}); nothing it committed is lost: free some space "
         f"and run the same command again to resume{held}",
         reason="DISK_FULL",
@@ -186,7 +186,7 @@ def size_text(n: int) -> str:
     return f"{n} B"
 
 
-def first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 

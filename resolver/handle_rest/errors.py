@@ -106,7 +106,8 @@ def error_doc(exc: BaseException, handle: str) -> tuple[int, dict[str, Any]]:
     """HTTP status and JSON document for ``exc``. Errors that are not domain errors become a
     generic server error whose message reveals nothing (they are logged instead)."""
     status, code = pair_of(exc)
-    log_for_operators(exc)
+    # Not every error the gRPC table leaves INTERNAL is the server's fault here (405, say).
+    log_for_operators(exc, internal=not isinstance(exc, IdnodeError | StoreUnavailable))
     message, reason, _ = describe(exc)
     doc: dict[str, Any] = {"responseCode": code, "handle": handle, "message": message, "reason": reason}
     if isinstance(exc, InvalidArgument):
