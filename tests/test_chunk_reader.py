@@ -8,12 +8,16 @@ import csv
 import gzip
 import io
 import itertools
+import os
+import tempfile
+from pathlib import Path
 
+import pytest
 import zstandard
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from registry.bulk.formats import Chunk, ChunkReader, Format, Source
+from registry.bulk.formats import Chunk, ChunkReader, Format, InputChanged, Source
 
 PROPS = settings(max_examples=300, deadline=None)
 
@@ -114,3 +118,97 @@ def test_a_chunk_is_cut_at_the_last_row_end_that_fits() -> None:
     body = b"88.118.8/A,x\n88.118.8/B,y\n88.118.8/C,z\n"
     _, chunks = _chunks(b"identifier,URL\n" + body, Format.CSV, 30)
     assert [c.data for c in chunks] == [b"88.118.8/A,x\n88.118.8/B,y\n", b"88.118.8/C,z\n"]
+
+
+# -- by reference: chunks that name their byte range in the file, read by whoever checks them --
+
+
+def _by_reference(path: Path, fmt: Format, chunk_bytes: int, skip_to: int = 0) -> tuple[Source, list[Chunk]]:
+    src = Source(str(path))
+    reader = ChunkReader(src, fmt, chunk_bytes, by_reference=True)
+    if skip_to:
+        reader.skip_to(skip_to)
+    return src, list(reader)
+
+
+@PROPS
+@given(
+    rows=st.lists(row, max_size=30),
+    line_end=st.sampled_from(["\n", "\r\n"]),
+    chunk_bytes=st.integers(1, 200),
+    final_line_end=st.booleans(),
+    bom=st.booleans(),
+    fmt=st.sampled_from([Format.CSV, Format.JSONL]),
+    resume_at=st.integers(0, 40),
+)
+def test_chunks_by_reference_are_the_chunks_read_in_memory(
+    rows: list[list[str]],
+    line_end: str,
+    chunk_bytes: int,
+    final_line_end: bool,
+    bom: bool,
+    fmt: Format,
+    resume_at: int,
+) -> None:
+    """Same seq, offsets and bytes as the in-memory reader, from the start and resumed at the end
+    of any of its chunks; the reader's position is where its last chunk ended."""
+    header = b"identifier,URL" + line_end.encode() if fmt is Format.CSV else b""
+    body = _csv(rows, line_end)
+    if not final_line_end:
+        body = body.removesuffix(line_end.encode())
+    data = (b"\xef\xbb\xbf" if bom else b"") + header + body
+    _, expected = _chunks(data, fmt, chunk_bytes)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "input"
+        path.write_bytes(data)
+        src, chunks = _by_reference(path, fmt, chunk_bytes)
+        try:
+            assert all(c.data == b"" and c.path is not None for c in chunks)
+            assert [(c.seq, c.start, c.end, c.read()) for c in chunks] == [
+                (c.seq, c.start, c.end, c.data) for c in expected
+            ]
+        finally:
+            src.close()
+        if expected:
+            resumed_from = expected[min(resume_at, len(expected) - 1)].end
+            src, chunks = _by_reference(path, fmt, chunk_bytes, skip_to=resumed_from)
+            try:
+                rest = [c.data for c in expected if c.start >= resumed_from]
+                assert [c.read() for c in chunks] == rest
+            finally:
+                src.close()
+
+
+def test_a_chunk_by_reference_reads_the_file_it_was_cut_from(tmp_path: Path) -> None:
+    """The workers read the file this process opened, even when the name now points elsewhere;
+    a file cut short since is an error that says so, never a short chunk."""
+    path = tmp_path / "in.csv"
+    body = b"".join(b"88.118.8/SN-%05d,https://example.com/%d\n" % (i, i) for i in range(2000))
+    path.write_bytes(b"identifier,URL\n" + body)
+    src = Source(str(path))
+    try:
+        reader = ChunkReader(src, Format.CSV, 8192, by_reference=True)
+        chunks = list(reader)
+        assert len(chunks) > 3 and reader.position() == chunks[-1].end == len(b"identifier,URL\n") + len(body)
+        os.rename(path, tmp_path / "moved.csv")
+        path.write_bytes(b"identifier,URL\n88.118.8/OTHER,x\n")
+        assert b"".join(c.read() for c in chunks) == body
+        with open(tmp_path / "moved.csv", "r+b") as f:
+            f.truncate(chunks[2].start + 10)
+        assert chunks[1].read()
+        with pytest.raises(InputChanged, match="changed while it was being imported"):
+            chunks[2].read()
+    finally:
+        src.close()
+
+
+@pytest.mark.parametrize("how", ["gzip", "zstd"])
+def test_compressed_input_is_never_cut_by_reference(tmp_path: Path, how: str) -> None:
+    """A compressed file's offsets are not the file's: its chunks carry their bytes."""
+    body = b"".join(b"88.118.8/SN-%05d,x\n" % i for i in range(500))
+    path = tmp_path / "in.csv"
+    path.write_bytes(_compress(b"identifier,URL\n" + body, how))
+    src, chunks = _by_reference(path, Format.CSV, 1000)
+    src.close()
+    assert all(c.path is None for c in chunks)
+    assert b"".join(c.data for c in chunks) == body

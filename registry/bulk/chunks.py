@@ -436,6 +436,7 @@ def _build_chunk(
             checker.plan = JsonPlan(checker)
         fast = checker.plan.encode
     start = chunk.start
+    data = chunk.read()
     dirty = False
 
     def full(row: list[str] | str, n: int) -> None:
@@ -452,12 +453,12 @@ def _build_chunk(
     n = 0
     dups: list[tuple[int, bytes]] = []
     native = plan.native if plan is not None and _csvfast is not None else None
-    if native is not None and type(chunk.data) is bytes and _csvfast.usable(chunk.data):  # type: ignore[union-attr]
+    if native is not None and type(data) is bytes and _csvfast.usable(data):  # type: ignore[union-attr]
         # Strict UTF-8 without quotes, CRs or NULs (the chunks split with str.split below): the C
         # encoder takes the rows it is sure of and hands back, in order, each one it is not sure
         # of, which goes through the very steps of the loop below; so the owner memos fill in the
         # same order, and every result is the same. See registry/bulk/_csvfast.c.
-        batch = native.rows(chunk.data, start)
+        batch = native.rows(data, start)
         got = batch.next()
         while got is not None:
             n, line = got
@@ -482,7 +483,7 @@ def _build_chunk(
                 good, _CONFLICT_CODES[settings.conflict]
             )
     else:
-        text, dirty = decode_text(chunk.data)
+        text, dirty = decode_text(data)
         for n, row in enumerate(split_rows(text, fmt), start=1):
             if fast is not None and not (dirty and bad_utf8(row)):
                 done = fast(row, start + n)  # type: ignore[arg-type]

@@ -51,6 +51,7 @@ import io
 import json
 import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -62,7 +63,7 @@ import zstandard
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from registry import codec, limits
-from registry.errors import InvalidArgument
+from registry.errors import FailedPrecondition, InvalidArgument
 from registry.model import Value
 from registry.pb import record_pb2
 
@@ -157,6 +158,22 @@ class Source:
             have += len(piece)
         return b"".join(pieces)
 
+    def shared_path(self) -> str | None:
+        """A path other processes can open to read this very input, when it is an uncompressed
+        regular file opened here by name (None otherwise: stdin, a caller's stream, a pipe,
+        compressed input). On Linux it is ``/proc/PID/fd/N`` of this process's open file, so a
+        rename or replacement of the named file after it was opened changes nothing."""
+        if self.compressed or self._owned is None:
+            return None
+        try:
+            fd = self._owned.fileno()
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+        except (OSError, ValueError):
+            return None
+        proc = f"/proc/{os.getpid()}/fd/{fd}"
+        return proc if os.path.exists(proc) else os.path.abspath(self.name)
+
     def position(self) -> int:
         """Bytes of the underlying file consumed so far (0 when unknown)."""
         try:
@@ -174,12 +191,37 @@ class Source:
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """A run of whole rows. ``start`` is the decompressed byte offset of ``data`` in the input and
-    ``end`` the offset just past it (where a resumed import starts reading)."""
+    ``end`` the offset just past it (where a resumed import starts reading). A chunk cut by
+    reference (:class:`ChunkReader` with ``by_reference``) carries no ``data`` but the ``path``
+    its bytes are read from, by whichever process checks it (:meth:`read`)."""
 
     seq: int
     start: int
     end: int
     data: bytes
+    path: str | None = None
+
+    def read(self) -> bytes:
+        """The chunk's bytes: ``data``, or bytes ``start:end`` of the file at ``path`` (OSError;
+        :class:`InputChanged` when the file no longer holds them all)."""
+        if self.path is None:
+            return self.data
+        size = self.end - self.start
+        with open(self.path, "rb", buffering=0) as f:
+            data = os.pread(f.fileno(), size, self.start)
+        if len(data) != size:
+            raise InputChanged(
+                f"the input changed while it was being imported: bytes {self.start}-{self.end} are "
+                f"no longer all there (it ends at byte {self.start + len(data)}); import a file "
+                "that is not being written to"
+            )
+        return data
+
+
+class InputChanged(FailedPrecondition):
+    """The input file no longer holds bytes an import has already cut into rows."""
+
+    default_reason = "INPUT_CHANGED"
 
 
 class ChunkReader:
@@ -190,10 +232,17 @@ class ChunkReader:
     it is even. The CSV header, when present, is read first into :attr:`header`.
     """
 
-    def __init__(self, source: Source, fmt: Format, chunk_bytes: int = 16 << 20) -> None:
+    def __init__(
+        self, source: Source, fmt: Format, chunk_bytes: int = 16 << 20, *, by_reference: bool = False
+    ) -> None:
+        """``by_reference``: where ``source`` can be read by other processes
+        (:meth:`Source.shared_path`), yield chunks that name their byte range instead of holding
+        it (:meth:`Chunk.read`); the cuts are found in a buffer reused from chunk to chunk, so
+        this process neither keeps nor hands over the input's bytes. Elsewhere ignored."""
         self.source = source
         self.fmt = fmt
         self.chunk_bytes = chunk_bytes
+        self.shared_path = source.shared_path() if by_reference else None
         self._buf = b""
         self._offset = 0  # decompressed offset of _buf[0]
         self._eof = False
@@ -218,7 +267,7 @@ class ChunkReader:
             self._eof = True
         self._buf = self._buf + piece if self._buf else piece
 
-    def _cut(self, data: bytes, end: int) -> int:
+    def _cut(self, data: bytes | bytearray, end: int) -> int:
         """Length of the longest prefix of ``data[:end]`` made of whole rows (0 if none)."""
         if self.fmt is Format.JSONL:
             return data.rfind(b"\n", 0, end) + 1
@@ -266,8 +315,19 @@ class ChunkReader:
                 return data.rstrip(b"\r\n")
             size *= 2
 
+    def position(self) -> int:
+        """Bytes of the underlying file consumed so far (0 when unknown), for progress."""
+        return self._offset if self.shared_path is not None else self.source.position()
+
     def skip_to(self, offset: int) -> None:
         """Discard input up to decompressed ``offset`` (a chunk ``end`` of an earlier run)."""
+        if self.shared_path is not None:
+            size = os.stat(self.shared_path).st_size
+            if offset > size:
+                raise ValueError(f"the input ends at byte {size}, before {offset}")
+            self._buf = b""
+            self._offset = max(offset, self._offset)
+            return
         while self._offset + len(self._buf) < offset and not self._eof:
             self._offset += len(self._buf)
             self._buf = b""
@@ -279,9 +339,15 @@ class ChunkReader:
         self._offset = offset
 
     def __iter__(self) -> Iterator[Chunk]:
+        if self.shared_path is not None:
+            yield from self._by_reference(self.shared_path)
+            return
         seq = 0
         while True:
-            self._fill(self.chunk_bytes)
+            # One byte more than a chunk: whether the rest of the input fits in this chunk is then
+            # known, whatever was read before (the rest is taken whole, its last row perhaps
+            # without a line end, exactly when it is at most a chunk).
+            self._fill(self.chunk_bytes + 1)
             if not self._buf:
                 return
             cut = self._cut(self._buf, self.chunk_bytes)
@@ -297,6 +363,34 @@ class ChunkReader:
             self._offset += cut
             yield Chunk(seq, start, self._offset, data)
             seq += 1
+
+    def _by_reference(self, path: str) -> Iterator[Chunk]:
+        """:meth:`__iter__` cutting the file at ``path`` from :attr:`_offset` on, by the same
+        rules, reading each stretch into one reused buffer."""
+        self._buf = b""
+        with open(path, "rb", buffering=0) as f:
+            fd = f.fileno()
+            buf = bytearray(self.chunk_bytes + 1)  # one more: a short read is the end
+            seq = 0
+            while True:
+                start = self._offset
+                got = os.preadv(fd, [buf], start)
+                if got == 0:
+                    return
+                eof = got < len(buf)
+                cut = self._cut(buf, min(got, self.chunk_bytes))
+                if cut == 0:  # a row longer than a chunk (rare): that row alone
+                    cut = self._first_row_end(bytes(buf[:got]))
+                if cut == 0 and not eof:  # ... once it has been read to its end
+                    buf = bytearray(len(buf) * 2)
+                    continue
+                if cut == 0 or (eof and got <= self.chunk_bytes):
+                    cut = got  # the last row may lack its line end
+                self._offset = start + cut
+                yield Chunk(seq, start, self._offset, b"", path)
+                seq += 1
+                if len(buf) > self.chunk_bytes + 1:
+                    buf = bytearray(self.chunk_bytes + 1)
 
 
 def decode_text(data: bytes) -> tuple[str, bool]:

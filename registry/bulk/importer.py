@@ -202,8 +202,9 @@ class _Importer:
         self.store = registry.store
         self.exclusive = exclusive
         self.clock = clock
-        self.seen: KeyFilter | None = KeyFilter() if exclusive else None
-        """Keys this run committed (offline only; see :meth:`_lookup`)."""
+        self.seen: KeyFilter | None = None
+        """Keys this run committed (offline only, made on first use: an import that writes run
+        files never needs it; see :meth:`_lookup`)."""
         self.fresh: dict[str, bool] = {}
         """Owner prefix -> its key range held no record when this run first met it."""
         self.syncer: _RunSyncer | None = None
@@ -249,7 +250,9 @@ class _Importer:
 
         src = Source(source)
         try:
-            reader, columns = open_reader(src, fmt, chunk_bytes)
+            # With workers, each reads its own chunks' bytes from the file where it can: handing
+            # them over through a pipe cost this process more CPU than cutting them.
+            reader, columns = open_reader(src, fmt, chunk_bytes, by_reference=pool is not None)
             ck, resumed = self._open_checkpoint(
                 fingerprint(
                     reader, source_identity(source), fmt.value, conflict.value, principal.role.value,
@@ -310,7 +313,7 @@ class _Importer:
             self.conflict = conflict
             self.ck = ck
             self.rejects = open(reject, "ab")  # noqa: SIM115 - closed below
-            self.progress.update(ck.rows, ck.rejected, src.position(), src.size)
+            self.progress.update(ck.rows, ck.rejected, reader.position(), src.size)
             gc_was_enabled = gc.isenabled()
             gc.disable()  # chunk results are big and acyclic: the collector's passes are wasted
             try:
@@ -449,7 +452,7 @@ class _Importer:
             init_worker(self.settings)
             for chunk in reader:
                 self._commit(chunk, work(chunk))
-                self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
+                self.progress.update(self.ck.rows, self.ck.rejected, reader.position(), src.size)
             self._drain()
             merge_began = time.monotonic()
             for part in self._partitions(0):
@@ -463,11 +466,11 @@ class _Importer:
             while len(window) > pool.processes + 1:
                 done_chunk, pending = window.popleft()
                 self._commit(done_chunk, pending.get())
-                self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
+                self.progress.update(self.ck.rows, self.ck.rejected, reader.position(), src.size)
         while window:
             done_chunk, pending = window.popleft()
             self._commit(done_chunk, pending.get())
-            self.progress.update(self.ck.rows, self.ck.rejected, src.position(), src.size)
+            self.progress.update(self.ck.rows, self.ck.rejected, reader.position(), src.size)
         self._drain()
         merge_began = time.monotonic()
         for merged in pool.imap(merge, self._partitions(pool.processes)):
@@ -754,8 +757,10 @@ class _Importer:
         this run since, and every key this run wrote is in :attr:`seen` (a Bloom filter: no false
         negatives; a false positive only costs a real read)."""
         keys = res.keys
-        if self.seen is None:
+        if not self.exclusive:
             return self.store.get_many(Table.RECORDS, keys)
+        if self.seen is None:
+            self.seen = KeyFilter()
         fresh = self.fresh
         for owner in set(res.owners):
             if owner not in fresh:

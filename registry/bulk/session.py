@@ -117,9 +117,12 @@ def import_format(source: Input, fmt: Format | str | None) -> Format:
     return Format(fmt)
 
 
-def open_reader(src: Source, fmt: Format, chunk_bytes: int) -> tuple[ChunkReader, tuple[Column, ...]]:
-    """A chunk reader of ``src`` and, for CSV, the header's columns."""
-    reader = ChunkReader(src, fmt, chunk_bytes)
+def open_reader(
+    src: Source, fmt: Format, chunk_bytes: int, *, by_reference: bool = False
+) -> tuple[ChunkReader, tuple[Column, ...]]:
+    """A chunk reader of ``src`` and, for CSV, the header's columns (``by_reference``: see
+    :class:`ChunkReader`)."""
+    reader = ChunkReader(src, fmt, chunk_bytes, by_reference=by_reference)
     if fmt is not Format.CSV:
         return reader, ()
     try:
