@@ -1,8 +1,9 @@
 """The bulk import engine: :func:`run_import`.
 
-Pipeline: the calling process cuts the input into chunks of whole rows (:class:`ChunkReader`);
-worker processes (one per core, started first: :mod:`registry.bulk.workers`) check and encode
-each chunk's rows and, for big chunks, write
+Pipeline: the calling process cuts the input into chunks of whole rows (:class:`ChunkReader`; an
+uncompressed file is cut by reference, and each worker reads its chunks' bytes from the file
+itself); worker processes (one per core, started first: :mod:`registry.bulk.workers`) check and
+encode each chunk's rows and, for big chunks, write
 them as a sorted SST file; the calling process then commits the chunks strictly in input order.
 A commit looks the chunk's keys up in the node (earlier chunks are committed by then, so duplicates
 within the file are found the same way as records already in the node; offline, only keys that may
