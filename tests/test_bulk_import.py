@@ -129,6 +129,9 @@ JSON_BAD_ROWS = [
     (_json("88.118.8/SUR", [{"index": 1, "type": "URL", "data": "\udc80"}]), "MALFORMED_ROW", None),
     (_json("88.118.8/\ud83d\ude00", [{"index": 1, "type": "URL", "data": "\ud83d"}]), "MALFORMED_ROW", None),
     (_json("88.118.66/NOENT", []), "ENTERPRISE_NOT_FOUND", ()),
+    # Nested deeper than the JSON parser recurses: once stopped the whole import.
+    ("[" * 100_000 + "]" * 100_000, "MALFORMED_ROW", None),
+    ('{"identifier": "88.118.8/DEEP", "values": ' + "[" * 5_000 + "]" * 5_000 + "}", "MALFORMED_ROW", None),
 ]
 
 

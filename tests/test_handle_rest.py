@@ -185,6 +185,20 @@ def test_put_accepts_bare_string_format_value_string_index_and_base64(
     assert got[1]["ttl"] == 60
 
 
+def test_an_admin_value_nested_too_deeply_is_served_as_text(
+    rest_node: RestNode, rest_enterprise: RestEnterprise
+) -> None:
+    """An HS_ADMIN value is shown as an admin object only in its canonical form; stored text that
+    looks like one but is nested past the JSON parser's depth is shown as text, not a 500."""
+    handle = f"{rest_enterprise.prefix}/deep-admin"
+    text = '{"handle":' + "[" * 2_000 + "]" * 2_000 + "}"
+    values = [{"index": 100, "type": "HS_ADMIN", "data": {"format": "string", "value": text}}]
+    assert put(rest_node, rest_enterprise, handle, values).pair == (201, 1)
+    reply = rest_node.get(f"/api/handles/{handle}")
+    assert reply.pair == (200, 1)
+    assert [v["data"] for v in reply.json["values"]] == [{"format": "string", "value": text}]
+
+
 def test_put_overwrite_false_conflicts_and_overwrite_true_replaces(
     rest_node: RestNode, rest_enterprise: RestEnterprise
 ) -> None:
@@ -231,12 +245,11 @@ def test_put_rejects_bad_values_with_every_violation(
     assert reply.pair == (400, 202)
     fields = [v["field"] for v in reply.json["violations"]]
     assert "values[0].index" in fields and "values[1].data.format" in fields
-    assert rest_node.request(
-        "PUT", f"/api/handles/{handle}", b"{not json", auth=rest_enterprise.basic
-    ).pair == (
-        400,
-        202,
-    )
+    for body in (b"{not json", b'{"values": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"):
+        assert rest_node.request("PUT", f"/api/handles/{handle}", body, auth=rest_enterprise.basic).pair == (
+            400,
+            202,
+        )
     assert rest_node.get(f"/api/handles/{handle}").pair == (404, 100)
 
 
@@ -392,6 +405,13 @@ def test_password_is_stored_only_as_a_salted_scrypt_hash(
         cert=rest_node.data_dir.admin,
     )
     assert short.pair == (400, 202)
+    deep = rest_node.request(
+        "PUT",
+        f"/idnode/v1/passwords/{rest_enterprise.prefix}",
+        b"[" * 100_000 + b"]" * 100_000,
+        cert=rest_node.data_dir.admin,
+    )
+    assert deep.pair == (400, 202)
     anonymous = rest_node.request(
         "PUT", f"/idnode/v1/passwords/{rest_enterprise.prefix}", {"password": "x" * 12}
     )

@@ -650,11 +650,14 @@ def json_row(line: str) -> tuple[str, tuple[Value, ...], Meta]:
     (reason MALFORMED_ROW when the line is not a JSON object of the record shape)."""
     try:
         doc = json.loads(line)
+        lone = "\\ud" in line.lower() and _lone_surrogate(doc)
     except ValueError as exc:
         raise malformed(f"is not valid JSON: {exc}") from None
+    except RecursionError:  # arrays or objects nested ~1,000 deep: no record is
+        raise malformed("is nested too deeply to be a record") from None
     if not isinstance(doc, dict):
         raise malformed("must be a JSON object")
-    if "\\ud" in line.lower() and _lone_surrogate(doc):
+    if lone:
         raise malformed("holds a lone surrogate escape (\\udXXX): not valid Unicode text")
     identifier = doc.get("identifier")
     if not isinstance(identifier, str):

@@ -332,7 +332,7 @@ class HandleApp:
         principal = self.auth.principal(request.authorization, request.peer_cert)
         try:
             doc = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None
         if not isinstance(doc, dict) or not isinstance(doc.get("password"), str):
             raise InvalidArgument.single("password", 'the body must be {"password": "..."}')

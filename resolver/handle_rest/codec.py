@@ -58,7 +58,7 @@ def _admin_value(text: str) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # stored by anyone with write access: nested ~1,000 deep
         return None
     if (
         not isinstance(doc, dict)
@@ -200,7 +200,7 @@ def values_from_body(body: bytes) -> list[Value]:
     """The values of a PUT body ``{"values": [...]}``; InvalidArgument lists every problem."""
     try:
         doc = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # nested ~1,000 deep: no values document is
         raise InvalidArgument.single("body", "is not valid JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("values"), list):
         raise InvalidArgument.single("values", 'the body must be a JSON object {"values": [...]}')
