@@ -61,6 +61,25 @@ def count_key(enterprise_prefix: str) -> bytes:
     return _COUNT_PREFIX + fold(enterprise_prefix)
 
 
+def records_under(store: Store, parent: str | None) -> int | None:
+    """How many records lie under the prefix ``parent`` (None: in the whole node), by the
+    enterprises' counters; None when they cannot tell: ``parent`` lies inside an enterprise's
+    prefix without being one."""
+    if parent is None:
+        return store.counter(COUNT_TOTAL)
+    base = fold(parent)
+    total = 0
+    for name, count in store.counters(_COUNT_PREFIX).items():
+        if name == COUNT_TOTAL:
+            continue
+        owner = name[len(_COUNT_PREFIX) :]
+        if owner == base or owner.startswith(base + b"."):
+            total += count
+        elif base.startswith(owner + b"."):
+            return None
+    return total
+
+
 class Cache(Protocol):
     """What the core needs of a record cache (see :class:`cache.RecordCache`)."""
 

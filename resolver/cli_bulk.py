@@ -181,6 +181,11 @@ def _report(summary: ImportSummary, as_json: bool) -> None:
     default=None,
     help="Processes that format the records [one per core; 0: none]. The file is the same.",
 )
+@click.option(
+    "--no-space-check",
+    is_flag=True,
+    help="Start even if DEST's filesystem looks too small (estimated from the first page of records).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def export_command(
@@ -190,6 +195,7 @@ def export_command(
     parent: str | None,
     no_metadata: bool,
     workers: int | None,
+    no_space_check: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -203,6 +209,7 @@ def export_command(
         metadata=not no_metadata,
         progress=None if quiet else TextProgress(sys.stderr, label="export"),
         workers=workers,
+        check_space=not no_space_check,
     )
     if as_json:
         click.echo(json.dumps(summary.to_dict()), err=dest == "-")

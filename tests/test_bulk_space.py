@@ -17,28 +17,33 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.bulk import Format
+from registry.bulk import Format, run_import
 from registry.bulk.space import (
+    EXPORT_FIXED_BYTES,
     FIXED_BYTES,
     HEAD_BYTES,
     PEAK_PER_EXPORTED_JSONL_BYTE,
     PEAK_PER_INPUT_BYTE,
     InputSize,
     NotEnoughDisk,
+    check_export_space,
     check_free_space,
     estimate_need,
+    export_need,
     free_bytes,
     measure_input,
     peak_per_input_byte,
     size_text,
 )
 from registry.errors import NotFound
-from registry.store import StoreFull, is_out_of_space
+from registry.rocks import RocksStore
+from registry.service import COUNT_TOTAL, records_under
+from registry.store import Add, StoreFull, Txn, is_out_of_space
 from resolver.cli import cli
 from resolver.datadir import DataDir
 from resolver.errors import describe, log_for_operators, status_code_of
 from resolver.handle_rest.errors import MethodNotAllowed, error_doc, pair_of
-from tests.bulk_support import gen_data, raw_records
+from tests.bulk_support import gen_data, make_node, raw_records
 
 
 @given(st.floats(0.1, 2.0), st.integers(0, 1 << 50), st.integers(0, 1 << 50), st.integers(0, 1 << 40))
@@ -176,3 +181,66 @@ def test_no_space_check_is_for_offline_imports(tmp_path: Path) -> None:
         cli, ["--data-dir", str(tmp_path), "import", str(source), "--via", "localhost:1", "--no-space-check"]
     )
     assert result.exit_code == 2 and "--no-space-check" in result.output
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def test_records_under_a_prefix_by_the_counters(tmp_path: Path) -> None:
+    db = make_node(tmp_path / "db", ("8", "9"))
+    source = tmp_path / "in.csv"
+    source.write_text(
+        "identifier,URL\n"
+        + "".join(f"88.118.8/A{i},u\n" for i in range(3))
+        + "".join(f"88.118.9/B{i},u\n" for i in range(5))
+    )
+    assert run_import(db, source, workers=0).imported == 8
+    with RocksStore(db) as store:
+        assert records_under(store, None) == 8
+        assert records_under(store, "88.118") == 8
+        assert records_under(store, "88.118.8") == 3
+        assert records_under(store, "88.118.9") == 5
+        assert records_under(store, "88.118.7") == 0
+        assert records_under(store, "88.118.9.1") is None  # inside 88.118.9: the counters cannot tell
+
+
+def test_the_export_estimate_weighs_a_record_as_the_output_packs_it(tmp_path: Path) -> None:
+    sample = b"".join(b"88.118.8/SN-%06d,https://example.com/p/%d,B2024-07\n" % (i, i) for i in range(1000))
+    header = b"identifier,URL,2:batch\n"
+    plain = export_need(tmp_path / "out.csv", 10**6, sample, 1000, header)
+    assert plain == int((len(header) + len(sample) / 1000 * 10**6) * 1.10) + EXPORT_FIXED_BYTES
+    for packed in ("out.csv.gz", "out.csv.zst"):
+        assert EXPORT_FIXED_BYTES < export_need(tmp_path / packed, 10**6, sample, 1000, b"") < plain / 2
+
+
+def test_an_export_that_cannot_fit_is_refused_in_one_line_and_leaves_the_file_alone(tmp_path: Path) -> None:
+    sample = b"88.118.8/A,https://a\n" * 100
+    free = free_bytes(tmp_path)
+    check_export_space(tmp_path / "out.csv", 1000, sample, 100, b"")  # a few kB: fits
+    with pytest.raises(NotEnoughDisk) as caught:  # 21 bytes a record, records for 2x what is free
+        check_export_space(tmp_path / "out.csv", free // 10, sample, 100, b"")
+    assert caught.value.reason == "NOT_ENOUGH_DISK" and "--no-space-check" in caught.value.message
+
+    layout = DataDir(tmp_path / "node")
+    layout.init("88.118")
+    source = tmp_path / "in.csv"
+    source.write_text("identifier,URL\n88.118.5/A,https://a\n")
+    imported = CliRunner().invoke(
+        cli, ["--data-dir", str(layout.root), "import", str(source), "--create-enterprises", "--quiet"]
+    )
+    assert imported.exit_code == 0, imported.output
+    with RocksStore(layout.db) as store:  # the counters say a huge node (a fault not made for real)
+        store.commit(Txn(adds=(Add(COUNT_TOTAL, 10**12),)))
+    dest = tmp_path / "out.csv"
+    dest.write_text("what was there\n")
+    for extra in ([], ["--no-space-check"]):
+        result = CliRunner().invoke(
+            cli, ["--data-dir", str(layout.root), "export", str(dest), "--quiet", *extra]
+        )
+        if not extra:
+            assert result.exit_code == 1, result.output
+            lines = result.output.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: not enough free disk"), result.output
+            assert dest.read_text() == "what was there\n"  # not truncated
+        else:
+            assert result.exit_code == 0, result.output

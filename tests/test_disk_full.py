@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.bulk import NotEnoughDisk, run_import
+from registry.bulk import NotEnoughDisk, run_export, run_import
+from registry.bulk.space import free_bytes
 from registry.rocks import RocksStore
 from registry.store import Put, StoreFull, Table, Txn
 from tests.bulk_support import assert_counts_match, content, gen_data, make_node
@@ -103,3 +104,34 @@ def test_an_import_that_fills_the_disk_stops_cleanly_and_resumes(
     assert content(db) == content(expected_db)
     assert_counts_match(db)
     assert not (mount / "db.bulk").exists() or not any((mount / "db.bulk").iterdir())
+
+
+def test_an_export_is_refused_before_it_touches_its_file_and_the_file_it_replaces_counts_as_room(
+    small_disk: tuple[Path, Resize], tmp_path: Path
+) -> None:
+    """On a real small filesystem: refused while the estimate does not fit, the old file left as it
+    was; written whole once there is room; and written again over itself where the space it already
+    takes is what makes the difference."""
+    mount, resize = small_disk
+    source = tmp_path / "gen.csv"
+    gen_data().write(str(source), 20_000, 2, 7)  # 3 MB
+    db = make_node(tmp_path / "db", ("1", "2"))
+    assert run_import(db, source).imported == 20_000
+    expected = tmp_path / "expected.csv"
+    run_export(db, expected)
+    dest = mount / "out.csv"
+    dest.write_bytes(b"the last export\n")
+    with pytest.raises(NotEnoughDisk) as refused:
+        run_export(db, dest)
+    assert refused.value.reason == "NOT_ENOUGH_DISK" and str(mount) in refused.value.message
+    assert dest.read_bytes() == b"the last export\n"
+
+    need = int(refused.value.metadata["needed_bytes"])
+    resize(f"{need // 1024 + 64}k")
+    assert run_export(db, dest).records == 20_000
+    written = dest.stat().st_blocks * 512
+    assert dest.read_bytes() == expected.read_bytes()
+    # Free now: less than the estimate; with what the old file holds, enough.
+    assert free_bytes(mount) < need <= free_bytes(mount) + written
+    assert run_export(db, dest).records == 20_000
+    assert dest.read_bytes() == expected.read_bytes()

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import csv
 import io
+import itertools
 import multiprocessing
 import os
 import time
@@ -33,10 +34,11 @@ from registry.bulk.formats import (
 )
 from registry.bulk.progress import Progress, SilentProgress
 from registry.bulk.session import stopped_node_store
+from registry.bulk.space import check_export_space
 from registry.errors import FailedPrecondition
 from registry.identifier import parse_prefix, prefix_range
 from registry.pb import record_pb2
-from registry.service import Registry
+from registry.service import Registry, records_under
 from registry.store import Store, Table
 
 _PAGE = 10_000
@@ -119,12 +121,17 @@ def run_export(
     metadata: bool = True,
     progress: Progress | None = None,
     workers: int | None = None,
+    check_space: bool = True,
 ) -> ExportSummary:
     """Write the records of a node (a running node's Registry, or a stopped node's RocksDB path) to
     ``dest`` (``-`` is stdout; ``.gz`` / ``.zst`` compress). ``fmt`` defaults to what ``dest`` says.
     ``metadata`` adds owner, times and etag to JSON Lines rows. This process reads the records in
     pages; ``workers`` processes (default: one per core; 0 or 1: none) turn pages into lines, which
-    this process writes in key order: the file is the same whatever ``workers`` is."""
+    this process writes in key order: the file is the same whatever ``workers`` is.
+
+    Before it writes (or truncates) ``dest``, it checks that the filesystem has room, estimated
+    from the first page's lines and the node's counters (:func:`registry.bulk.space.
+    check_export_space`; ``check_space=False`` skips it; stdout is never checked)."""
     processes = len(os.sched_getaffinity(0)) if workers is None else workers
     with contextlib.ExitStack() as stack:
         # Spawned, not forked: the caller may run other threads (a running node's RocksDB, grpc).
@@ -134,11 +141,11 @@ def run_export(
             else None
         )
         if isinstance(target, Registry):
-            return _export(target.store, dest, fmt, parent, metadata, progress, pool, processes)
+            return _export(target.store, dest, fmt, parent, metadata, progress, pool, processes, check_space)
         store = stack.enter_context(
             contextlib.closing(stopped_node_store(target, block_cache_bytes=EXPORT_BLOCK_CACHE_BYTES))
         )
-        return _export(store, dest, fmt, parent, metadata, progress, pool, processes)
+        return _export(store, dest, fmt, parent, metadata, progress, pool, processes, check_space)
 
 
 def _export(
@@ -150,6 +157,7 @@ def _export(
     progress: Progress | None,
     pool: Any,
     processes: int,
+    check_space: bool,
 ) -> ExportSummary:
     started = time.monotonic()
     window = processes + 1
@@ -171,13 +179,20 @@ def _export(
         line = io.StringIO()
         csv.writer(line, lineterminator="\n").writerow(["identifier", *(c.header for c in columns)])
         header = line.getvalue()
+    jobs = ((page, fmt, column_of, metadata) for page in iter_pages(store, parent))
+    pages = _in_order(pool, _page_text, jobs, window)
+    first = next(pages, None)
+    if check_space and first is not None and os.fspath(dest) != "-":
+        # Before the file is opened: opening it would already truncate what it held.
+        records = records_under(store, parse_prefix(parent, "parent") if parent else None)
+        if records is not None:
+            check_export_space(Path(dest), records, first[0].encode(), first[1], header.encode())
     out = open_output(dest)
     count = 0
     try:
         text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)  # type: ignore[arg-type]
         text.write(header)
-        jobs = ((page, fmt, column_of, metadata) for page in iter_pages(store, parent))
-        for lines, records, unfit in _in_order(pool, _page_text, jobs, window):
+        for lines, records, unfit in itertools.chain((first,) if first is not None else (), pages):
             if unfit:
                 raise FailedPrecondition(f"cannot export as CSV: {unfit}")
             text.write(lines)

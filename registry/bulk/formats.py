@@ -54,7 +54,7 @@ import re
 import stat
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -767,17 +767,34 @@ def open_output(dest: str | os.PathLike[str]) -> BinaryIO:
         return io.BufferedWriter(stdout, buffer_size=OUTPUT_BUFFER)  # type: ignore[return-value]
     raw: BinaryIO = open(name, "wb", buffering=OUTPUT_BUFFER)  # noqa: SIM115 - the caller closes it
     lower = name.lower()
-    if lower.endswith((".gz", ".gzip")):
-        return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6)  # type: ignore[return-value]
-    if lower.endswith((".zst", ".zstd")):
+    if lower.endswith(_GZIP_SUFFIXES):
+        return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=_GZIP_LEVEL)  # type: ignore[return-value]
+    if lower.endswith(_ZSTD_SUFFIXES):
         return _ZstdWriter(raw)  # type: ignore[return-value]
     return raw
+
+
+_GZIP_SUFFIXES = (".gz", ".gzip")
+_ZSTD_SUFFIXES = (".zst", ".zstd")
+_GZIP_LEVEL = 6
+_ZSTD_LEVEL = 3
+
+
+def compressor(dest: str | os.PathLike[str]) -> Callable[[bytes], bytes] | None:
+    """What :func:`open_output` packs ``dest``'s bytes with, as a one-shot function (None: it
+    writes them as they are)."""
+    lower = os.fspath(dest).lower()
+    if lower.endswith(_GZIP_SUFFIXES):
+        return functools.partial(gzip.compress, compresslevel=_GZIP_LEVEL)
+    if lower.endswith(_ZSTD_SUFFIXES):
+        return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress
+    return None
 
 
 class _ZstdWriter(io.RawIOBase):
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
-        self._writer = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=True)
+        self._writer = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(raw, closefd=True)
 
     def writable(self) -> bool:
         return True

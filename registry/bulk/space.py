@@ -23,16 +23,21 @@ skipped.
 
 A compressed input's size is extrapolated from how much its first :data:`SAMPLE_BYTES` expand.
 Standard input (or any input whose size is unknown) is not checked.
+
+An export (:func:`check_export_space`) is weighed by its first page of lines, packed as its file
+will be, times the records the node's counters hold; it is checked before the file is opened, which
+would truncate it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from registry.bulk.formats import Format, Source
+from registry.bulk.formats import Format, Source, compressor
 from registry.bulk.session import BulkImportError
 
 PEAK_PER_INPUT_BYTE = {Format.CSV: 1.30, Format.JSONL: 0.40}
@@ -55,7 +60,8 @@ HEAD_BYTES = 64 << 10
 
 class NotEnoughDisk(BulkImportError):
     """The filesystem of the store or of the import's scratch files has not enough free space:
-    before the import starts (the estimate), or because it filled up while it ran."""
+    before the import starts (the estimate), or because it filled up while it ran; or the
+    filesystem an export writes to has not enough for it (:func:`check_export_space`)."""
 
     default_reason = "NOT_ENOUGH_DISK"
 
@@ -200,3 +206,40 @@ def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+EXPORT_MARGIN = 1.10
+"""An export's estimate: its first page's bytes per record times the records to export, plus
+this share (records differ from page to page) and :data:`EXPORT_FIXED_BYTES`."""
+EXPORT_FIXED_BYTES = 16 << 20
+
+
+def export_need(dest: Path, records: int, sample: bytes, sample_records: int, header: bytes) -> int:
+    """Bytes exporting ``records`` records to ``dest`` is estimated to write: ``sample``, the
+    lines of the first ``sample_records`` of them, packed as ``dest``'s name says
+    (:func:`registry.bulk.formats.compressor`), gives the bytes a record; plus the ``header``,
+    :data:`EXPORT_MARGIN` and :data:`EXPORT_FIXED_BYTES`."""
+    pack = compressor(dest)
+    per_record = len(pack(sample) if pack is not None else sample) / max(sample_records, 1)
+    return int((len(header) + per_record * records) * EXPORT_MARGIN) + EXPORT_FIXED_BYTES
+
+
+def check_export_space(dest: Path, records: int, sample: bytes, sample_records: int, header: bytes) -> None:
+    """Raise :class:`NotEnoughDisk` if :func:`export_need` is more than ``dest``'s filesystem has
+    free. What ``dest`` itself holds there counts as free: the export replaces it."""
+    if sample_records <= 0 or records <= 0:
+        return
+    need = export_need(dest, records, sample, sample_records, header)
+    free = free_bytes(dest.parent)
+    with contextlib.suppress(OSError):
+        held = dest.stat()
+        if held.st_dev == os.stat(_nearest_existing(dest.parent)).st_dev:
+            free += held.st_blocks * 512
+    if need > free:
+        raise NotEnoughDisk(
+            f"not enough free disk: this export needs about {size_text(need)} on the filesystem of "
+            f"{dest.parent} ({records:,} records, reckoned from the first {sample_records:,}), and "
+            f"{size_text(free)} is free; free some space, write elsewhere or compressed (.gz, "
+            ".zst), or skip this estimate with --no-space-check",
+            metadata={"needed_bytes": str(need), "free_bytes": str(free), "path": str(dest.parent)},
+        )
