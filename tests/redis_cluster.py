@@ -37,20 +37,27 @@ NODE_TIMEOUT_MS = 1000
 """cluster-node-timeout: how long a master may be unreachable before its replica takes over."""
 
 
-def _free_port() -> int:
-    """A free port on 127.0.0.1 whose cluster bus port (+10000) is free too."""
-    while True:
+def _free_ports(count: int) -> list[int]:
+    """``count`` free ports on 127.0.0.1 whose cluster bus ports (+10000) are free too, no two of
+    the 2 x ``count`` the same: picked one by one, a node's port could be another's bus port (a CI
+    run failed so: "Could not create server TCP listening socket 127.0.0.1:46857" for the node on
+    36857, whose neighbour listened on 46857)."""
+    taken: set[int] = set()
+    ports: list[int] = []
+    while len(ports) < count:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port + 10000 > 65535:
+        if port + 10000 > 65535 or {port, port + 10000} & taken:
             continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port + 10000))
             except OSError:
                 continue
-        return port
+        taken |= {port, port + 10000}
+        ports.append(port)
+    return ports
 
 
 @dataclass
@@ -171,7 +178,7 @@ def start_cluster(root: Path, size: int = 6) -> RedisClusterProcesses:
             "redis-server/redis-cli not found: the Redis Cluster tests need them "
             "(apt-get install -y redis-server; scripts/setup.sh does it when run as root)"
         )
-    cluster = RedisClusterProcesses(root, [_free_port() for _ in range(size)])
+    cluster = RedisClusterProcesses(root, _free_ports(size))
     try:
         for port in cluster.ports:
             cluster.start_node(port)
