@@ -157,6 +157,21 @@ def test_every_jsonl_reject_reason(tmp_path: Path) -> None:
     assert_counts_match(db)
 
 
+def test_a_quoted_cell_past_the_csv_modules_field_limit_is_a_reject(tmp_path: Path) -> None:
+    """csv.reader stops at 128 KiB a field by default, which used to stop the whole import."""
+    db = make_node(tmp_path / "db")
+    huge = "x" * 200_000
+    body = f'88.118.8/A,https://a,,,\n88.118.8/HUGE,"{huge}",,,\n88.118.8/C,"https://c, quoted",,,\n'
+    summary = run_import(db, csv_file(tmp_path, body), workers=0)
+    assert (summary.rows, summary.imported, summary.rejected) == (3, 2, 1)
+    got = rejects(Path(summary.reject_path))
+    assert [(r["row"], r["identifier"], r["reason"]) for r in got] == [
+        ("2", "88.118.8/HUGE", "INVALID_ARGUMENT")
+    ]
+    assert api_reason(db, Principal.admin(), "88.118.8/HUGE", (Value(1, "URL", huge),)) == "INVALID_ARGUMENT"
+    assert records(db)["88.118.8/C"].values[0].data == "https://c, quoted"
+
+
 def test_enterprise_principal_rejects_foreign_and_suspended(tmp_path: Path) -> None:
     db = make_node(tmp_path / "db")
     source = csv_file(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -211,22 +212,33 @@ def test_generated_rows_are_byte_identical(enterprises: dict[bytes, bytes], tmp_
     assert result.sst == "written"
 
 
-def test_only_the_first_row_of_each_prefix_goes_back_to_python(enterprises: dict[bytes, bytes]) -> None:
-    """On clean input (Chinese identifiers included) the C encoder takes every row but the one that
-    makes each prefix's owner entry."""
+def quoted_csv_bytes(rows: list[list[str]]) -> bytes:
+    """``rows`` as a spreadsheet or ERP system may write them: every cell quoted, commas in some."""
+    return "".join(",".join(f'"{cell}"' for cell in row) + "\n" for row in rows).encode()
+
+
+@pytest.mark.parametrize("quoting", ["none", "all"])
+def test_only_the_first_row_of_each_prefix_goes_back_to_python(
+    enterprises: dict[bytes, bytes], quoting: str
+) -> None:
+    """On clean input (Chinese identifiers included; every cell quoted, or none) the C encoder
+    takes every row but the one that makes each prefix's owner entry."""
     rows = generated(3000, 5)
+    if quoting == "all":
+        rows = [[row[0], *(cell.replace(" ", ", ", 1) for cell in row[1:])] for row in rows]
     checker = RowChecker(rules_for(enterprises))
     with using(True):
         plan = chunks.CsvPlan(parse_header(HEADER), checker)
     assert plan.native is not None
-    data = csv_bytes(rows)
+    data = quoted_csv_bytes(rows) if quoting == "all" else csv_bytes(rows)
+    assert _csvfast.usable(data)
     batch = plan.native.rows(data, START)
     handed_back = []
     while (got := batch.next()) is not None:
         number, line = got
         assert line == data.split(b"\n")[number - 1]
         handed_back.append(number)
-        assert plan.encode(line.decode().split(","), START + number) is not None
+        assert plan.encode(rows[number - 1], START + number) is not None
     prefixes = {row[0].split("/")[0] for row in rows}
     assert len(handed_back) == len(prefixes)
     assert batch.count == 3000
@@ -286,11 +298,33 @@ def test_unusable_plan_and_odd_chunks(enterprises: dict[bytes, bytes]) -> None:
     rows = csv_bytes(generated(200, 2))
     # a column that breaks a value rule: every row goes to the full checker
     assert_same(rows, rules, header="identifier,1:URL,1:EMAIL,3:a,4:b,5:c,6:d,7:e,8:f")
-    for odd in (b'"quoted, cell"', b"\r", b"\x00", b"\xff\xfe", b"\xed\xa0\x80", b"\xc0\xaf"):
-        cut = rows.index(b"\n", 5000) + 1
+    cut = rows.index(b"\n", 5000) + 1
+    odd_cells = (
+        b'"quoted ""cell"""',
+        b'"two\nlines"',
+        b'"a"b',
+        b'a"b',
+        b"\r",
+        b"\x00",
+        b"\xff\xfe",
+        b"\xed\xa0\x80",
+        b"\xc0\xaf",
+    )
+    for odd in odd_cells:
         data = rows[:cut] + b"88.118.1/odd," + odd + b",,,,,,,\n" + rows[cut:]
         assert not _csvfast.usable(data)
         assert_same(data, rules)
+    quoted_rows = (
+        b'88.118.1/q,"quoted, cell",,,,,,,',
+        b'"88.118.1/quoted id","https://a",,,,,,,',
+        b'"",,,,,,,,',
+        b'"88.118.1/empty","",,,,,,,',
+    )
+    for quoted in quoted_rows:
+        data = rows[:cut] + quoted + b"\n" + rows[cut:]
+        assert _csvfast.usable(data)  # the C encoder's too
+        assert_same(data, rules)
+    assert_same(quoted_csv_bytes(generated(300, 4)), rules)
     assert_same(rows.rstrip(b"\n"), rules)  # the last row without its line end
     assert_same(b"", rules)
     assert_same(b"\n\n\n", rules)
@@ -319,9 +353,19 @@ IDENT_PIECES = [
     "x" * 40,
 ]
 identifiers = st.lists(st.sampled_from(IDENT_PIECES), min_size=1, max_size=6).map("".join)
+plain_cells = st.text(
+    st.characters(blacklist_characters=',\n\r"\x00', blacklist_categories=("Cs",)), max_size=8
+)
 cells = st.one_of(
-    st.text(st.characters(blacklist_characters=',\n\r"\x00', blacklist_categories=("Cs",)), max_size=8),
+    plain_cells,
     st.sampled_from(["", "x" * 16384, "x" * 16385]),
+    # Quoted whole: taken by the C encoder; commas inside are text.
+    st.text(st.characters(blacklist_characters='\n\r"\x00', blacklist_categories=("Cs",)), max_size=8).map(
+        lambda t: f'"{t}"'
+    ),
+    st.sampled_from(['""', '"x" * 16384', '"' + "x" * 16384 + '"']),
+    # Quoted otherwise (escaped quotes, text after the quote, a quote inside): the csv module's chunk.
+    st.sampled_from(['"a""b"', '"a"b', 'a"b', '"', '"a\nb"']),
 )
 good_shape = st.tuples(identifiers, st.lists(cells, min_size=8, max_size=8)).map(
     lambda t: ",".join([t[0], *t[1]])
@@ -349,13 +393,19 @@ def test_random_rows(
         assert_same(data, rules_for(enterprises), conflict=conflict)
 
 
+_SIMPLE_LINE = re.compile(r'(?:[^",\n]*|"[^"\n]*")(?:,(?:[^",\n]*|"[^"\n]*"))*')
+
+
 def python_usable(data: bytes) -> bool:
-    """The pure-Python path's rule for splitting a chunk with str.split."""
+    """Strict UTF-8 without CR or NUL, each line cells that are plain or quoted whole with no quote
+    inside: where csv.reader's rows are the lines, and its cells the quoted text."""
     try:
         text = data.decode()
     except UnicodeDecodeError:
         return False
-    return not ('"' in text or "\r" in text or "\x00" in text)
+    if "\r" in text or "\x00" in text:
+        return False
+    return all(_SIMPLE_LINE.fullmatch(line) for line in text.split("\n"))
 
 
 BYTE_PIECES = [

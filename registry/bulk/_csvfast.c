@@ -1,6 +1,8 @@
 /* registry.bulk._csvfast: the CSV bulk-import fast path (registry.bulk.chunks.CsvPlan) in C.
  *
- * It works on a chunk's bytes directly: it splits rows at "\n" and cells at ",", checks each
+ * It works on a chunk's bytes directly: it splits rows at "\n" and cells at "," (a cell may be
+ * quoted, "like, this", when it holds no quote, CR or LF: what csv.reader reads as the text between
+ * the quotes; anything else quoted leaves the whole chunk to Python's csv module), checks each
  * row's identifier against the grammar (registry.identifier.prefix_length), and takes the rows
  * CsvPlan.encode would accept; then it sorts the chunk's good rows by key, settles duplicates as
  * registry.bulk.chunks._settle does, and encodes the kept rows into the very bytes CsvPlan.encode
@@ -11,8 +13,11 @@
  * and calls back into no Python code (only dict lookups of str keys and list appends).
  *
  *   usable(data: bytes) -> bool
- *       Whether ``data`` is strict UTF-8 (what bytes.decode("utf-8") accepts) holding no '"',
- *       '\r' or NUL: exactly the chunks the pure-Python path splits with str.split.
+ *       Whether ``data`` is strict UTF-8 (what bytes.decode("utf-8") accepts) holding no '\r' or
+ *       NUL, whose '"' are all simple quotes: a pair around a whole cell (opening it at a row's or
+ *       cell's start, closing it right before ',', '\n' or the end) with no '"' or '\n' between.
+ *       On such a chunk csv.reader, which the pure-Python path uses when there are quotes, and
+ *       str.split, which it uses when there are none, give the rows this module reads.
  *
  *   Encoder(width: int, cells: list[tuple[int, bytes, bytes, bool]], nonce: int, owners: dict)
  *       The per-file constants of a usable CsvPlan: ``width`` cells per row; ``cells`` the value
@@ -127,6 +132,10 @@ static const uint64_t HIGHS = 0x8080808080808080ULL;
 static inline uint64_t has_zero(uint64_t v) { return (v - ONES) & ~v & HIGHS; }
 
 /* ------------------------------------------------------------------------------------ usable */
+/* Where usable()'s scan stands: at a cell's start, inside an unquoted cell, inside quotes, or
+ * right after a closing quote. */
+enum { AT_CELL, IN_CELL, IN_QUOTES, CLOSED };
+
 static PyObject *usable(PyObject *self, PyObject *arg) {
     (void)self;
     if (!PyBytes_Check(arg)) {
@@ -136,37 +145,61 @@ static PyObject *usable(PyObject *self, PyObject *arg) {
     const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(arg);
     Py_ssize_t n = PyBytes_GET_SIZE(arg);
     Py_ssize_t i = 0;
+    int state = AT_CELL;
 #if defined(__SSE2__) && defined(__GNUC__)
     const __m128i quotes = _mm_set1_epi8('"'), crs = _mm_set1_epi8('\r'), zeros = _mm_setzero_si128();
 #endif
     while (i < n) {
+        if (state == AT_CELL || state == IN_CELL) { /* skip plain ASCII: no '"', CR or NUL */
 #if defined(__SSE2__) && defined(__GNUC__)
-        if (i + 16 <= n) { /* 16 plain ASCII bytes at a time */
-            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-            __m128i odd = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quotes), _mm_cmpeq_epi8(v, crs)),
-                                       _mm_cmpeq_epi8(v, zeros));
-            if (!_mm_movemask_epi8(_mm_or_si128(v, odd))) { /* no high bit, no '"', CR or NUL */
-                i += 16;
-                continue;
+            if (i + 16 <= n) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+                __m128i odd = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quotes), _mm_cmpeq_epi8(v, crs)),
+                                           _mm_cmpeq_epi8(v, zeros));
+                if (!_mm_movemask_epi8(_mm_or_si128(v, odd))) {
+                    i += 16;
+                    state = (s[i - 1] == ',' || s[i - 1] == '\n') ? AT_CELL : IN_CELL;
+                    continue;
+                }
             }
-        }
 #endif
-        if (i + 8 <= n) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (!(w & HIGHS) && !has_zero(w) && !has_zero(w ^ (ONES * '"')) && !has_zero(w ^ (ONES * '\r'))) {
-                i += 8;
-                continue;
+            if (i + 8 <= n) {
+                uint64_t w;
+                memcpy(&w, s + i, 8);
+                if (!(w & HIGHS) && !has_zero(w) && !has_zero(w ^ (ONES * '"')) && !has_zero(w ^ (ONES * '\r'))) {
+                    i += 8;
+                    state = (s[i - 1] == ',' || s[i - 1] == '\n') ? AT_CELL : IN_CELL;
+                    continue;
+                }
             }
         }
         unsigned char c = s[i];
-        if (c < 0x80) {
-            if (c == '"' || c == '\r' || c == 0) Py_RETURN_FALSE;
-            i++;
-        } else if (decode_utf8(s, n, &i) < 0) {
-            Py_RETURN_FALSE;
+        if (c >= 0x80) {
+            if (state == CLOSED || decode_utf8(s, n, &i) < 0) Py_RETURN_FALSE;
+            if (state == AT_CELL) state = IN_CELL;
+            continue;
         }
+        if (c == '\r' || c == 0) Py_RETURN_FALSE;
+        switch (state) {
+        case IN_QUOTES:
+            if (c == '"') state = CLOSED;
+            else if (c == '\n') Py_RETURN_FALSE; /* a quoted line end: the csv module's */
+            break;
+        case CLOSED:
+            if (c != ',' && c != '\n') Py_RETURN_FALSE; /* "" inside, or text after the quote */
+            state = AT_CELL;
+            break;
+        default: /* AT_CELL, IN_CELL */
+            if (c == '"') {
+                if (state != AT_CELL) Py_RETURN_FALSE;
+                state = IN_QUOTES;
+            } else {
+                state = (c == ',' || c == '\n') ? AT_CELL : IN_CELL;
+            }
+        }
+        i++;
     }
+    if (state == IN_QUOTES) Py_RETURN_FALSE;
     Py_RETURN_TRUE;
 }
 
@@ -191,6 +224,8 @@ typedef struct {
     Py_ssize_t ncells;
     Cell *cells;
     Py_ssize_t *bounds; /* width + 1 cell boundaries of the current row */
+    unsigned char *quoted; /* whether each cell of the current row is quoted (if row_quoted) */
+    int row_quoted;        /* the current row holds quotes: scan_row answered 2 */
     uint64_t nonce;
     PyObject *owners; /* dict */
     Slot *slots;
@@ -231,6 +266,7 @@ static void Encoder_dealloc(Encoder *self) {
     Encoder_clear(self);
     PyMem_Free(self->cells);
     PyMem_Free(self->bounds);
+    PyMem_Free(self->quoted);
     PyMem_Free(self->slots);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -259,16 +295,19 @@ static int Encoder_init(Encoder *self, PyObject *args, PyObject *kwds) {
     Py_ssize_t ncells = PyList_GET_SIZE(cells);
     Cell *table = PyMem_Calloc(ncells ? (size_t)ncells : 1, sizeof(Cell));
     Py_ssize_t *bounds = PyMem_Calloc((size_t)width + 1, sizeof(Py_ssize_t));
+    unsigned char *quoted = PyMem_Calloc((size_t)width + 1, 1);
     Slot *slots = PyMem_Calloc(64, sizeof(Slot));
-    if (table == NULL || bounds == NULL || slots == NULL) {
+    if (table == NULL || bounds == NULL || quoted == NULL || slots == NULL) {
         PyMem_Free(table);
         PyMem_Free(bounds);
+        PyMem_Free(quoted);
         PyMem_Free(slots);
         PyErr_NoMemory();
         return -1;
     }
     self->cells = table;
     self->bounds = bounds;
+    self->quoted = quoted;
     self->slots = slots;
     self->nslots = 64;
     self->width = width;
@@ -378,21 +417,66 @@ static int find_owner(Encoder *self, const unsigned char *prefix, Py_ssize_t n, 
 
 static const char HEX[] = "0123456789abcdef";
 
+/* scan_row for a row holding '"': cells may be simply quoted (see usable()), and quoted[k] says
+ * which are. Answers 2, or 0 for a row of another shape (a quote elsewhere, text after a closing
+ * quote, a line end inside quotes: that "\n" then ends the row here, as usable() refuses such a
+ * chunk). */
+static int scan_quoted_row(const unsigned char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t width,
+                           Py_ssize_t *bounds, unsigned char *quoted, Py_ssize_t *end) {
+    Py_ssize_t cell = 0, i = pos;
+    int ok = 1, state = AT_CELL;
+    bounds[0] = 0;
+    quoted[0] = 0;
+    for (; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == '\n') break;
+        if (state == IN_QUOTES) {
+            if (c == '"') state = CLOSED;
+            continue;
+        }
+        if (c == ',') {
+            if (++cell >= width) {
+                ok = 0;
+            } else {
+                bounds[cell] = i + 1 - pos;
+                quoted[cell] = 0;
+            }
+            state = AT_CELL;
+        } else if (c == '"' && state == AT_CELL) {
+            state = IN_QUOTES;
+            if (cell < width) quoted[cell] = 1;
+        } else {
+            if (c == '"' || state == CLOSED) ok = 0;
+            state = IN_CELL;
+        }
+    }
+    *end = i;
+    if (!ok || state == IN_QUOTES || cell != width - 1) return 0;
+    bounds[width] = i - pos + 1;
+    return 2;
+}
+
 /* Scans the row at s[pos] up to the next "\n" (or n): *end is that "\n"'s offset (or n). Answers
- * 1 when the row has exactly ``width`` cells, with their bounds relative to pos in
- * bounds[0..width] (cell k is row[bounds[k] : bounds[k + 1] - 1]); else 0. Reads only s[pos:n]. */
+ * 1 when the row has exactly ``width`` cells and no '"', with their bounds relative to pos in
+ * bounds[0..width] (cell k is row[bounds[k] : bounds[k + 1] - 1]); 2 when it has them and simply
+ * quoted cells (scan_quoted_row: see cell_span); else 0. Reads only s[pos:n]. */
 static int scan_row(const unsigned char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t width, Py_ssize_t *bounds,
-                    Py_ssize_t *end) {
+                    unsigned char *quoted, Py_ssize_t *end) {
     Py_ssize_t cell = 0, i = pos;
     int ok = 1;
     bounds[0] = 0;
 #if defined(__SSE2__) && defined(__GNUC__)
-    const __m128i commas = _mm_set1_epi8(','), newlines = _mm_set1_epi8('\n');
+    const __m128i commas = _mm_set1_epi8(','), newlines = _mm_set1_epi8('\n'), quotes = _mm_set1_epi8('"');
     while (i + 16 <= n) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
         unsigned nl = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, newlines));
         unsigned cm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, commas));
-        if (nl) cm &= (nl & (0u - nl)) - 1u; /* only the commas before the first "\n" */
+        unsigned qm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quotes));
+        if (nl) {
+            cm &= (nl & (0u - nl)) - 1u; /* only the commas before the first "\n" */
+            qm &= (nl & (0u - nl)) - 1u;
+        }
+        if (qm) return scan_quoted_row(s, n, pos, width, bounds, quoted, end);
         while (cm) {
             Py_ssize_t at = i + __builtin_ctz(cm);
             cm &= cm - 1u;
@@ -414,6 +498,8 @@ static int scan_row(const unsigned char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssi
                 ok = 0;
             else
                 bounds[cell] = i + 1 - pos;
+        } else if (s[i] == '"') {
+            return scan_quoted_row(s, n, pos, width, bounds, quoted, end);
         }
     }
 #if defined(__SSE2__) && defined(__GNUC__)
@@ -425,22 +511,35 @@ found:
     return 1;
 }
 
-/* Whether CsvPlan.encode would take the row at s, whose ``width`` cells scan_row found in
- * enc->bounds: 1 (with its identifier's length, its record's size and its owner entry), 0 (a row
- * for Python) or -1 (error). */
-static int plan_row(Encoder *enc, const unsigned char *s, Py_ssize_t *idlen_out, Py_ssize_t *size_out,
-                    PyObject **owner, PyObject **owned) {
-    Py_ssize_t *bounds = enc->bounds; /* the row's cells, from scan_row */
-    Py_ssize_t idlen = bounds[1] - 1;
-    Py_ssize_t plen = prefix_length(s, idlen);
+/* Cell k of the row scan_row last read: its text's offset in the row and its length (a quoted
+ * cell's text is what lies between its quotes). */
+static inline void cell_span(const Encoder *enc, Py_ssize_t k, Py_ssize_t *at, Py_ssize_t *size) {
+    Py_ssize_t start = enc->bounds[k], len = enc->bounds[k + 1] - 1 - start;
+    if (enc->row_quoted && enc->quoted[k]) {
+        start += 1;
+        len -= 2;
+    }
+    *at = start;
+    *size = len;
+}
+
+/* Whether CsvPlan.encode would take the row at s, whose ``width`` cells scan_row found (enc->bounds,
+ * enc->quoted): 1 (with its identifier's offset and length, its record's size and its owner entry),
+ * 0 (a row for Python) or -1 (error). */
+static int plan_row(Encoder *enc, const unsigned char *s, Py_ssize_t *idat_out, Py_ssize_t *idlen_out,
+                    Py_ssize_t *size_out, PyObject **owner, PyObject **owned) {
+    Py_ssize_t idat, idlen;
+    cell_span(enc, 0, &idat, &idlen);
+    Py_ssize_t plen = prefix_length(s + idat, idlen);
     if (!plen) return 0;
     Slot *slot;
-    if (find_owner(enc, s, plen, &slot) < 0) return -1;
+    if (find_owner(enc, s + idat, plen, &slot) < 0) return -1;
     if (slot == NULL || slot->owner == NULL) return 0;
     Py_ssize_t total = 1 + varint_size((uint64_t)idlen) + idlen;
     for (Py_ssize_t k = 0; k < enc->ncells; k++) {
         Cell *c = &enc->cells[k];
-        Py_ssize_t size = bounds[c->position + 1] - 1 - bounds[c->position];
+        Py_ssize_t at, size;
+        cell_span(enc, c->position, &at, &size);
         if (!size) continue; /* an empty cell is no value */
         if (c->binary || size > VALUE_DATA_MAX) return 0;
         Py_ssize_t body = PyBytes_GET_SIZE(c->head) + varint_size((uint64_t)size) + size + PyBytes_GET_SIZE(c->tail);
@@ -449,6 +548,7 @@ static int plan_row(Encoder *enc, const unsigned char *s, Py_ssize_t *idlen_out,
     }
     total += PyBytes_GET_SIZE(slot->owned) + 2 + 16;
     if (total > RECORD_MAX) return 0;
+    *idat_out = idat;
     *idlen_out = idlen;
     *size_out = total;
     *owner = slot->owner;
@@ -461,18 +561,21 @@ static int plan_row(Encoder *enc, const unsigned char *s, Py_ssize_t *idlen_out,
 static int encode_into(Encoder *enc, const unsigned char *s, Py_ssize_t n, PyObject *owned, uint64_t row,
                        char *out, Py_ssize_t total) {
     char *begin = out;
-    Py_ssize_t *bounds = enc->bounds, end;
-    if (!scan_row(s, n, 0, enc->width, bounds, &end) || end != n) goto mismatch;
-    Py_ssize_t idlen = bounds[1] - 1;
+    Py_ssize_t end;
+    int scanned = scan_row(s, n, 0, enc->width, enc->bounds, enc->quoted, &end);
+    if (!scanned || end != n) goto mismatch;
+    enc->row_quoted = scanned == 2;
+    Py_ssize_t idat, idlen;
+    cell_span(enc, 0, &idat, &idlen);
     if (1 + varint_size((uint64_t)idlen) + idlen > total) goto mismatch;
     *out++ = 0x0a;
     out = put_varint(out, (uint64_t)idlen);
-    memcpy(out, s, (size_t)idlen);
+    memcpy(out, s + idat, (size_t)idlen);
     out += idlen;
     for (Py_ssize_t k = 0; k < enc->ncells; k++) {
         Cell *c = &enc->cells[k];
-        Py_ssize_t at = bounds[c->position];
-        Py_ssize_t size = bounds[c->position + 1] - 1 - at;
+        Py_ssize_t at, size;
+        cell_span(enc, c->position, &at, &size);
         if (!size) continue;
         Py_ssize_t hlen = PyBytes_GET_SIZE(c->head), tlen = PyBytes_GET_SIZE(c->tail);
         Py_ssize_t body = hlen + varint_size((uint64_t)size) + size + tlen;
@@ -604,16 +707,17 @@ static PyObject *Rows_next(Rows *self, PyObject *unused) {
     Py_ssize_t pos = self->pos;
     while (pos < n) {
         Py_ssize_t end;
-        int cells = scan_row(s, n, pos, enc->width, enc->bounds, &end);
+        int cells = scan_row(s, n, pos, enc->width, enc->bounds, enc->quoted, &end);
+        enc->row_quoted = cells == 2;
         Py_ssize_t next = end < n ? end + 1 : n;
         if (end == pos) { /* an empty line: no row */
             pos = next;
             continue;
         }
         Py_ssize_t number = ++self->number;
-        Py_ssize_t idlen = 0, size = 0;
+        Py_ssize_t idat = 0, idlen = 0, size = 0;
         PyObject *owner = NULL, *owned = NULL;
-        int rc = cells ? plan_row(enc, s + pos, &idlen, &size, &owner, &owned) : 0;
+        int rc = cells ? plan_row(enc, s + pos, &idat, &idlen, &size, &owner, &owned) : 0;
         if (rc < 0) goto broken;
         if (rc == 0) {
             self->pos = next;
@@ -638,7 +742,7 @@ static PyObject *Rows_next(Rows *self, PyObject *unused) {
         e->owned = owned;
         char *key = self->keys + self->keys_len;
         for (Py_ssize_t i = 0; i < idlen; i++) { /* bytes.upper(): ASCII a-z only */
-            unsigned char c = s[pos + i];
+            unsigned char c = s[pos + idat + i];
             key[i] = (char)((c >= 'a' && c <= 'z') ? c - 32 : c);
         }
         self->keys_len += idlen;

@@ -454,15 +454,16 @@ def _build_chunk(
     dups: list[tuple[int, bytes]] = []
     native = plan.native if plan is not None and _csvfast is not None else None
     if native is not None and type(data) is bytes and _csvfast.usable(data):  # type: ignore[union-attr]
-        # Strict UTF-8 without quotes, CRs or NULs (the chunks split with str.split below): the C
-        # encoder takes the rows it is sure of and hands back, in order, each one it is not sure
-        # of, which goes through the very steps of the loop below; so the owner memos fill in the
-        # same order, and every result is the same. See registry/bulk/_csvfast.c.
+        # Strict UTF-8 without CRs or NULs, quotes only around whole cells without quotes or line
+        # ends inside (csv.reader splits such a chunk at its line ends): the C encoder takes the
+        # rows it is sure of and hands back, in order, each one it is not sure of, which goes
+        # through the very steps of the loop below; so the owner memos fill in the same order,
+        # and every result is the same. See registry/bulk/_csvfast.c.
         batch = native.rows(data, start)
         got = batch.next()
         while got is not None:
             n, line = got
-            row = line.decode().split(",")
+            row = next(csv_rows(line.decode()), [""]) if b'"' in line else line.decode().split(",")
             done = fast(row, start + n)  # type: ignore[misc]
             if done is not None:
                 good.append((done[0], n, done[1], done[2]))

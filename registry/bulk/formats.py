@@ -465,6 +465,12 @@ def csv_rows(text: str) -> Iterator[list[str]]:
     return (row for row in csv.reader(io.StringIO(text, newline="")) if row)
 
 
+# A quoted cell past the csv module's default limit (128 KiB) made csv.reader raise, which stopped
+# the whole import ("error: Error: field larger than field limit (131072)"); such a cell is a row
+# the checks reject (a value is at most 16 KiB), read like any other. The limit is the process's.
+csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))
+
+
 _new = object.__new__
 _set_index, _set_type, _set_data, _set_ttl, _set_timestamp = (
     Value.__dict__[name].__set__ for name in ("index", "type", "data", "ttl", "timestamp_ns")
