@@ -212,17 +212,18 @@ def test_generated_rows_are_byte_identical(enterprises: dict[bytes, bytes], tmp_
     assert result.sst == "written"
 
 
-def quoted_csv_bytes(rows: list[list[str]]) -> bytes:
+def quoted_csv_bytes(rows: list[list[str]], line_end: str = "\n") -> bytes:
     """``rows`` as a spreadsheet or ERP system may write them: every cell quoted, commas in some."""
-    return "".join(",".join(f'"{cell}"' for cell in row) + "\n" for row in rows).encode()
+    return "".join(",".join(f'"{cell}"' for cell in row) + line_end for row in rows).encode()
 
 
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"], ids=["lf", "crlf"])
 @pytest.mark.parametrize("quoting", ["none", "all"])
 def test_only_the_first_row_of_each_prefix_goes_back_to_python(
-    enterprises: dict[bytes, bytes], quoting: str
+    enterprises: dict[bytes, bytes], quoting: str, line_end: str
 ) -> None:
-    """On clean input (Chinese identifiers included; every cell quoted, or none) the C encoder
-    takes every row but the one that makes each prefix's owner entry."""
+    """On clean input (Chinese identifiers included; every cell quoted, or none; Windows line ends
+    or not) the C encoder takes every row but the one that makes each prefix's owner entry."""
     rows = generated(3000, 5)
     if quoting == "all":
         rows = [[row[0], *(cell.replace(" ", ", ", 1) for cell in row[1:])] for row in rows]
@@ -230,13 +231,17 @@ def test_only_the_first_row_of_each_prefix_goes_back_to_python(
     with using(True):
         plan = chunks.CsvPlan(parse_header(HEADER), checker)
     assert plan.native is not None
-    data = quoted_csv_bytes(rows) if quoting == "all" else csv_bytes(rows)
+    data = (
+        quoted_csv_bytes(rows, line_end)
+        if quoting == "all"
+        else csv_bytes(rows).replace(b"\n", line_end.encode())
+    )
     assert _csvfast.usable(data)
     batch = plan.native.rows(data, START)
     handed_back = []
     while (got := batch.next()) is not None:
         number, line = got
-        assert line == data.split(b"\n")[number - 1]
+        assert line == data.split(b"\n")[number - 1].removesuffix(b"\r")
         handed_back.append(number)
         assert plan.encode(rows[number - 1], START + number) is not None
     prefixes = {row[0].split("/")[0] for row in rows}
@@ -325,6 +330,9 @@ def test_unusable_plan_and_odd_chunks(enterprises: dict[bytes, bytes]) -> None:
         assert _csvfast.usable(data)  # the C encoder's too
         assert_same(data, rules)
     assert_same(quoted_csv_bytes(generated(300, 4)), rules)
+    assert_same(quoted_csv_bytes(generated(300, 4), "\r\n"), rules)
+    assert_same(csv_bytes(generated(300, 4)).replace(b"\n", b"\r\n"), rules)
+    assert_same(b"\r\n" + csv_bytes(generated(30, 4)).replace(b"\n", b"\r\n\r\n"), rules)  # blank lines
     assert_same(rows.rstrip(b"\n"), rules)  # the last row without its line end
     assert_same(b"", rules)
     assert_same(b"\n\n\n", rules)
@@ -377,15 +385,18 @@ lines = st.lists(st.one_of(good_shape, good_shape, any_shape), min_size=1, max_s
 
 
 @settings(max_examples=400, deadline=None)
-@given(lines, st.sampled_from(list(Conflict)), st.booleans())
-@example(["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "", "88.118.1/a,d,,,,,,,"], Conflict.REPLACE, True)
-@example(["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "88.118.1/a,d,,,,,,,"], Conflict.FAIL, True)
-@example(["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "88.118.1/a,d,,,,,,,"], Conflict.SKIP, False)
+@given(lines, st.sampled_from(list(Conflict)), st.booleans(), st.sampled_from(["\n", "\r\n"]))
+@example(
+    ["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "", "88.118.1/a,d,,,,,,,"], Conflict.REPLACE, True, "\n"
+)
+@example(["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "88.118.1/a,d,,,,,,,"], Conflict.FAIL, True, "\r\n")
+@example(["88.118.1/a,b,,,,,,,", "88.118.1/A,c,,,,,,,", "88.118.1/a,d,,,,,,,"], Conflict.SKIP, False, "\n")
+@example(['"88.118.1/a","b",,,,,,,', "", '"88.118.1/A",c,,,,,,,""'], Conflict.REPLACE, True, "\r\n")
 def test_random_rows(
-    enterprises: dict[bytes, bytes], lines: list[str], conflict: Conflict, runs: bool
+    enterprises: dict[bytes, bytes], lines: list[str], conflict: Conflict, runs: bool, line_end: str
 ) -> None:
     """The same result with and without the extension; with ``runs``, the same run file."""
-    data = "\n".join(lines).encode()
+    data = line_end.join(lines).encode()
     if runs:
         with tempfile.TemporaryDirectory() as tmp:
             assert_same(data, rules_for(enterprises), Path(tmp), conflict=conflict, runs=True)
@@ -397,21 +408,30 @@ _SIMPLE_LINE = re.compile(r'(?:[^",\n]*|"[^"\n]*")(?:,(?:[^",\n]*|"[^"\n]*"))*')
 
 
 def python_usable(data: bytes) -> bool:
-    """Strict UTF-8 without CR or NUL, each line cells that are plain or quoted whole with no quote
-    inside: where csv.reader's rows are the lines, and its cells the quoted text."""
+    r"""Strict UTF-8 without NUL, CRs only in "\r\n" line ends, each line cells that are plain or
+    quoted whole with no quote inside: where csv.reader's rows are the lines, and its cells the
+    quoted text."""
     try:
         text = data.decode()
     except UnicodeDecodeError:
         return False
-    if "\r" in text or "\x00" in text:
+    if "\x00" in text:
         return False
-    return all(_SIMPLE_LINE.fullmatch(line) for line in text.split("\n"))
+    lines = text.split("\n")
+    for k, line in enumerate(lines):
+        if k < len(lines) - 1:
+            line = line.removesuffix("\r")
+        if "\r" in line or not _SIMPLE_LINE.fullmatch(line):
+            return False
+    return True
 
 
 BYTE_PIECES = [
     b"a",
     b",",
     b"\n",
+    b"\r\n",
+    b'"a, b"',
     b'"',
     b"\r",
     b"\x00",

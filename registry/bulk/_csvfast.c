@@ -13,11 +13,12 @@
  * and calls back into no Python code (only dict lookups of str keys and list appends).
  *
  *   usable(data: bytes) -> bool
- *       Whether ``data`` is strict UTF-8 (what bytes.decode("utf-8") accepts) holding no '\r' or
- *       NUL, whose '"' are all simple quotes: a pair around a whole cell (opening it at a row's or
- *       cell's start, closing it right before ',', '\n' or the end) with no '"' or '\n' between.
- *       On such a chunk csv.reader, which the pure-Python path uses when there are quotes, and
- *       str.split, which it uses when there are none, give the rows this module reads.
+ *       Whether ``data`` is strict UTF-8 (what bytes.decode("utf-8") accepts) holding no NUL and
+ *       no '\r' but right before a '\n' (Windows line ends), whose '"' are all simple quotes: a
+ *       pair around a whole cell (opening it at a row's or cell's start, closing it right before
+ *       ',', a line end or the end) with no '"' or line end between. On such a chunk csv.reader,
+ *       which the pure-Python path uses when there are quotes or CRs, and str.split, which it uses
+ *       when there are none, give the rows this module reads (a row's "\r\n" ends it whole).
  *
  *   Encoder(width: int, cells: list[tuple[int, bytes, bytes, bool]], nonce: int, owners: dict)
  *       The per-file constants of a usable CsvPlan: ``width`` cells per row; ``cells`` the value
@@ -35,7 +36,7 @@
  *       Goes on through the rows, numbering non-empty lines from 1, keeping each row it takes
  *       (as offsets into ``data``, its upper-cased key and its owner entry: nothing is encoded
  *       yet), and stops at the first row it does not take: its number and bytes (without the
- *       "\n"), for Python to check. None at the end of ``data``; ``Rows.count`` is then the
+ *       "\n" or "\r\n"), for Python to check. None at the end of ``data``; ``Rows.count`` is then the
  *       number of rows.
  *
  *   Rows.settle(extra: list[tuple[bytes, int, str, bytes]], conflict: int)
@@ -179,7 +180,12 @@ static PyObject *usable(PyObject *self, PyObject *arg) {
             if (state == AT_CELL) state = IN_CELL;
             continue;
         }
-        if (c == '\r' || c == 0) Py_RETURN_FALSE;
+        if (c == 0) Py_RETURN_FALSE;
+        if (c == '\r') { /* only as the first half of a "\r\n" line end, outside quotes */
+            if (state == IN_QUOTES || i + 1 >= n || s[i + 1] != '\n') Py_RETURN_FALSE;
+            i++;
+            continue;
+        }
         switch (state) {
         case IN_QUOTES:
             if (c == '"') state = CLOSED;
@@ -430,6 +436,8 @@ static int scan_quoted_row(const unsigned char *s, Py_ssize_t n, Py_ssize_t pos,
     for (; i < n; i++) {
         unsigned char c = s[i];
         if (c == '\n') break;
+        /* the '\r' of a "\r\n", or a last one (encode_into reads a row without its "\n") */
+        if (c == '\r' && (i + 1 == n || s[i + 1] == '\n') && state != IN_QUOTES) continue;
         if (state == IN_QUOTES) {
             if (c == '"') state = CLOSED;
             continue;
@@ -452,11 +460,12 @@ static int scan_quoted_row(const unsigned char *s, Py_ssize_t n, Py_ssize_t pos,
     }
     *end = i;
     if (!ok || state == IN_QUOTES || cell != width - 1) return 0;
-    bounds[width] = i - pos + 1;
+    bounds[width] = i - (i > pos && s[i - 1] == '\r') - pos + 1; /* the last cell stops before a "\r\n" */
     return 2;
 }
 
-/* Scans the row at s[pos] up to the next "\n" (or n): *end is that "\n"'s offset (or n). Answers
+/* Scans the row at s[pos] up to the next "\n" (or n), a '\r' right before it not part of the row's
+ * last cell: *end is that "\n"'s offset (or n). Answers
  * 1 when the row has exactly ``width`` cells and no '"', with their bounds relative to pos in
  * bounds[0..width] (cell k is row[bounds[k] : bounds[k + 1] - 1]); 2 when it has them and simply
  * quoted cells (scan_quoted_row: see cell_span); else 0. Reads only s[pos:n]. */
@@ -507,7 +516,7 @@ found:
 #endif
     *end = i;
     if (!ok || cell != width - 1) return 0;
-    bounds[width] = i - pos + 1;
+    bounds[width] = i - (i > pos && s[i - 1] == '\r') - pos + 1; /* the last cell stops before a "\r\n" */
     return 1;
 }
 
@@ -710,7 +719,8 @@ static PyObject *Rows_next(Rows *self, PyObject *unused) {
         int cells = scan_row(s, n, pos, enc->width, enc->bounds, enc->quoted, &end);
         enc->row_quoted = cells == 2;
         Py_ssize_t next = end < n ? end + 1 : n;
-        if (end == pos) { /* an empty line: no row */
+        Py_ssize_t stop = end > pos && s[end - 1] == '\r' ? end - 1 : end; /* the row, without a "\r\n" */
+        if (stop == pos) { /* an empty line: no row */
             pos = next;
             continue;
         }
@@ -721,7 +731,7 @@ static PyObject *Rows_next(Rows *self, PyObject *unused) {
         if (rc < 0) goto broken;
         if (rc == 0) {
             self->pos = next;
-            PyObject *line = PyBytes_FromStringAndSize((const char *)s + pos, end - pos);
+            PyObject *line = PyBytes_FromStringAndSize((const char *)s + pos, stop - pos);
             if (line == NULL) goto broken;
             PyObject *answer = Py_BuildValue("(nO)", number, line);
             Py_DECREF(line);
