@@ -46,7 +46,9 @@ from registry.bulk.progress import Progress, SilentProgress
 from registry.bulk.rows import reject_message
 from registry.bulk.session import (
     ImportSummary,
+    check_encoding,
     default_reject_path,
+    encoding_option,
     failpoint,
     fingerprint,
     import_format,
@@ -139,21 +141,24 @@ def run_remote_import(
     pipeline: int = 4,
     chunk_bytes: int = 4 << 20,
     batch_rows: int = BATCH_ROWS,
+    encoding: str | None = None,
 ) -> ImportSummary:
     """Import ``source`` through the node ``client`` talks to (the management listener, with a
     credential: the administrator's or an enterprise's). Rows the node refuses go to the reject
     file with the node's reason; with ``skip_existing`` an ALREADY_EXISTS answer counts the row as
-    skipped instead. ``pipeline`` batches are in flight at once. See the module docstring."""
+    skipped instead. ``pipeline`` batches are in flight at once. ``encoding``: the input's text
+    encoding when not UTF-8 (as :func:`registry.bulk.run_import`). See the module docstring."""
+    check_encoding(encoding)
     started = time.monotonic()
     fmt = import_format(source, fmt)
     reject = Path(reject_path) if reject_path is not None else default_reject_path(source)
     jpath = journal_path(reject)
     progress = progress or SilentProgress()
     identity = source_identity(source)
-    src = Source(source)
+    src = Source(source, encoding)
     try:
         reader, columns = open_reader(src, fmt, chunk_bytes)
-        prints = fingerprint(reader, identity, fmt.value, skip_existing, template)
+        prints = fingerprint(reader, identity, fmt.value, skip_existing, template, *encoding_option(encoding))
         journal = None if restart else RemoteJournal.load(jpath)
         resumed = journal is not None and journal.fingerprint == prints
         if journal is not None and not resumed and journal.state != "done":

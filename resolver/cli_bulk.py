@@ -50,6 +50,12 @@ if TYPE_CHECKING:
     default="",
     help="Check every row against this published template and store it with the records.",
 )
+@click.option(
+    "--encoding",
+    metavar="NAME",
+    help="The input's text encoding [utf-8], e.g. gb18030 (or gbk) for files from Chinese editions "
+    "of Windows and Excel; transcoded as it is read.",
+)
 @click.option("--workers", type=click.IntRange(min=0), help="Worker processes [one per core; 0: none].")
 @click.option("--restart", is_flag=True, help="Discard an unfinished import's checkpoint and start afresh.")
 @click.option("--compact", is_flag=True, help="Compact the records table afterwards.")
@@ -76,6 +82,7 @@ def import_command(
     create_enterprises: bool,
     as_enterprise: str | None,
     template_ref: str,
+    encoding: str | None,
     workers: int | None,
     restart: bool,
     compact: bool,
@@ -93,7 +100,7 @@ def import_command(
     principal = Principal.enterprise(as_enterprise) if as_enterprise else Principal.admin()
     if via:
         summary = _import_via(
-            settings, via, source, fmt, on_conflict, reject_file, template_ref, restart, quiet,
+            settings, via, source, fmt, on_conflict, reject_file, template_ref, restart, quiet, encoding,
             create_enterprises or as_enterprise or workers is not None or compact or no_space_check,
         )  # fmt: skip
         _report(summary, as_json)
@@ -113,6 +120,7 @@ def import_command(
         compact=compact,
         template=template_ref,
         check_space=not no_space_check,
+        encoding=encoding,
     )
     _report(summary, as_json)
 
@@ -127,6 +135,7 @@ def _import_via(
     template_ref: str,
     restart: bool,
     quiet: bool,
+    encoding: str | None,
     offline_only: object,
 ) -> ImportSummary:
     if offline_only:
@@ -146,6 +155,7 @@ def _import_via(
             template=template_ref,
             progress=None if quiet else TextProgress(sys.stderr),
             restart=restart,
+            encoding=encoding,
         )
 
 

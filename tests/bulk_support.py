@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +24,12 @@ def make_node(path: Path, enterprises: tuple[str, ...] = ("8", "9")) -> Path:
         for code in enterprises:
             registry.create_enterprise(Principal.admin(), code, "Demo", "ops@example.com", lambda p: "fp")
     return path
+
+
+def rejects(path: Path) -> list[dict[str, str]]:
+    """The rows of a reject file."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 def raw_records(db: Path) -> dict[bytes, bytes]:

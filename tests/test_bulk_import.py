@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 import subprocess
@@ -20,14 +19,9 @@ from registry.model import EnterpriseState, Principal, Value
 from registry.rocks import RocksStore
 from registry.service import Registry
 from registry.store import Table
-from tests.bulk_support import ROOT, assert_counts_match, content, make_node, records
+from tests.bulk_support import ROOT, assert_counts_match, content, make_node, records, rejects
 
 HEADER = "identifier,URL,2:product.batch,3:blob base64,4:note ttl=60\n"
-
-
-def rejects(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def csv_file(tmp_path: Path, body: str, name: str = "in.csv") -> Path:

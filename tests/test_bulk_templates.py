@@ -3,7 +3,6 @@ audit entry per committed chunk in the same atomic write."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from registry.bulk import run_import
@@ -11,7 +10,7 @@ from registry.model import Principal
 from registry.rocks import RocksStore
 from registry.service import Registry
 from registry.templates import DataType, Template, TemplateField
-from tests.bulk_support import assert_counts_match, make_node, records
+from tests.bulk_support import assert_counts_match, make_node, records, rejects
 
 PRODUCT = Template(
     name="gs1.product",
@@ -23,11 +22,6 @@ PRODUCT = Template(
     ),
 )
 HEADER = "identifier,URL,2:product.gtin,3:product.batch\n"
-
-
-def rejects(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def node_with_template(tmp_path: Path, require: bool) -> Path:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import csv
 import datetime
 import enum
@@ -100,12 +101,24 @@ def malformed(description: str, field: str = "row") -> InvalidArgument:
 
 
 # ------------------------------------------------------------------------------------------ input
+def text_encoding(name: str | None) -> str | None:
+    """The codec name of the input encoding ``name`` (None or any spelling of UTF-8: None, the
+    input is read as it is); LookupError for an unknown one."""
+    if name is None:
+        return None
+    codec_name = codecs.lookup(name).name
+    return None if codec_name == "utf-8" else codec_name
+
+
 class Source:
     """A readable input: ``-`` (stdin), a path, or an open binary file, decompressed if it is gzip
-    or zstd. ``read(n)`` returns decompressed bytes; :meth:`position` / ``size`` report progress
-    through the underlying (possibly compressed) file when it is seekable, else (0, None)."""
+    or zstd, and transcoded to UTF-8 from ``encoding`` when one other than UTF-8 is given (GB 18030
+    or GBK, as Chinese editions of Windows and Excel write text). ``read(n)`` returns those bytes;
+    :meth:`position` / ``size`` report progress through the underlying (possibly compressed) file
+    when it is seekable, else (0, None). LookupError for an unknown ``encoding``."""
 
-    def __init__(self, source: str | os.PathLike[str] | BinaryIO) -> None:
+    def __init__(self, source: str | os.PathLike[str] | BinaryIO, encoding: str | None = None) -> None:
+        transcode_from = text_encoding(encoding)  # before any file is opened
         self._owned: BinaryIO | None = None
         if isinstance(source, str | os.PathLike):
             name = os.fspath(source)
@@ -136,12 +149,20 @@ class Source:
         else:
             stream = buffered
         self._buffered = buffered
+        self._decompressed = stream
+        if transcode_from is not None:
+            stream = _Transcoded(stream, transcode_from)  # type: ignore[assignment]
         self._stream = stream
 
     @property
     def compressed(self) -> bool:
         """Whether the input is gzip or zstd (``read`` decompresses it)."""
-        return self._stream is not self._buffered
+        return self._decompressed is not self._buffered
+
+    @property
+    def transcoded(self) -> bool:
+        """Whether ``read`` transcodes the input to UTF-8 (its offsets are then not the file's)."""
+        return self._stream is not self._decompressed
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` decompressed bytes; fewer only at the end of the input."""
@@ -163,7 +184,7 @@ class Source:
         regular file opened here by name (None otherwise: stdin, a caller's stream, a pipe,
         compressed input). On Linux it is ``/proc/PID/fd/N`` of this process's open file, so a
         rename or replacement of the named file after it was opened changes nothing."""
-        if self.compressed or self._owned is None:
+        if self.compressed or self.transcoded or self._owned is None:
             return None
         try:
             fd = self._owned.fileno()
@@ -183,9 +204,37 @@ class Source:
 
     def close(self) -> None:
         if self.compressed:
-            self._stream.close()
+            self._decompressed.close()
         if self._owned is not None:
             self._owned.close()
+
+
+class _Transcoded(io.RawIOBase):
+    """The text of ``stream`` in ``encoding``, read as UTF-8 bytes. Bytes ``encoding`` cannot
+    decode come through as they were (surrogate escapes), so the rows holding them are rejected as
+    not UTF-8 and the rest of the input is read. Closing it leaves ``stream`` open."""
+
+    def __init__(self, stream: IO[bytes], encoding: str) -> None:
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder(encoding)("surrogateescape")
+        self._pending = b""
+        self._ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        """Up to ``n`` bytes (all that is left if ``n`` < 0); fewer only at the end."""
+        while (n < 0 or len(self._pending) < n) and not self._ended:
+            piece = self._stream.read(max(n - len(self._pending), 1 << 16) if n >= 0 else -1)
+            self._ended = not piece
+            text = self._decoder.decode(piece, final=self._ended)
+            self._pending += text.encode("utf-8", "surrogateescape")
+        if n < 0 or len(self._pending) <= n:
+            out, self._pending = self._pending, b""
+        else:
+            out, self._pending = self._pending[:n], self._pending[n:]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

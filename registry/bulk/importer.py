@@ -70,7 +70,9 @@ from registry.bulk.session import (
     BulkImportError,
     ImportSummary,
     append_rejects,
+    check_encoding,
     default_reject_path,
+    encoding_option,
     failpoint,
     failpoint_armed,
     fingerprint,
@@ -124,6 +126,7 @@ def run_import(
     clock: Callable[[], int] = time.time_ns,
     template: str = "",
     check_space: bool = True,
+    encoding: str | None = None,
 ) -> ImportSummary:
     """Import every row of ``source`` into a node; return the totals.
 
@@ -132,7 +135,8 @@ def run_import(
     stale records) or the path of a
     stopped node's RocksDB directory (``DATA_DIR/db``), opened exclusively for the import.
 
-    ``source`` is a path, ``-`` (stdin) or a binary file; gzip and zstd are detected. ``fmt``
+    ``source`` is a path, ``-`` (stdin) or a binary file; gzip and zstd are detected; ``encoding``
+    names its text encoding when it is not UTF-8 (``gb18030``...: transcoded as it is read). ``fmt``
     (``csv``/``jsonl``) defaults to what the file name says. Each row is checked exactly as the API
     checks a create by ``principal`` (default: the administrator); a bad row is written to the
     reject file (``row,identifier,reason,message``; default ``SOURCE.rejects.csv``) and never
@@ -163,6 +167,7 @@ def run_import(
     checked). A disk that fills up anyway ends the import with :class:`NotEnoughDisk` (reason
     ``DISK_FULL``): what it committed stays, and running it again resumes it.
     """
+    check_encoding(encoding)
     processes = len(os.sched_getaffinity(0)) if workers is None else workers  # the cores it may use
     with contextlib.ExitStack() as stack:
         # First, while this process may still run a single thread, so the workers can be forked.
@@ -194,6 +199,7 @@ def run_import(
             compact=compact,
             template=template,
             check_space=check_space,
+            encoding=encoding,
         )
 
 
@@ -233,6 +239,7 @@ class _Importer:
         compact: bool,
         template: str,
         check_space: bool,
+        encoding: str | None,
     ) -> ImportSummary:
         started = time.monotonic()
         principal = principal or Principal.admin()
@@ -249,7 +256,7 @@ class _Importer:
         self.ckpt_key = checkpoint_key(reject)
         self.progress = progress or SilentProgress()
 
-        src = Source(source)
+        src = Source(source, encoding)
         try:
             # With workers, each reads its own chunks' bytes from the file where it can: handing
             # them over through a pipe cost this process more CPU than cutting them.
@@ -257,7 +264,7 @@ class _Importer:
             ck, resumed = self._open_checkpoint(
                 fingerprint(
                     reader, source_identity(source), fmt.value, conflict.value, principal.role.value,
-                    principal.prefix, create_enterprises, restore, template,
+                    principal.prefix, create_enterprises, restore, template, *encoding_option(encoding),
                 ),
                 restart,
             )  # fmt: skip
@@ -267,7 +274,7 @@ class _Importer:
                     _remove_tree(scratch)
                 return self._summary(ck, started, 0, resumed=True, already_done=True)
             if check_space and self.exclusive:
-                self._check_space(source, fmt, resumed)
+                self._check_space(source, fmt, resumed, encoding)
             # Into a running node, records go through WriteBatches: its commit listeners (the
             # reader workers' caches) must be told every written record's value.
             self.sst_dir = self._sst_dir() if self.exclusive else None
@@ -343,11 +350,13 @@ class _Importer:
         finally:
             src.close()
 
-    def _check_space(self, source: str | os.PathLike[str] | BinaryIO, fmt: Format, resumed: bool) -> None:
+    def _check_space(
+        self, source: str | os.PathLike[str] | BinaryIO, fmt: Format, resumed: bool, encoding: str | None
+    ) -> None:
         """Raise :class:`NotEnoughDisk` if the estimate of what importing ``source`` needs is not
         free. A resumed import's scratch files count as had; an abandoned one's are about to go."""
         scratch = self._scratch_path()
-        measured = measure_input(source)
+        measured = measure_input(source, encoding)
         if scratch is None or measured is None:
             return
         need = estimate_need(

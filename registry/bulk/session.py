@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from registry.bulk.chunks import Reject, reject_bytes, reject_text
-from registry.bulk.formats import ChunkReader, Column, Format, Source, guess_format, parse_header
+from registry.bulk.formats import (
+    ChunkReader,
+    Column,
+    Format,
+    Source,
+    guess_format,
+    parse_header,
+    text_encoding,
+)
 from registry.errors import FailedPrecondition
 from registry.rocks import RocksStore
 from registry.service import META_NODE_PREFIX
@@ -129,6 +137,21 @@ def open_reader(
         return reader, tuple(parse_header(reader.header))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BulkImportError(f"bad CSV header: {exc}") from None
+
+
+def check_encoding(encoding: str | None) -> None:
+    """BulkImportError for a text encoding Python does not know."""
+    try:
+        text_encoding(encoding)
+    except LookupError:
+        raise BulkImportError(f"unknown text encoding {encoding!r} (try utf-8, gb18030 or gbk)") from None
+
+
+def encoding_option(encoding: str | None) -> tuple[str, ...]:
+    """What :func:`fingerprint` takes of an import's ``encoding``: nothing for UTF-8, so that the
+    fingerprint of an import of a UTF-8 input is what it was before encodings could be given."""
+    name = text_encoding(encoding)
+    return () if name is None else (name,)
 
 
 def fingerprint(reader: ChunkReader, *options: object) -> str:

@@ -107,17 +107,17 @@ class InputSize:
     """Its first :data:`HEAD_BYTES`, decompressed."""
 
 
-def measure_input(source: str | os.PathLike[str] | BinaryIO) -> InputSize | None:
-    """How many bytes ``source`` holds once decompressed: its size if it is a plain file, an
-    extrapolation from its first :data:`SAMPLE_BYTES` if it is gzip or zstd; None for standard
-    input, an open stream or an empty file."""
+def measure_input(source: str | os.PathLike[str] | BinaryIO, encoding: str | None = None) -> InputSize | None:
+    """How many bytes ``source`` holds once decompressed (and transcoded from ``encoding``): its
+    size if it is a plain UTF-8 file, an extrapolation from its first :data:`SAMPLE_BYTES`
+    otherwise; None for standard input, an open stream or an empty file."""
     if not isinstance(source, str | os.PathLike) or os.fspath(source) == "-":
         return None
-    src = Source(source)
+    src = Source(source, encoding)
     try:
         if not src.size:
             return None
-        if not src.compressed:
+        if not src.compressed and not src.transcoded:
             return InputSize(src.size, src.read(HEAD_BYTES))
         sample = src.read(SAMPLE_BYTES)
         head = sample[:HEAD_BYTES]
