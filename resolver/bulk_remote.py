@@ -41,12 +41,12 @@ from registry.bulk.formats import (
     decode_text,
     row_identifier,
     source_identity,
+    text_encoding,
 )
 from registry.bulk.progress import Progress, SilentProgress
 from registry.bulk.rows import reject_message
 from registry.bulk.session import (
     ImportSummary,
-    check_encoding,
     default_reject_path,
     encoding_option,
     failpoint,
@@ -148,7 +148,7 @@ def run_remote_import(
     file with the node's reason; with ``skip_existing`` an ALREADY_EXISTS answer counts the row as
     skipped instead. ``pipeline`` batches are in flight at once. ``encoding``: the input's text
     encoding when not UTF-8 (as :func:`registry.bulk.run_import`). See the module docstring."""
-    check_encoding(encoding)
+    text_encoding(encoding)  # an unknown one fails before anything is opened
     started = time.monotonic()
     fmt = import_format(source, fmt)
     reject = Path(reject_path) if reject_path is not None else default_reject_path(source)

@@ -192,6 +192,12 @@ def _report(summary: ImportSummary, as_json: bool) -> None:
     help="Processes that format the records [one per core; 0: none]. The file is the same.",
 )
 @click.option(
+    "--encoding",
+    metavar="NAME",
+    help="The file's text encoding [utf-8]: gb18030 (or gbk) for Chinese editions of Excel, "
+    "utf-8-sig for UTF-8 with the byte-order mark Excel looks for.",
+)
+@click.option(
     "--no-space-check",
     is_flag=True,
     help="Start even if DEST's filesystem looks too small (estimated from the first page of records).",
@@ -205,6 +211,7 @@ def export_command(
     parent: str | None,
     no_metadata: bool,
     workers: int | None,
+    encoding: str | None,
     no_space_check: bool,
     as_json: bool,
     quiet: bool,
@@ -220,6 +227,7 @@ def export_command(
         progress=None if quiet else TextProgress(sys.stderr, label="export"),
         workers=workers,
         check_space=not no_space_check,
+        encoding=encoding,
     )
     if as_json:
         click.echo(json.dumps(summary.to_dict()), err=dest == "-")

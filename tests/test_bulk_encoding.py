@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry.bulk import BulkImportError, run_import
-from registry.bulk.formats import Source, text_encoding
+from registry.bulk import run_export, run_import
+from registry.bulk.formats import Source, UnknownEncoding, text_encoding
 from resolver.bulk_remote import run_remote_import
 from resolver.cli import cli
 from resolver.client import IdnodeClient
@@ -50,7 +50,7 @@ def test_encoding_names() -> None:
     assert text_encoding(None) is None
     assert text_encoding("UTF8") is None and text_encoding("utf-8") is None
     assert text_encoding("GBK") == "gbk" and text_encoding("gb18030") == "gb18030"
-    with pytest.raises(LookupError):
+    with pytest.raises(UnknownEncoding):
         text_encoding("no-such-encoding")
 
 
@@ -125,7 +125,7 @@ def test_the_cli_takes_an_encoding_and_refuses_an_unknown_one(tmp_path: Path) ->
     done = CliRunner().invoke(cli, [*base, "--encoding", "gbk"])
     assert done.exit_code == 0, done.output
     assert "imported 1 " in done.output and "rejected 0" in done.output
-    with pytest.raises(BulkImportError, match="unknown text encoding"):
+    with pytest.raises(UnknownEncoding, match="unknown text encoding"):
         run_import(layout.db, source, encoding="klingon")
 
 
@@ -136,3 +136,46 @@ def test_through_a_running_node(node: NodeServer, admin_client: IdnodeClient, tm
     summary = run_remote_import(admin_client, source, encoding="gb18030")
     assert (summary.imported, summary.rejected) == (2, 0)
     assert admin_client.resolve("88.118.8/螺栓").values[0].text == "https://a"
+
+
+def test_an_export_in_gb18030_reads_back_as_the_node(tmp_path: Path) -> None:
+    """The file is the UTF-8 export's text in GB 18030 (utf-8-sig: with the byte-order mark), and
+    imports back into the same records."""
+    utf8, _, _ = _files(tmp_path, 2000)
+    db = make_node(tmp_path / "db", ("1", "2"))
+    run_import(db, utf8, workers=0)
+    plain = tmp_path / "out.csv"
+    run_export(db, plain, workers=0)
+    for encoding, codec in (("gb18030", "gb18030"), ("GBK", "gbk"), ("utf-8-sig", "utf-8-sig")):
+        dest = tmp_path / f"out-{codec}.csv"
+        run_export(db, dest, workers=0, encoding=encoding)
+        assert dest.read_bytes() == plain.read_text(encoding="utf-8").encode(codec)
+        again = make_node(tmp_path / f"again-{codec}", ("1", "2"))
+        assert run_import(again, dest, workers=0, encoding=encoding).imported == 2000
+        assert content(again) == content(db)
+
+
+def test_a_record_the_export_encoding_cannot_hold_stops_it_in_one_line(tmp_path: Path) -> None:
+    layout = DataDir(tmp_path / "node")
+    layout.init("88.118")
+    source = tmp_path / "in.csv"
+    source.write_text("identifier,URL\n88.118.5/emoji-😀,https://a\n", encoding="utf-8")
+    assert (
+        run_import(
+            layout.db, source, workers=0, create_enterprises=True, issue_fingerprint=lambda p: "0" * 64
+        ).imported
+        == 1
+    )
+    base = ["--data-dir", str(layout.root), "export", str(tmp_path / "out.csv"), "--quiet"]
+    result = CliRunner().invoke(cli, [*base, "--encoding", "gbk"])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "error: cannot export in gbk: a record holds '😀', which it cannot encode; export with "
+        "--encoding gb18030 or utf-8"
+    )
+    assert (
+        CliRunner()
+        .invoke(cli, [*base, "--encoding", "klingon"])
+        .output.startswith("error: unknown text encoding")
+    )
+    assert CliRunner().invoke(cli, [*base, "--encoding", "gb18030"]).exit_code == 0

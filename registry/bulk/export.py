@@ -31,6 +31,7 @@ from registry.bulk.formats import (
     guess_format,
     json_line,
     open_output,
+    text_encoding,
 )
 from registry.bulk.progress import Progress, SilentProgress
 from registry.bulk.session import stopped_node_store
@@ -122,6 +123,7 @@ def run_export(
     progress: Progress | None = None,
     workers: int | None = None,
     check_space: bool = True,
+    encoding: str | None = None,
 ) -> ExportSummary:
     """Write the records of a node (a running node's Registry, or a stopped node's RocksDB path) to
     ``dest`` (``-`` is stdout; ``.gz`` / ``.zst`` compress). ``fmt`` defaults to what ``dest`` says.
@@ -131,7 +133,12 @@ def run_export(
 
     Before it writes (or truncates) ``dest``, it checks that the filesystem has room, estimated
     from the first page's lines and the node's counters (:func:`registry.bulk.space.
-    check_export_space`; ``check_space=False`` skips it; stdout is never checked)."""
+    check_export_space`; ``check_space=False`` skips it; stdout is never checked).
+
+    ``encoding``: the file's text encoding (default UTF-8; ``gb18030`` or ``gbk`` for Chinese
+    editions of Excel, ``utf-8-sig`` for UTF-8 with the byte-order mark Excel looks for). A record
+    it cannot encode stops the export with FailedPrecondition."""
+    codec = text_encoding(encoding) or "utf-8"
     processes = len(os.sched_getaffinity(0)) if workers is None else workers
     with contextlib.ExitStack() as stack:
         # Spawned, not forked: the caller may run other threads (a running node's RocksDB, grpc).
@@ -141,11 +148,13 @@ def run_export(
             else None
         )
         if isinstance(target, Registry):
-            return _export(target.store, dest, fmt, parent, metadata, progress, pool, processes, check_space)
+            return _export(
+                target.store, dest, fmt, parent, metadata, progress, pool, processes, check_space, codec
+            )
         store = stack.enter_context(
             contextlib.closing(stopped_node_store(target, block_cache_bytes=EXPORT_BLOCK_CACHE_BYTES))
         )
-        return _export(store, dest, fmt, parent, metadata, progress, pool, processes, check_space)
+        return _export(store, dest, fmt, parent, metadata, progress, pool, processes, check_space, codec)
 
 
 def _export(
@@ -158,6 +167,7 @@ def _export(
     pool: Any,
     processes: int,
     check_space: bool,
+    codec: str,
 ) -> ExportSummary:
     started = time.monotonic()
     window = processes + 1
@@ -186,16 +196,23 @@ def _export(
         # Before the file is opened: opening it would already truncate what it held.
         records = records_under(store, parse_prefix(parent, "parent") if parent else None)
         if records is not None:
-            check_export_space(Path(dest), records, first[0].encode(), first[1], header.encode())
+            sample, head = first[0].encode(codec, "replace"), header.encode(codec, "replace")
+            check_export_space(Path(dest), records, sample, first[1], head)
     out = open_output(dest)
     count = 0
     try:
-        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)  # type: ignore[arg-type]
+        text = io.TextIOWrapper(out, encoding=codec, newline="", write_through=False)  # type: ignore[arg-type]
         text.write(header)
         for lines, records, unfit in itertools.chain((first,) if first is not None else (), pages):
             if unfit:
                 raise FailedPrecondition(f"cannot export as CSV: {unfit}")
-            text.write(lines)
+            try:
+                text.write(lines)
+            except UnicodeEncodeError as exc:
+                raise FailedPrecondition(
+                    f"cannot export in {codec}: a record holds {exc.object[exc.start : exc.end]!r}, "
+                    "which it cannot encode; export with --encoding gb18030 or utf-8"
+                ) from None
             count += records
             progress.update(count, 0, 0, None)
         text.flush()

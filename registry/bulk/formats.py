@@ -101,12 +101,19 @@ def malformed(description: str, field: str = "row") -> InvalidArgument:
 
 
 # ------------------------------------------------------------------------------------------ input
+class UnknownEncoding(FailedPrecondition):
+    default_reason = "UNKNOWN_ENCODING"
+
+
 def text_encoding(name: str | None) -> str | None:
-    """The codec name of the input encoding ``name`` (None or any spelling of UTF-8: None, the
-    input is read as it is); LookupError for an unknown one."""
+    """The codec name of the text encoding ``name`` (None or any spelling of UTF-8: None, the bytes
+    are UTF-8 already); :class:`UnknownEncoding` for one Python does not know."""
     if name is None:
         return None
-    codec_name = codecs.lookup(name).name
+    try:
+        codec_name = codecs.lookup(name).name
+    except LookupError:
+        raise UnknownEncoding(f"unknown text encoding {name!r} (try utf-8, gb18030 or gbk)") from None
     return None if codec_name == "utf-8" else codec_name
 
 
@@ -115,7 +122,7 @@ class Source:
     or zstd, and transcoded to UTF-8 from ``encoding`` when one other than UTF-8 is given (GB 18030
     or GBK, as Chinese editions of Windows and Excel write text). ``read(n)`` returns those bytes;
     :meth:`position` / ``size`` report progress through the underlying (possibly compressed) file
-    when it is seekable, else (0, None). LookupError for an unknown ``encoding``."""
+    when it is seekable, else (0, None). :class:`UnknownEncoding` for an unknown ``encoding``."""
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO, encoding: str | None = None) -> None:
         transcode_from = text_encoding(encoding)  # before any file is opened

@@ -62,7 +62,7 @@ from registry.bulk.chunks import (
     merge,
     work,
 )
-from registry.bulk.formats import Chunk, ChunkReader, Format, Source, source_identity
+from registry.bulk.formats import Chunk, ChunkReader, Format, Source, source_identity, text_encoding
 from registry.bulk.journal import Checkpoint, checkpoint_key
 from registry.bulk.progress import Progress, SilentProgress
 from registry.bulk.rows import RowChecker, RowRules
@@ -70,7 +70,6 @@ from registry.bulk.session import (
     BulkImportError,
     ImportSummary,
     append_rejects,
-    check_encoding,
     default_reject_path,
     encoding_option,
     failpoint,
@@ -167,7 +166,7 @@ def run_import(
     checked). A disk that fills up anyway ends the import with :class:`NotEnoughDisk` (reason
     ``DISK_FULL``): what it committed stays, and running it again resumes it.
     """
-    check_encoding(encoding)
+    text_encoding(encoding)  # an unknown one fails before anything is opened
     processes = len(os.sched_getaffinity(0)) if workers is None else workers  # the cores it may use
     with contextlib.ExitStack() as stack:
         # First, while this process may still run a single thread, so the workers can be forked.

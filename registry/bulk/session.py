@@ -139,14 +139,6 @@ def open_reader(
         raise BulkImportError(f"bad CSV header: {exc}") from None
 
 
-def check_encoding(encoding: str | None) -> None:
-    """BulkImportError for a text encoding Python does not know."""
-    try:
-        text_encoding(encoding)
-    except LookupError:
-        raise BulkImportError(f"unknown text encoding {encoding!r} (try utf-8, gb18030 or gbk)") from None
-
-
 def encoding_option(encoding: str | None) -> tuple[str, ...]:
     """What :func:`fingerprint` takes of an import's ``encoding``: nothing for UTF-8, so that the
     fingerprint of an import of a UTF-8 input is what it was before encodings could be given."""
