@@ -1,8 +1,9 @@
 /* registry.bulk._csvfast: the CSV bulk-import fast path (registry.bulk.chunks.CsvPlan) in C.
  *
  * It works on a chunk's bytes directly: it splits rows at "\n" and cells at "," (a cell may be
- * quoted, "like, this", when it holds no quote, CR or LF: what csv.reader reads as the text between
- * the quotes; anything else quoted leaves the whole chunk to Python's csv module), checks each
+ * quoted, "like, this", when it holds no CR or LF: what csv.reader reads as the text between the
+ * quotes; a row with a quote escaped as "" in it goes back to Python; anything else quoted leaves
+ * the whole chunk to Python's csv module), checks each
  * row's identifier against the grammar (registry.identifier.prefix_length), and takes the rows
  * CsvPlan.encode would accept; then it sorts the chunk's good rows by key, settles duplicates as
  * registry.bulk.chunks._settle does, and encodes the kept rows into the very bytes CsvPlan.encode
@@ -14,9 +15,10 @@
  *
  *   usable(data: bytes) -> bool
  *       Whether ``data`` is strict UTF-8 (what bytes.decode("utf-8") accepts) holding no NUL and
- *       no '\r' but right before a '\n' (Windows line ends), whose '"' are all simple quotes: a
+ *       no '\r' but right before a '\n' (Windows line ends), whose '"' are all RFC 4180 quotes: a
  *       pair around a whole cell (opening it at a row's or cell's start, closing it right before
- *       ',', a line end or the end) with no '"' or line end between. On such a chunk csv.reader,
+ *       ',', a line end or the end) with no line end between and any '"' between doubled. On such
+ *       a chunk csv.reader,
  *       which the pure-Python path uses when there are quotes or CRs, and str.split, which it uses
  *       when there are none, give the rows this module reads (a row's "\r\n" ends it whole).
  *
@@ -192,7 +194,11 @@ static PyObject *usable(PyObject *self, PyObject *arg) {
             else if (c == '\n') Py_RETURN_FALSE; /* a quoted line end: the csv module's */
             break;
         case CLOSED:
-            if (c != ',' && c != '\n') Py_RETURN_FALSE; /* "" inside, or text after the quote */
+            if (c == '"') { /* "" inside quotes: one quote of the cell's text */
+                state = IN_QUOTES;
+                break;
+            }
+            if (c != ',' && c != '\n') Py_RETURN_FALSE; /* text after the closing quote */
             state = AT_CELL;
             break;
         default: /* AT_CELL, IN_CELL */
@@ -423,10 +429,11 @@ static int find_owner(Encoder *self, const unsigned char *prefix, Py_ssize_t n, 
 
 static const char HEX[] = "0123456789abcdef";
 
-/* scan_row for a row holding '"': cells may be simply quoted (see usable()), and quoted[k] says
- * which are. Answers 2, or 0 for a row of another shape (a quote elsewhere, text after a closing
- * quote, a line end inside quotes: that "\n" then ends the row here, as usable() refuses such a
- * chunk). */
+/* scan_row for a row holding '"': cells may be quoted (see usable()), and quoted[k] says which
+ * are. Answers 2, or 0 for a row of another shape or with a quote escaped as "" (its text is not
+ * the bytes between the quotes: Python reads that row), or with a quote elsewhere, text after a
+ * closing quote, a line end inside quotes (that "\n" then ends the row here, as usable() refuses
+ * such a chunk). */
 static int scan_quoted_row(const unsigned char *s, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t width,
                            Py_ssize_t *bounds, unsigned char *quoted, Py_ssize_t *end) {
     Py_ssize_t cell = 0, i = pos;
@@ -453,6 +460,9 @@ static int scan_quoted_row(const unsigned char *s, Py_ssize_t n, Py_ssize_t pos,
         } else if (c == '"' && state == AT_CELL) {
             state = IN_QUOTES;
             if (cell < width) quoted[cell] = 1;
+        } else if (c == '"' && state == CLOSED) { /* "": a quote of the text, which Python unescapes */
+            state = IN_QUOTES;
+            ok = 0;
         } else {
             if (c == '"' || state == CLOSED) ok = 0;
             state = IN_CELL;
