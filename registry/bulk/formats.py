@@ -341,7 +341,7 @@ class ChunkReader:
             nl = prev
         return nl + 1
 
-    def _first_row_end(self, data: bytes) -> int:
+    def _first_row_end(self, data: bytes | bytearray) -> int:
         """Length of the first row of ``data`` with its line end (0 if it does not end in it)."""
         if self.fmt is Format.JSONL:
             return data.find(b"\n") + 1
@@ -394,6 +394,20 @@ class ChunkReader:
         self._buf = self._buf[drop:]
         self._offset = offset
 
+    def _next_cut(self, window: bytes | bytearray, size: int, ended: bool) -> int:
+        """Where the next chunk ends in ``window[:size]``, the input from the next chunk's start
+        (``ended``: the input ends there); 0 when more of the input must be read first. As many
+        whole rows as fit in a chunk; a row longer than a chunk alone, once read to its end; the
+        rest whole when the input ends within a chunk (its last row may lack its line end)."""
+        cut = self._cut(window, min(size, self.chunk_bytes))
+        if cut == 0:  # a row longer than a chunk
+            cut = self._first_row_end(bytes(window[:size]) if size < len(window) else window)
+        if cut == 0 and not ended:
+            return 0
+        if cut == 0 or (ended and size <= self.chunk_bytes):
+            cut = size
+        return cut
+
     def __iter__(self) -> Iterator[Chunk]:
         if self.shared_path is not None:
             yield from self._by_reference(self.shared_path)
@@ -401,19 +415,14 @@ class ChunkReader:
         seq = 0
         while True:
             # One byte more than a chunk: whether the rest of the input fits in this chunk is then
-            # known, whatever was read before (the rest is taken whole, its last row perhaps
-            # without a line end, exactly when it is at most a chunk).
+            # known, whatever was read before.
             self._fill(self.chunk_bytes + 1)
             if not self._buf:
                 return
-            cut = self._cut(self._buf, self.chunk_bytes)
-            if cut == 0:  # a row longer than a chunk: that row alone
-                cut = self._first_row_end(self._buf)
-            if cut == 0 and not self._eof:  # ... once it has been read to its end
+            cut = self._next_cut(self._buf, len(self._buf), self._eof)
+            if cut == 0:
                 self._fill(len(self._buf) * 2)
                 continue
-            if cut == 0 or (self._eof and len(self._buf) <= self.chunk_bytes):
-                cut = len(self._buf)  # the last row may lack its line end
             data, self._buf = self._buf[:cut], self._buf[cut:]
             start = self._offset
             self._offset += cut
@@ -421,8 +430,8 @@ class ChunkReader:
             seq += 1
 
     def _by_reference(self, path: str) -> Iterator[Chunk]:
-        """:meth:`__iter__` cutting the file at ``path`` from :attr:`_offset` on, by the same
-        rules, reading each stretch into one reused buffer."""
+        """:meth:`__iter__` cutting the file at ``path`` from :attr:`_offset` on, reading each
+        stretch into one reused buffer."""
         self._buf = b""
         with open(path, "rb", buffering=0) as f:
             fd = f.fileno()
@@ -433,15 +442,10 @@ class ChunkReader:
                 got = os.preadv(fd, [buf], start)
                 if got == 0:
                     return
-                eof = got < len(buf)
-                cut = self._cut(buf, min(got, self.chunk_bytes))
-                if cut == 0:  # a row longer than a chunk (rare): that row alone
-                    cut = self._first_row_end(bytes(buf[:got]))
-                if cut == 0 and not eof:  # ... once it has been read to its end
+                cut = self._next_cut(buf, got, got < len(buf))
+                if cut == 0:
                     buf = bytearray(len(buf) * 2)
                     continue
-                if cut == 0 or (eof and got <= self.chunk_bytes):
-                    cut = got  # the last row may lack its line end
                 self._offset = start + cut
                 yield Chunk(seq, start, self._offset, b"", path)
                 seq += 1
