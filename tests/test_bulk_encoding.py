@@ -21,6 +21,7 @@ from resolver.client import IdnodeClient
 from resolver.datadir import DataDir
 from resolver.server import NodeServer
 from tests.bulk_support import content, gen_data, make_node, rejects
+from tests.node_fixtures import management_target
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
 
@@ -129,13 +130,25 @@ def test_the_cli_takes_an_encoding_and_refuses_an_unknown_one(tmp_path: Path) ->
         run_import(layout.db, source, encoding="klingon")
 
 
-def test_through_a_running_node(node: NodeServer, admin_client: IdnodeClient, tmp_path: Path) -> None:
+def test_through_a_running_node(
+    node: NodeServer, node_dir: DataDir, admin_client: IdnodeClient, tmp_path: Path
+) -> None:
     admin_client.create_enterprise("8")
     source = tmp_path / "in.csv"
     source.write_bytes("identifier,URL\n88.118.8/螺栓,https://a\n88.118.8/螺母,https://b\n".encode("gb18030"))
     summary = run_remote_import(admin_client, source, encoding="gb18030")
     assert (summary.imported, summary.rejected) == (2, 0)
     assert admin_client.resolve("88.118.8/螺栓").values[0].text == "https://a"
+    again = tmp_path / "again.csv"
+    again.write_bytes("identifier,URL\n88.118.8/垫圈,https://c\n".encode("gbk"))
+    result = CliRunner().invoke(
+        cli,
+        ["--credentials", str(node_dir.admin.directory), "import", "--via", management_target(node),
+         str(again), "--encoding", "gbk", "--json", "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert '"imported": 1' in result.output
+    assert admin_client.resolve("88.118.8/垫圈").values[0].text == "https://c"
 
 
 def test_an_export_in_gb18030_reads_back_as_the_node(tmp_path: Path) -> None:
