@@ -22,6 +22,7 @@ from registry.wire import SMALL_LIMIT, SMALL_VARINTS, TAG1, TAG2, TAG3, TAG4, TA
 
 _MEMO_MAX = 4096
 _K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
 # Keys of the varint fields (wire type 0) this module writes.
 _VARINT1 = b"\x08"  # Value.index, Timestamp.seconds
 _VARINT2 = b"\x10"  # Timestamp.nanos
@@ -30,7 +31,7 @@ _varint_memo: dict[int, bytes] = {}
 _timestamp_memo: dict[int, bytes] = {}
 
 
-def _remember(memo: dict[_K, bytes], key: _K, value: bytes) -> None:
+def remember(memo: dict[_K, _V], key: _K, value: _V) -> None:
     """Keep ``value`` in ``memo``, emptied when it holds :data:`_MEMO_MAX` entries: what repeats
     now (an import's or a batch's one time, a file's TTLs) stays memoised however long the process
     runs, where a memo that stopped growing when full would hold a node's first 4,096 times forever
@@ -46,7 +47,7 @@ def _varint(n: int) -> bytes:
     out = _varint_memo.get(n)
     if out is None:
         out = varint64(n)
-        _remember(_varint_memo, n, out)  # TTLs and the like repeat
+        remember(_varint_memo, n, out)  # TTLs and the like repeat
     return out
 
 
@@ -59,7 +60,7 @@ def _timestamp(ns: int) -> bytes:
             _VARINT2 + varint64(nanos) if nanos else b""
         )
         out = _varint(len(body)) + body
-        _remember(_timestamp_memo, ns, out)
+        remember(_timestamp_memo, ns, out)
     return out
 
 
@@ -72,7 +73,7 @@ def _type_field(value_type: str) -> bytes:
     if out is None:
         t = value_type.encode()
         out = TAG2 + _varint(len(t)) + t if t else b""
-        _remember(_type_memo, value_type, out)
+        remember(_type_memo, value_type, out)
     return out
 
 
@@ -82,7 +83,7 @@ def _tail(ttl: int, timestamp_ns: int) -> bytes:
     out = _tail_memo.get(key)
     if out is None:
         out = _VARINT5 + _varint(ttl) + (TAG6 + _timestamp(timestamp_ns) if timestamp_ns else b"")
-        _remember(_tail_memo, key, out)
+        remember(_tail_memo, key, out)
     return out
 
 

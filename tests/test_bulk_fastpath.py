@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from registry import fastcodec
 from registry.bulk import formats
 from registry.bulk.chunks import CsvPlan, JsonPlan
 from registry.bulk.formats import csv_values, json_row, parse_header, time_ns
@@ -297,9 +298,9 @@ def test_time_like_noise_is_read_as_protobuf_reads_it(text: str) -> None:
 
 def test_the_time_memo_is_bounded_and_keeps_memoising() -> None:
     """Emptied when full, not frozen: times read after 4,096 others are memoised too."""
-    texts = [f"2024-01-01T00:00:00.{i:09d}Z" for i in range(2 * formats._TIME_MEMO_MAX + 10)]
+    texts = [f"2024-01-01T00:00:00.{i:09d}Z" for i in range(2 * fastcodec._MEMO_MAX + 10)]
     assert [time_ns(t, "t") for t in texts] == [1_704_067_200_000_000_000 + i for i in range(len(texts))]
-    assert len(formats._time_memo) <= formats._TIME_MEMO_MAX
+    assert len(formats._time_memo) <= fastcodec._MEMO_MAX
     assert formats._time_memo[texts[-1]] == 1_704_067_200_000_000_000 + len(texts) - 1
 
 

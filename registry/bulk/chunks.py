@@ -455,12 +455,12 @@ def _build_chunk(
     native = plan.native if plan is not None and _csvfast is not None else None
     if native is not None and type(data) is bytes and _csvfast.usable(data):  # type: ignore[union-attr]
         # Strict UTF-8 without NULs, CRs only in "\r\n" line ends, quotes only around whole cells
-        # without quotes or line ends inside (csv.reader splits such a chunk at its line ends, as
-        # str.split does one without quotes or CRs; a row comes back without its "\r\n"): the C
-        # encoder takes the
-        # rows it is sure of and hands back, in order, each one it is not sure of, which goes
-        # through the very steps of the loop below; so the owner memos fill in the same order,
-        # and every result is the same. See registry/bulk/_csvfast.c.
+        # with no line end inside (csv.reader splits such a chunk at its line ends, as str.split
+        # does one without quotes or CRs; a row comes back without its "\r\n"): the C encoder
+        # takes the rows it is sure of and hands back, in order, each one it is not sure of
+        # (a row with an escaped "" quote among them), which goes through the very steps of the
+        # loop below; so the owner memos fill in the same order, and every result is the same.
+        # See registry/bulk/_csvfast.c.
         batch = native.rows(data, start)
         got = batch.next()
         while got is not None:

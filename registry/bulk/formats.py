@@ -65,6 +65,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from registry import codec, limits
 from registry.errors import FailedPrecondition, InvalidArgument
+from registry.fastcodec import remember
 from registry.model import Value
 from registry.pb import record_pb2
 
@@ -629,12 +630,11 @@ def time_ns(text: Any, field: str) -> int:
     it (``Timestamp.FromJsonString``); raises InvalidArgument naming ``field``. The shape an
     export writes (UTC, ``Z``, up to nine fraction digits) is read without protobuf's strptime,
     which took 43% of an import of exported rows (bench/README.md, "Session 10")."""
-    if type(text) is str:
-        known = _time_memo.get(text)
-        if known is not None:
-            return known
-    elif not isinstance(text, str):
+    if not isinstance(text, str):
         raise InvalidArgument.single(field, "must be an RFC 3339 time string")
+    known = _time_memo.get(text)
+    if known is not None:
+        return known
     utc = _RFC3339_UTC.fullmatch(text)
     ns = None
     if utc is not None:
@@ -651,16 +651,14 @@ def time_ns(text: Any, field: str) -> int:
                 field, "must be an RFC 3339 time such as 2024-01-31T08:00:00Z"
             ) from None
         ns = ts.seconds * 1_000_000_000 + ts.nanos
-    if len(_time_memo) >= _TIME_MEMO_MAX:
-        _time_memo.clear()
-    _time_memo[text] = ns
+    remember(_time_memo, text, ns)
     return ns
 
 
-_TIME_MEMO_MAX = 4096
 _time_memo: dict[str, int] = {}
-"""Times read (exact text -> nanoseconds), emptied when full: an export's record carries the same
-time on every value and often on its neighbours (a batch's one time), so most reads repeat."""
+"""Times read (exact text -> nanoseconds; bounded as :func:`registry.fastcodec.remember` bounds
+its memos): an export's record carries the same time on every value and often on its neighbours
+(a batch's one time), so most reads repeat."""
 
 
 _RFC3339_UTC = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?Z")
