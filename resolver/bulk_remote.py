@@ -113,7 +113,7 @@ def _decode_rows(
 ) -> tuple[list[Row], int]:
     """The chunk's decodable rows as (chunk-relative row, identifier, values); undecodable rows go
     to ``rejects``. Returns the rows and the chunk's row count."""
-    text, dirty = decode_text(chunk.data)
+    text, dirty = decode_text(chunk.read())
     out: list[Row] = []
     n = 0
     for n, row in enumerate(split_rows(text, fmt), start=1):
