@@ -1,7 +1,8 @@
-"""What the bottom level's compression costs a bulk import: SST write rate against bytes on disk.
+"""What the bottom level's compression and the data block size cost: SST write rate (a bulk
+import's merge) against bytes on disk and point-read cost (resolution with the node's cache off).
 
     .venv/bin/python -m bench.bench_sst_compression                  # the 1e6 dataset's records
-    .venv/bin/python -m bench.bench_sst_compression --rows 200000 --rounds 5
+    .venv/bin/python -m bench.bench_sst_compression --rows 200000 --rounds 5 --reads 0
 
 A merged import partition is written by one rocksdict ``SstFileWriter`` with the store's options
 (:func:`registry.rocks.sst_options`: ZSTD level 1, :data:`registry.rocks.BOTTOMMOST_ZSTD_LEVEL`,
@@ -10,12 +11,19 @@ dataset's node, pre-encoded, sorted and in memory, into one SST file per setting
 alternating the settings every round; it prints the best rows/s of the rounds and the file's bytes
 per record. The store's own setting is measured twice (first and last in each round) to show the
 drift of the machine within a round.
+
+Reads (``--reads N``, default 200,000; 0 skips them): the file is ingested into an empty store
+(:class:`registry.rocks.RocksStore`, its 256 MiB block cache, as a node opens it) and ``N`` point
+reads are timed, keys drawn uniformly and by Zipf(1.0) from the file's records, after ``N / 4``
+unmeasured reads of each; it prints the best microseconds per read of the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +33,8 @@ from rocksdict import DBCompressionType, Options, SstFileWriter
 
 from bench import dataset
 from bench._proc import log
-from registry.rocks import BOTTOMMOST_ZSTD_LEVEL, RocksStore, sst_options
+from bench.bench_cache import zipf_ranks
+from registry.rocks import BOTTOMMOST_ZSTD_LEVEL, DATA_BLOCK_BYTES, RocksStore, sst_options
 from registry.store import Table
 
 
@@ -61,14 +70,37 @@ SETTINGS: dict[str, Callable[[], Options]] = {
     "zstd level -3": _with("zstd", -3),
     "lz4": _with("lz4", None),
     "none": _with("none", None),
+    "store, 8 KiB blocks": lambda: sst_options(8 << 10),
+    "store, 16 KiB blocks": lambda: sst_options(16 << 10),
     "store again": sst_options,
 }
+assert DATA_BLOCK_BYTES == 4 << 10, "the block-size rows above name the store's size as 4 KiB"
+
+
+def read_us(sst: str, scratch: str, probes: dict[str, list[bytes]]) -> dict[str, float]:
+    """Microseconds per point read of each key list in ``probes`` from a store holding only the
+    SST file ``sst`` (which the ingestion moves away)."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    out = {}
+    with RocksStore(scratch, fsync=False) as store:
+        store.ingest(Table.RECORDS, [sst])
+        get = store.get
+        for name, keys in probes.items():
+            for key in keys[: len(keys) // 4]:
+                get(Table.RECORDS, key)
+            started = time.perf_counter()
+            for key in keys:
+                get(Table.RECORDS, key)
+            out[name] = (time.perf_counter() - started) / len(keys) * 1e6
+    shutil.rmtree(scratch)
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--reads", type=int, default=200_000, help="point reads per distribution; 0: none")
     p.add_argument("--data-root", default="/tmp/idnode-bench")
     args = p.parse_args()
     ds = dataset.build(Path(args.data_root) / "ids-1000000-seed1", 1_000_000, 1, log=log)
@@ -76,8 +108,16 @@ def main() -> None:
         pairs = store.scan(Table.RECORDS, b"", b"\xff" * 8, args.rows)
     raw = sum(len(k) + len(v) for k, v in pairs) / len(pairs)
     print(f"{len(pairs):,} records, {raw:.0f} bytes each (key + value) before compression")
+    keys = [key for key, _ in pairs]
+    rng = random.Random(1)
+    order = rng.sample(keys, len(keys))  # popularity rank -> key
+    probes = {
+        "uniform": [rng.choice(keys) for _ in range(args.reads)],
+        "zipf": [order[r] for r in zipf_ranks(len(keys), 1.0, args.reads, rng)] if args.reads else [],
+    }
     best = dict.fromkeys(SETTINGS, 0.0)
     size: dict[str, float] = {}
+    reads: dict[str, dict[str, float]] = {name: {} for name in SETTINGS}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "part.sst")
         for _ in range(args.rounds):
@@ -90,10 +130,16 @@ def main() -> None:
                 writer.finish()
                 best[name] = max(best[name], len(pairs) / (time.perf_counter() - started))
                 size[name] = os.path.getsize(path) / len(pairs)
+                if args.reads:
+                    for dist, us in read_us(path, os.path.join(tmp, "store"), probes).items():
+                        reads[name][dist] = min(reads[name].get(dist, us), us)
     base = best["store (zstd level 1)"]
-    print(f"{'setting':<28} {'rows/s':>10} {'x store':>8} {'bytes/record':>13}")
+    head = ("setting", "rows/s", "x store", "bytes/record", "us/read uniform", "us/read zipf")
+    print("{:<28} {:>10} {:>8} {:>13} {:>16} {:>13}".format(*head))
     for name in SETTINGS:
-        print(f"{name:<28} {best[name]:>10,.0f} {best[name] / base:>8.2f} {size[name]:>13.1f}")
+        uniform, zipf = (f"{reads[name][d]:.2f}" if d in reads[name] else "-" for d in ("uniform", "zipf"))
+        rate = f"{best[name]:,.0f}"
+        print(f"{name:<28} {rate:>10} {best[name] / base:>8.2f} {size[name]:>13.1f} {uniform:>16} {zipf:>13}")
 
 
 if __name__ == "__main__":

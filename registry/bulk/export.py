@@ -9,10 +9,9 @@ The CSV header is the union of the records' columns, which takes a first pass ov
 
 from __future__ import annotations
 
+import codecs
 import collections
 import contextlib
-import csv
-import io
 import itertools
 import multiprocessing
 import os
@@ -25,9 +24,11 @@ from typing import Any, TypeVar
 from registry.bulk.formats import (
     ColumnKey,
     Format,
-    csv_cells,
     csv_column_keys,
     csv_columns,
+    csv_line,
+    csv_lines,
+    csv_lines_in_c,
     guess_format,
     json_line,
     open_output,
@@ -73,28 +74,37 @@ def iter_pages(store: Store, parent: str | None = None) -> Iterator[list[bytes]]
         lower = page[-1][0] + b"\0"
 
 
-def format_page(page: list[bytes], fmt: Format, column_of: dict[ColumnKey, int], metadata: bool) -> str:
-    """The lines of ``page``'s records in ``fmt`` (CSV: in the columns ``column_of`` numbers).
-    Raises ValueError for a record CSV cannot hold."""
+def format_page(page: list[bytes], fmt: Format, column_of: dict[ColumnKey, int], metadata: bool) -> bytes:
+    """The UTF-8 lines of ``page``'s records in ``fmt`` (CSV: in the columns ``column_of``
+    numbers). Raises ValueError for a record CSV cannot hold."""
     if fmt is Format.CSV:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        width = len(column_of)
-        for data in page:
-            writer.writerow(csv_cells(record_pb2.Record.FromString(data), column_of, width))
-        return buf.getvalue()
-    return "".join(json_line(record_pb2.Record.FromString(data), metadata) + "\n" for data in page)
+        return csv_lines(page, column_of, len(column_of))
+    return "".join(json_line(record_pb2.Record.FromString(data), metadata) + "\n" for data in page).encode()
 
 
-def _page_text(
-    page: list[bytes], fmt: Format, column_of: dict[ColumnKey, int], metadata: bool
-) -> tuple[str, int, str]:
-    """Worker task: (:func:`format_page`, the page's record count, "") or ("", 0, why CSV cannot
-    hold a record)."""
+def _page_bytes(
+    page: list[bytes], fmt: Format, column_of: dict[ColumnKey, int], metadata: bool, codec: str
+) -> tuple[bytes, int, str]:
+    """Worker task: (:func:`format_page` in the text encoding ``codec``, the page's record count,
+    "") or (b"", 0, why the file cannot hold a record)."""
     try:
-        return format_page(page, fmt, column_of, metadata), len(page), ""
+        lines = format_page(page, fmt, column_of, metadata)
     except ValueError as exc:
-        return "", 0, str(exc)
+        return b"", 0, f"cannot export as CSV: {exc}"
+    if codec != "utf-8":
+        try:
+            lines = lines.decode().encode(codec)
+        except UnicodeEncodeError as exc:
+            return b"", 0, _unencodable(codec, exc)
+    return lines, len(page), ""
+
+
+def _unencodable(codec: str, exc: UnicodeEncodeError) -> str:
+    """Why an export in ``codec`` stops at the text ``exc`` could not encode."""
+    return (
+        f"cannot export in {codec}: a record holds {exc.object[exc.start : exc.end]!r}, "
+        "which it cannot encode; export with --encoding gb18030 or utf-8"
+    )
 
 
 def _in_order(pool: Any, task: Callable[..., T], args: Iterator[tuple[Any, ...]], window: int) -> Iterator[T]:
@@ -128,8 +138,9 @@ def run_export(
     """Write the records of a node (a running node's Registry, or a stopped node's RocksDB path) to
     ``dest`` (``-`` is stdout; ``.gz`` / ``.zst`` compress). ``fmt`` defaults to what ``dest`` says.
     ``metadata`` adds owner, times and etag to JSON Lines rows. This process reads the records in
-    pages; ``workers`` processes (default: one per core; 0 or 1: none) turn pages into lines, which
-    this process writes in key order: the file is the same whatever ``workers`` is.
+    pages; ``workers`` processes (0 or 1: none; default: none for CSV where its lines are made in C,
+    else one per core) turn pages into lines, which this process writes in key order: the file is
+    the same whatever ``workers`` is.
 
     Before it writes (or truncates) ``dest``, it checks that the filesystem has room, estimated
     from the first page's lines and the node's counters (:func:`registry.bulk.space.
@@ -139,7 +150,17 @@ def run_export(
     editions of Excel, ``utf-8-sig`` for UTF-8 with the byte-order mark Excel looks for). A record
     it cannot encode stops the export with FailedPrecondition."""
     codec = text_encoding(encoding) or "utf-8"
-    processes = len(os.sched_getaffinity(0)) if workers is None else workers
+    if fmt is None:
+        try:
+            fmt = guess_format(os.fspath(dest))
+        except ValueError as exc:
+            raise FailedPrecondition(str(exc)) from None
+    fmt = Format(fmt)
+    if workers is None:
+        # C writes CSV lines faster than this process pickles a page to a worker and the lines back
+        # (bench/README.md, "Session 12").
+        workers = 0 if fmt is Format.CSV and csv_lines_in_c() else len(os.sched_getaffinity(0))
+    processes = workers
     with contextlib.ExitStack() as stack:
         # Spawned, not forked: the caller may run other threads (a running node's RocksDB, grpc).
         pool = (
@@ -160,7 +181,7 @@ def run_export(
 def _export(
     store: Store,
     dest: str | os.PathLike[str],
-    fmt: Format | str | None,
+    fmt: Format,
     parent: str | None,
     metadata: bool,
     progress: Progress | None,
@@ -172,56 +193,40 @@ def _export(
     started = time.monotonic()
     window = processes + 1
     progress = progress or SilentProgress()
-    if fmt is None:
-        try:
-            fmt = guess_format(os.fspath(dest))
-        except ValueError as exc:
-            raise FailedPrecondition(str(exc)) from None
-    fmt = Format(fmt)
     column_of: dict[ColumnKey, int] = {}
-    header = ""
+    # The byte-order mark goes once at the start of the file; the pages are plain UTF-8.
+    head, page_codec = (codecs.BOM_UTF8, "utf-8") if codec == "utf-8-sig" else (b"", codec)
     if fmt is Format.CSV:
         keys: set[ColumnKey] = set()
         for found in _in_order(pool, csv_column_keys, ((p,) for p in iter_pages(store, parent)), window):
             keys |= found
         columns = csv_columns(keys)
         column_of = {(c.index, c.type, c.ttl, c.binary): i for i, c in enumerate(columns)}
-        line = io.StringIO()
-        csv.writer(line, lineterminator="\n").writerow(["identifier", *(c.header for c in columns)])
-        header = line.getvalue()
-    jobs = ((page, fmt, column_of, metadata) for page in iter_pages(store, parent))
-    pages = _in_order(pool, _page_text, jobs, window)
+        try:
+            head += csv_line(["identifier", *(c.header for c in columns)]).encode(page_codec)
+        except UnicodeEncodeError as exc:
+            raise FailedPrecondition(_unencodable(page_codec, exc)) from None
+    jobs = ((page, fmt, column_of, metadata, page_codec) for page in iter_pages(store, parent))
+    pages = _in_order(pool, _page_bytes, jobs, window)
     first = next(pages, None)
     if check_space and first is not None and os.fspath(dest) != "-":
         # Before the file is opened: opening it would already truncate what it held.
         records = records_under(store, parse_prefix(parent, "parent") if parent else None)
         if records is not None:
-            sample, head = first[0].encode(codec, "replace"), header.encode(codec, "replace")
-            check_export_space(Path(dest), records, sample, first[1], head)
+            check_export_space(Path(dest), records, first[0], first[1], head)
     out = open_output(dest)
     count = 0
     try:
-        text = io.TextIOWrapper(out, encoding=codec, newline="", write_through=False)  # type: ignore[arg-type]
-        text.write(header)
+        out.write(head)
         for lines, records, unfit in itertools.chain((first,) if first is not None else (), pages):
             if unfit:
-                raise FailedPrecondition(f"cannot export as CSV: {unfit}")
-            try:
-                text.write(lines)
-            except UnicodeEncodeError as exc:
-                raise FailedPrecondition(
-                    f"cannot export in {codec}: a record holds {exc.object[exc.start : exc.end]!r}, "
-                    "which it cannot encode; export with --encoding gb18030 or utf-8"
-                ) from None
+                raise FailedPrecondition(unfit)
+            out.write(lines)
             count += records
             progress.update(count, 0, 0, None)
-        text.flush()
-        if os.fspath(dest) == "-":
-            text.detach()
-        else:
-            text.close()
+        out.flush()
     finally:
-        if os.fspath(dest) != "-" and not out.closed:
+        if os.fspath(dest) != "-":
             out.close()
     progress.update(count, 0, 0, None)
     progress.close()

@@ -63,7 +63,7 @@ from typing import IO, Any, BinaryIO
 import zstandard
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from registry import codec, limits
+from registry import codec, limits, native
 from registry.errors import FailedPrecondition, InvalidArgument
 from registry.fastcodec import remember
 from registry.model import Value
@@ -574,10 +574,20 @@ ColumnKey = tuple[int, str, int, bool]
 """A CSV column as (index, type, TTL, binary)."""
 
 
-def csv_column_keys(encoded: Iterable[bytes]) -> set[ColumnKey]:
-    """The columns that hold every value of the encoded records ``encoded``. Reads the protobuf
-    messages without building :class:`Record` objects, which took most of an export's time
-    (bench/README.md, "Session 8", 5)."""
+_csvout = native.load("registry.bulk._csvout")
+
+
+def csv_lines_in_c() -> bool:
+    """Whether :func:`csv_lines` and :func:`csv_column_keys` run in C here."""
+    return _csvout is not None
+
+
+def csv_column_keys(encoded: list[bytes]) -> set[ColumnKey]:
+    """The columns that hold every value of the encoded records ``encoded``. In C where it is
+    built (``registry/bulk/_csvout.c``); the twin reads the protobuf messages without building
+    :class:`Record` objects, which took most of an export's time (bench/README.md, "Session 8")."""
+    if _csvout is not None and (keys := _csvout.column_keys(encoded)) is not None:
+        return keys
     return {
         (v.index, v.type, codec.value_ttl(v), codec.is_binary(v))
         for data in encoded
@@ -590,14 +600,40 @@ def csv_columns(keys: Iterable[ColumnKey]) -> list[Column]:
     return [Column(*key) for key in sorted(set(keys))]
 
 
+def csv_lines(encoded: list[bytes], column_of: dict[ColumnKey, int], width: int) -> bytes:
+    """The UTF-8 CSV lines of the encoded records ``encoded`` (see :func:`csv_cells` and
+    :func:`csv_line`), in C where it is built. ValueError if a value cannot be written in CSV."""
+    if _csvout is not None and (lines := _csvout.csv_lines(encoded, column_of, width)) is not None:
+        return lines
+    return "".join(
+        csv_line(csv_cells(record_pb2.Record.FromString(data), column_of, width)) for data in encoded
+    ).encode()
+
+
+_QUOTED = re.compile(r'[,"\r\n]')
+
+
+def csv_line(cells: Sequence[str]) -> str:
+    """``cells`` as one CSV line ending in LF: a cell holding a comma, a quote, a CR or an LF is
+    quoted, its quotes doubled. Python's ``csv.writer`` (3.11) with LF line ends leaves a lone CR
+    unquoted, and every CSV reader, this node's import included, then cuts the row there."""
+    return ",".join('"' + c.replace('"', '""') + '"' if _QUOTED.search(c) else c for c in cells) + "\n"
+
+
 def csv_cells(record: record_pb2.Record, column_of: dict[ColumnKey, int], width: int) -> list[str]:
     """One CSV row for the record message ``record``; ``column_of`` maps a column's (index, type,
-    TTL, binary) to its position. ValueError if a value cannot be written in CSV."""
+    TTL, binary) to its position. ValueError if a value cannot be written in CSV: empty text, or a
+    column ``column_of`` lacks (a value written after the export read the columns)."""
     cells = [""] * (width + 1)
     cells[0] = record.identifier
     for v in record.values:
         binary = codec.is_binary(v)
-        position = column_of[(v.index, v.type, codec.value_ttl(v), binary)]
+        position = column_of.get((v.index, v.type, codec.value_ttl(v), binary))
+        if position is None:
+            raise ValueError(
+                f"{record.identifier} has a value in a column the header lacks (index {v.index}): "
+                "it was written during the export; export again"
+            )
         if binary:
             cells[position + 1] = base64.b64encode(v.binary).decode()
         elif not v.text:
