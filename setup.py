@@ -17,7 +17,7 @@ NATIVE = [
         "registry.bulk._csvfast", ["registry/bulk/_csvfast.c"], depends=[*SHARED, RUN_FORMAT], optional=True
     ),
     Extension("registry.bulk._runs", ["registry/bulk/_runs.c"], depends=[RUN_FORMAT], optional=True),
-    Extension("registry.bulk._csvout", ["registry/bulk/_csvout.c"], depends=SHARED, optional=True),
+    Extension("registry.bulk._lines", ["registry/bulk/_lines.c"], depends=SHARED, optional=True),
 ]
 
 setup(ext_modules=NATIVE)

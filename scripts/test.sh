@@ -28,7 +28,7 @@ fi
 echo "== native accelerators built"
 export IDNODE_REQUIRE_NATIVE=1 IDNODE_NATIVE=1
 .venv/bin/python -c 'from registry import native
-for name in ("cache._sieve", "resolver._hotpath", "registry.bulk._csvfast", "registry.bulk._runs", "registry.bulk._csvout"):
+for name in ("cache._sieve", "resolver._hotpath", "registry.bulk._csvfast", "registry.bulk._runs", "registry.bulk._lines"):
     native.load(name)'
 echo "== ruff"
 .venv/bin/ruff check .

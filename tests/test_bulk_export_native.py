@@ -1,7 +1,7 @@
-"""The CSV export's C loops (:mod:`registry.bulk._csvout`) against their pure-Python twins, and
-the CSV lines both write against Python's ``csv`` reader.
+"""The export's C loops (:mod:`registry.bulk._lines`) against their pure-Python twins, and the
+CSV lines both write against Python's ``csv`` reader.
 
-:mod:`registry.bulk._csvout` is imported directly, so these tests fail when the build is missing.
+:mod:`registry.bulk._lines` is imported directly, so these tests fail when the build is missing.
 """
 
 from __future__ import annotations
@@ -15,13 +15,19 @@ from google.protobuf.message import DecodeError
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from registry.bulk import _csvout, formats
-from registry.bulk.formats import ColumnKey, csv_column_keys, csv_line, csv_lines
+from registry.bulk import _lines, formats
+from registry.bulk.formats import ColumnKey, csv_column_keys, csv_line, csv_lines, json_lines
 from registry.pb import record_pb2
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 # Text that CSV must quote, or not, and that protobuf carries: commas, quotes, CR, LF, Chinese.
-_cell_text = st.text(st.sampled_from('ab ,"\r\n螺栓x\t'), max_size=12) | _text
+_cell_text = st.text(st.sampled_from('ab ,"\r\n螺栓x\t\\\x00\x1f\x7f'), max_size=12) | _text
+# Times from the epoch itself (omitted, as unset) to the last nanosecond of year 9999, leap days
+# and ends of months included.
+_times = st.one_of(
+    st.sampled_from([0, 1, 951_782_400_000_000_000, 4_107_542_399_999_999_999, 253_402_300_799_999_999_999]),
+    st.integers(0, 253_402_300_799_999_999_999),
+)
 
 
 @st.composite
@@ -34,8 +40,9 @@ def _records(draw: st.DrawFn) -> bytes:
         etag=draw(_text),
         template=draw(_text),
     )
-    if draw(st.booleans()):
-        record.create_time.FromNanoseconds(draw(st.integers(0, 2**62)))
+    for stamp in (record.create_time, record.update_time):
+        if draw(st.booleans()):
+            stamp.FromNanoseconds(draw(_times))
     for index in draw(st.lists(st.integers(0, 2**32 - 1), max_size=6, unique=True)):
         value = record.values.add(index=index, type=draw(st.sampled_from(["URL", "note", "a,b", "标签"])))
         data = draw(st.one_of(st.none(), _cell_text, st.binary(max_size=20)))
@@ -46,7 +53,7 @@ def _records(draw: st.DrawFn) -> bytes:
         if draw(st.booleans()):
             value.ttl = draw(st.sampled_from([0, 60, 86400, 2**32 - 1]))
         if draw(st.booleans()):
-            value.timestamp.FromNanoseconds(draw(st.integers(0, 2**62)))
+            value.timestamp.FromNanoseconds(draw(_times))
     raw = record.SerializeToString()
     if draw(st.booleans()):
         raw += b"\xa0\x06\x2a"  # field 100, varint 42: unknown, skipped by both
@@ -54,7 +61,7 @@ def _records(draw: st.DrawFn) -> bytes:
 
 
 def _twin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(formats, "_csvout", None)
+    monkeypatch.setattr(formats, "_lines", None)
 
 
 def _outcome(call: object, *args: object) -> object:
@@ -65,7 +72,7 @@ def _outcome(call: object, *args: object) -> object:
 
 
 def test_the_export_uses_the_native_module() -> None:
-    assert formats._csvout is _csvout
+    assert formats._lines is _lines
 
 
 @settings(max_examples=400, deadline=None)
@@ -73,7 +80,7 @@ def test_the_export_uses_the_native_module() -> None:
 def test_c_loops_make_what_their_twins_make(page: list[bytes], drop: int) -> None:
     """Column keys, then the lines in those columns (or in too few: the same ValueError), as the
     twins make them through protobuf, byte for byte."""
-    keys = _csvout.column_keys(page)
+    keys = _lines.column_keys(page)
     assert keys is not None
     with pytest.MonkeyPatch.context() as patch:
         _twin(patch)
@@ -87,6 +94,29 @@ def test_c_loops_make_what_their_twins_make(page: list[bytes], drop: int) -> Non
         with pytest.MonkeyPatch.context() as patch:
             _twin(patch)
             assert native == _outcome(csv_lines, page, column_of, len(column_of))
+
+
+@settings(max_examples=400, deadline=None)
+@given(page=st.lists(_records(), max_size=8), metadata=st.booleans())
+def test_json_lines_in_c_are_those_json_dumps_writes(page: list[bytes], metadata: bool) -> None:
+    native = _lines.json_lines(page, metadata)
+    assert native is not None
+    with pytest.MonkeyPatch.context() as patch:
+        _twin(patch)
+        assert native == json_lines(page, metadata)
+
+
+def test_json_lines_leave_times_c_cannot_write_to_the_twin() -> None:
+    """Nanoseconds out of range, or a time before 1970: the twin writes them as it always did."""
+    for seconds, nanos in ((5, -1), (5, 1_000_000_000), (-1, 0), (253_402_300_800, 0)):
+        record = record_pb2.Record(identifier="88.118.8/t")
+        record.create_time.seconds, record.create_time.nanos = seconds, nanos
+        raw = [record.SerializeToString()]
+        assert _lines.json_lines(raw, True) is None
+        assert _lines.json_lines(raw, False) == b'{"identifier":"88.118.8/t","values":[]}\n'
+        with pytest.MonkeyPatch.context() as patch:
+            _twin(patch)
+            assert json_lines(raw, False) == b'{"identifier":"88.118.8/t","values":[]}\n'
 
 
 @settings(max_examples=300, deadline=None)
@@ -120,11 +150,12 @@ def test_a_record_the_parser_does_not_take_goes_to_the_twin(monkeypatch: pytest.
     truncated = b"\x12\x05\x08\x01"  # a Value of 5 bytes with 2 present
     column_of: dict[ColumnKey, int] = {}
     for raw in (bad_utf8, truncated):
-        assert _csvout.column_keys([raw]) is None
-        assert _csvout.csv_lines([raw], column_of, 0) is None
+        assert _lines.column_keys([raw]) is None
+        assert _lines.csv_lines([raw], column_of, 0) is None
+        assert _lines.json_lines([raw], True) is None
         with pytest.raises(DecodeError):
             csv_column_keys([raw])
-    assert _csvout.column_keys([group]) is None
+    assert _lines.column_keys([group]) is None
     assert csv_column_keys([group]) == set()  # protobuf keeps a group as an unknown field
 
 
@@ -137,7 +168,7 @@ def test_damaged_records_never_crash_and_never_disagree(raw: bytes, cut: int, fl
     if damaged:
         damaged[flip % len(damaged)] ^= flip or 1
     page = [bytes(damaged)]
-    native = _csvout.column_keys(page)
+    native = _lines.column_keys(page)
     if native is None:
         return
     assert native == {
@@ -145,7 +176,9 @@ def test_damaged_records_never_crash_and_never_disagree(raw: bytes, cut: int, fl
         for v in record_pb2.Record.FromString(page[0]).values
     }
     column_of = {key: i for i, key in enumerate(sorted(native))}
-    lines = _outcome(_csvout.csv_lines, page, column_of, len(column_of))
+    lines = _outcome(_lines.csv_lines, page, column_of, len(column_of))
+    jsonl = _lines.json_lines(page, True)
     with pytest.MonkeyPatch.context() as patch:
         _twin(patch)
         assert lines == _outcome(csv_lines, page, column_of, len(column_of))
+        assert jsonl is None or jsonl == json_lines(page, True)

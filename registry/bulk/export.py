@@ -28,9 +28,9 @@ from registry.bulk.formats import (
     csv_columns,
     csv_line,
     csv_lines,
-    csv_lines_in_c,
     guess_format,
-    json_line,
+    json_lines,
+    lines_in_c,
     open_output,
     text_encoding,
 )
@@ -39,7 +39,6 @@ from registry.bulk.session import stopped_node_store
 from registry.bulk.space import check_export_space
 from registry.errors import FailedPrecondition
 from registry.identifier import parse_prefix, prefix_range
-from registry.pb import record_pb2
 from registry.service import Registry, records_under
 from registry.store import Store, Table
 
@@ -79,7 +78,7 @@ def format_page(page: list[bytes], fmt: Format, column_of: dict[ColumnKey, int],
     numbers). Raises ValueError for a record CSV cannot hold."""
     if fmt is Format.CSV:
         return csv_lines(page, column_of, len(column_of))
-    return "".join(json_line(record_pb2.Record.FromString(data), metadata) + "\n" for data in page).encode()
+    return json_lines(page, metadata)
 
 
 def _page_bytes(
@@ -138,8 +137,8 @@ def run_export(
     """Write the records of a node (a running node's Registry, or a stopped node's RocksDB path) to
     ``dest`` (``-`` is stdout; ``.gz`` / ``.zst`` compress). ``fmt`` defaults to what ``dest`` says.
     ``metadata`` adds owner, times and etag to JSON Lines rows. This process reads the records in
-    pages; ``workers`` processes (0 or 1: none; default: none for CSV where its lines are made in C,
-    else one per core) turn pages into lines, which this process writes in key order: the file is
+    pages; ``workers`` processes (0 or 1: none; default: none where the lines are made in C, else
+    one per core) turn pages into lines, which this process writes in key order: the file is
     the same whatever ``workers`` is.
 
     Before it writes (or truncates) ``dest``, it checks that the filesystem has room, estimated
@@ -157,9 +156,9 @@ def run_export(
             raise FailedPrecondition(str(exc)) from None
     fmt = Format(fmt)
     if workers is None:
-        # C writes CSV lines faster than this process pickles a page to a worker and the lines back
-        # (bench/README.md, "Session 12").
-        workers = 0 if fmt is Format.CSV and csv_lines_in_c() else len(os.sched_getaffinity(0))
+        # C writes the lines faster than this process would pickle a page to a worker and the lines
+        # back (bench/README.md, "Session 12").
+        workers = 0 if lines_in_c() else len(os.sched_getaffinity(0))
     processes = workers
     with contextlib.ExitStack() as stack:
         # Spawned, not forked: the caller may run other threads (a running node's RocksDB, grpc).

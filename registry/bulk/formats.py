@@ -574,19 +574,20 @@ ColumnKey = tuple[int, str, int, bool]
 """A CSV column as (index, type, TTL, binary)."""
 
 
-_csvout = native.load("registry.bulk._csvout")
+_lines = native.load("registry.bulk._lines")
 
 
-def csv_lines_in_c() -> bool:
-    """Whether :func:`csv_lines` and :func:`csv_column_keys` run in C here."""
-    return _csvout is not None
+def lines_in_c() -> bool:
+    """Whether :func:`csv_column_keys`, :func:`csv_lines` and :func:`json_lines` run in C here
+    (``registry/bulk/_lines.c``)."""
+    return _lines is not None
 
 
 def csv_column_keys(encoded: list[bytes]) -> set[ColumnKey]:
     """The columns that hold every value of the encoded records ``encoded``. In C where it is
-    built (``registry/bulk/_csvout.c``); the twin reads the protobuf messages without building
+    built (:func:`lines_in_c`); the twin reads the protobuf messages without building
     :class:`Record` objects, which took most of an export's time (bench/README.md, "Session 8")."""
-    if _csvout is not None and (keys := _csvout.column_keys(encoded)) is not None:
+    if _lines is not None and (keys := _lines.column_keys(encoded)) is not None:
         return keys
     return {
         (v.index, v.type, codec.value_ttl(v), codec.is_binary(v))
@@ -603,7 +604,7 @@ def csv_columns(keys: Iterable[ColumnKey]) -> list[Column]:
 def csv_lines(encoded: list[bytes], column_of: dict[ColumnKey, int], width: int) -> bytes:
     """The UTF-8 CSV lines of the encoded records ``encoded`` (see :func:`csv_cells` and
     :func:`csv_line`), in C where it is built. ValueError if a value cannot be written in CSV."""
-    if _csvout is not None and (lines := _csvout.csv_lines(encoded, column_of, width)) is not None:
+    if _lines is not None and (lines := _lines.csv_lines(encoded, column_of, width)) is not None:
         return lines
     return "".join(
         csv_line(csv_cells(record_pb2.Record.FromString(data), column_of, width)) for data in encoded
@@ -822,6 +823,15 @@ def decode_row(
 def row_identifier(row: list[str] | str, fmt: Format) -> str:
     """The identifier a reject line names for a row that cannot be decoded."""
     return row[0] if fmt is Format.CSV and row else ""
+
+
+def json_lines(encoded: list[bytes], metadata: bool = True) -> bytes:
+    """The UTF-8 JSON Lines of the encoded records ``encoded`` (see :func:`json_line`), in C
+    where it is built (:func:`lines_in_c`)."""
+    if _lines is not None and (lines := _lines.json_lines(encoded, metadata)) is not None:
+        return lines
+    parse = record_pb2.Record.FromString
+    return "".join(json_line(parse(data), metadata) + "\n" for data in encoded).encode()
 
 
 def json_line(record: record_pb2.Record, metadata: bool = True) -> str:

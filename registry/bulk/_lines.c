@@ -1,9 +1,10 @@
-/* registry.bulk._csvout: a CSV export's per-record loops, in C.
+/* registry.bulk._lines: an export's per-record loops, in C.
  *
- * The pure-Python twins are registry.bulk.formats.csv_column_keys and csv_lines (through
- * record_pb2.Record.FromString); the export uses this module when registry.native.load() finds
- * it, and both make the same results (tests/test_bulk_export_native.py). Every function holds the
- * GIL for its whole run and calls back into no Python code but dict lookups of int/str/bool tuples.
+ * The pure-Python twins are registry.bulk.formats.csv_column_keys, csv_lines and json_lines
+ * (through record_pb2.Record.FromString); the export uses this module when registry.native.load()
+ * finds it, and both make the same results (tests/test_bulk_export_native.py). Every function
+ * holds the GIL for its whole run and calls back into no Python code but dict lookups of
+ * int/str/bool tuples.
  *
  *   column_keys(page: list[bytes]) -> set[tuple[int, str, int, bool]] | None
  *       The (index, type, TTL, binary) of every value of the encoded Records in page: TTL 86400
@@ -13,10 +14,14 @@
  *       column_of[its key] names (binary data in base64), "\n" after each. A cell holding a comma,
  *       a quote, a CR or an LF is quoted, its quotes doubled. ValueError for a value CSV cannot
  *       hold (empty text) or whose key column_of lacks, with the twin's message.
+ *   json_lines(page: list[bytes], metadata: bool) -> bytes | None
+ *       The UTF-8 JSON Lines of the records, byte for byte what json.dumps(ensure_ascii=False,
+ *       separators=(",", ":")) makes of registry.bulk.formats.json_line's objects.
  *
- * Both answer None when a record is not one this parser takes whole (malformed wire data, invalid
- * UTF-8 in a string, a known field with an unexpected wire type, a group): the caller then runs
- * the twin on the page, which raises as protobuf does or copes as it does.
+ * All answer None when a record is not one this parser takes whole (malformed wire data, invalid
+ * UTF-8 in a string, a known field with an unexpected wire type, a group, a time outside years
+ * 1970-9999 or with nanoseconds out of range): the caller then runs the twin on the page, which
+ * raises as protobuf does or copes as it does.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -66,15 +71,31 @@ static int skip_field(Cursor *c, unsigned wire) {
     }
 }
 
-/* Skips a length-delimited message field (the tag already read) whose contents are not exported
- * (a Timestamp), checking that its fields are well framed, as protobuf's parser does. */
-static int skip_message(Cursor *c) {
-    uint64_t n, tag;
+/* A google.protobuf.Timestamp, as protobuf's parser merges every occurrence of the field. */
+typedef struct {
+    int64_t seconds;
+    int32_t nanos;
+    int present;
+} Time;
+
+/* Reads a Timestamp message field (the tag already read) into t. */
+static int get_time(Cursor *c, Time *t) {
+    uint64_t n, tag, value;
     if (!get_varint(c, &n) || n > (uint64_t)(c->end - c->p)) return 0;
     Cursor inner = {c->p, c->p + n};
-    while (inner.p < inner.end)
-        if (!get_varint(&inner, &tag) || tag >> 3 == 0 || tag >> 3 > 0x1FFFFFFF || !skip_field(&inner, tag & 7))
-            return 0;
+    while (inner.p < inner.end) {
+        if (!get_varint(&inner, &tag) || tag >> 3 == 0 || tag >> 3 > 0x1FFFFFFF) return 0;
+        if (tag == 0x08 || tag == 0x10) { /* int64 seconds, int32 nanos */
+            if (!get_varint(&inner, &value)) return 0;
+            if (tag == 0x08)
+                t->seconds = (int64_t)value;
+            else
+                t->nanos = (int32_t)(uint32_t)value;
+        } else if ((tag >> 3 == 1 || tag >> 3 == 2) || !skip_field(&inner, tag & 7)) {
+            return 0; /* a known field with another wire type, or bad data */
+        }
+    }
+    t->present = 1;
     c->p += n;
     return 1;
 }
@@ -94,6 +115,7 @@ typedef struct {
     int binary; /* the data is the `binary` field */
     const unsigned char *type, *data;
     Py_ssize_t type_len, data_len;
+    Time stamp;
 } Val;
 
 /* Parses a Value message at [p, end); 0 when the parser does not take it. */
@@ -126,8 +148,8 @@ static int parse_value(const unsigned char *p, const unsigned char *end, Val *v)
             v->ttl = (uint32_t)n;
             has_ttl = 1;
             break;
-        case 6: /* Timestamp timestamp: not exported */
-            if (wire != 2 || !skip_message(&c)) return 0;
+        case 6: /* Timestamp timestamp */
+            if (wire != 2 || !get_time(&c, &v->stamp)) return 0;
             break;
         default:
             if (!skip_field(&c, wire)) return 0;
@@ -139,8 +161,9 @@ static int parse_value(const unsigned char *p, const unsigned char *end, Val *v)
 
 /* A record's identifier and the spans of its Value messages (in `vals`, grown as needed). */
 typedef struct {
-    const unsigned char *id;
-    Py_ssize_t id_len;
+    const unsigned char *id, *owner, *etag;
+    Py_ssize_t id_len, owner_len, etag_len;
+    Time created, updated;
     Val *vals;
     Py_ssize_t count, cap;
 } Rec;
@@ -154,8 +177,9 @@ static int parse_record(PyObject *raw, Rec *r) {
         return 0;
     }
     Cursor c = {(const unsigned char *)buf, (const unsigned char *)buf + len};
-    r->id = (const unsigned char *)"";
-    r->id_len = 0;
+    r->id = r->owner = r->etag = (const unsigned char *)"";
+    r->id_len = r->owner_len = r->etag_len = 0;
+    r->created = r->updated = (Time){0, 0, 0};
     r->count = 0;
     while (c.p < c.end) {
         uint64_t tag;
@@ -180,10 +204,16 @@ static int parse_record(PyObject *raw, Rec *r) {
             }
             if (!parse_value(data, data + n, &r->vals[r->count])) return 0;
             r->count++;
-        } else if (field == 3 || field == 6 || field == 7) { /* owner, etag, template: strings */
+        } else if (field == 3) { /* string owner */
+            if (wire != 2 || !get_bytes(&c, &r->owner, &r->owner_len) || !valid_utf8(r->owner, r->owner_len))
+                return 0;
+        } else if (field == 6) { /* string etag */
+            if (wire != 2 || !get_bytes(&c, &r->etag, &r->etag_len) || !valid_utf8(r->etag, r->etag_len))
+                return 0;
+        } else if (field == 7) { /* string template: not exported */
             if (wire != 2 || !get_bytes(&c, &data, &n) || !valid_utf8(data, n)) return 0;
-        } else if (field == 4 || field == 5) { /* create_time, update_time: messages */
-            if (wire != 2 || !skip_message(&c)) return 0;
+        } else if (field == 4 || field == 5) { /* Timestamp create_time, update_time */
+            if (wire != 2 || !get_time(&c, field == 4 ? &r->created : &r->updated)) return 0;
         } else if (!skip_field(&c, wire)) {
             return 0;
         }
@@ -264,7 +294,7 @@ static PyObject *column_keys(PyObject *self, PyObject *page) {
     for (Py_ssize_t i = 0; out != NULL && i < t.count; i++) {
         Col *col = &t.cols[i];
         Val v = {col->index, col->ttl, col->binary, (const unsigned char *)col->type, NULL,
-                 col->type_len, 0};
+                 col->type_len, 0, {0, 0, 0}};
         PyObject *key = key_of(&v);
         if (key == NULL || PySet_Add(out, key) < 0) Py_CLEAR(out);
         Py_XDECREF(key);
@@ -436,12 +466,149 @@ done:
     return result;
 }
 
+/* Appends s as a JSON string, escaped as Python's json module escapes it with ensure_ascii
+ * False: quote, backslash and the C0 controls only (\b \t \n \f \r by name, others as \u00XX). */
+static int put_json_text(Out *o, const unsigned char *s, Py_ssize_t n) {
+    static const char HEX[] = "0123456789abcdef";
+    if (!out_reserve(o, 6 * n + 2)) return 0;
+    char *w = o->buf + o->len;
+    *w++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\') {
+            *w++ = (char)ch;
+            continue;
+        }
+        *w++ = '\\';
+        switch (ch) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '\b': *w++ = 'b'; break;
+        case '\t': *w++ = 't'; break;
+        case '\n': *w++ = 'n'; break;
+        case '\f': *w++ = 'f'; break;
+        case '\r': *w++ = 'r'; break;
+        default:
+            memcpy(w, "u00", 3);
+            w += 3;
+            *w++ = HEX[ch >> 4];
+            *w++ = HEX[ch & 15];
+        }
+    }
+    *w++ = '"';
+    o->len = w - o->buf;
+    return 1;
+}
+
+static int put_raw(Out *o, const char *s) {
+    Py_ssize_t n = (Py_ssize_t)strlen(s);
+    if (!out_reserve(o, n)) return 0;
+    memcpy(o->buf + o->len, s, (size_t)n);
+    o->len += n;
+    return 1;
+}
+
+static int put_uint(Out *o, unsigned long long n) {
+    char digits[24];
+    int k = snprintf(digits, sizeof digits, "%llu", n);
+    if (!out_reserve(o, k)) return 0;
+    memcpy(o->buf + o->len, digits, (size_t)k);
+    o->len += k;
+    return 1;
+}
+
+#define LAST_SECOND 253402300799LL /* 9999-12-31T23:59:59Z */
+
+/* Whether t is a time formats.rfc3339 writes with a four-digit year (or unset). */
+static int time_in_range(const Time *t) {
+    return !t->present || (t->seconds >= 0 && t->seconds <= LAST_SECOND && t->nanos >= 0 && t->nanos <= 999999999);
+}
+
+/* Appends `,"<name>":"YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ"` for a time other than the epoch itself,
+ * which formats.time_ns cannot tell from an unset one (both omitted). */
+static int put_time(Out *o, const char *name, const Time *t) {
+    if (!t->present || (t->seconds == 0 && t->nanos == 0)) return 1;
+    /* days since 1970-01-01 to a civil date (H. Hinnant's days_from_civil, inverted) */
+    int64_t days = t->seconds / 86400, rest = t->seconds % 86400;
+    int64_t z = days + 719468, era = z / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
+    int64_t year = yoe + era * 400 + (month <= 2);
+    char text[64];
+    int k = snprintf(text, sizeof text, ",\"%s\":\"%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%09ldZ\"", name,
+                     (long long)year, (long long)month, (long long)day, (long long)(rest / 3600),
+                     (long long)(rest / 60 % 60), (long long)(rest % 60), (long)t->nanos);
+    if (!out_reserve(o, k)) return 0;
+    memcpy(o->buf + o->len, text, (size_t)k);
+    o->len += k;
+    return 1;
+}
+
+/* Appends one record's JSON line; 0 with an exception set. */
+static int put_json_record(Out *o, const Rec *r, int metadata) {
+    if (!put_raw(o, "{\"identifier\":") || !put_json_text(o, r->id, r->id_len) || !put_raw(o, ",\"values\":["))
+        return 0;
+    for (Py_ssize_t k = 0; k < r->count; k++) {
+        const Val *v = &r->vals[k];
+        if (!put_raw(o, k ? ",{\"index\":" : "{\"index\":") || !put_uint(o, v->index) ||
+            !put_raw(o, ",\"type\":") || !put_json_text(o, v->type, v->type_len) || !put_raw(o, ",\"data\":"))
+            return 0;
+        if (v->binary) {
+            if (!put_raw(o, "{\"binary\":\"") || !put_base64(o, v->data, v->data_len) || !put_raw(o, "\"}"))
+                return 0;
+        } else if (!put_json_text(o, v->data, v->data_len)) {
+            return 0;
+        }
+        if (!put_raw(o, ",\"ttl\":") || !put_uint(o, v->ttl)) return 0;
+        if (metadata && !put_time(o, "timestamp", &v->stamp)) return 0;
+        if (!put_raw(o, "}")) return 0;
+    }
+    if (!put_raw(o, "]")) return 0;
+    if (metadata) {
+        if (!put_raw(o, ",\"owner\":") || !put_json_text(o, r->owner, r->owner_len) ||
+            !put_time(o, "create_time", &r->created) || !put_time(o, "update_time", &r->updated) ||
+            !put_raw(o, ",\"etag\":") || !put_json_text(o, r->etag, r->etag_len))
+            return 0;
+    }
+    return put_raw(o, "}\n");
+}
+
+static PyObject *json_lines(PyObject *self, PyObject *args) {
+    PyObject *page;
+    int metadata;
+    if (!PyArg_ParseTuple(args, "O!p:json_lines", &PyList_Type, &page, &metadata)) return NULL;
+    Rec r = {0};
+    Out o = {0};
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(page); i++) {
+        int ok = parse_record(PyList_GET_ITEM(page, i), &r);
+        if (ok > 0 && metadata) {
+            ok = time_in_range(&r.created) && time_in_range(&r.updated);
+            for (Py_ssize_t k = 0; ok && k < r.count; k++) ok = time_in_range(&r.vals[k].stamp);
+        }
+        if (ok <= 0) {
+            if (ok == 0) result = Py_None, Py_INCREF(result);
+            goto done;
+        }
+        if (!put_json_record(&o, &r, metadata)) goto done;
+    }
+    result = PyBytes_FromStringAndSize(o.buf, o.len);
+done:
+    PyMem_Free(o.buf);
+    PyMem_Free(r.vals);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"column_keys", column_keys, METH_O, "The (index, type, TTL, binary) keys of a page's values."},
     {"csv_lines", csv_lines, METH_VARARGS, "The UTF-8 CSV lines of a page of encoded records."},
+    {"json_lines", json_lines, METH_VARARGS, "The UTF-8 JSON Lines of a page of encoded records."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_csvout", NULL, -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_lines", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__csvout(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__lines(void) { return PyModule_Create(&module); }
