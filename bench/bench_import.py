@@ -1,6 +1,7 @@
 """Bulk import benchmark: end-to-end rows/s, peak RSS, disk bytes per identifier after compaction,
 the import's peak use of disk (node and scratch files, sampled every 0.25 s), and the raw rate of
-rocksdict's SstFileWriter on the same pre-encoded records, in the same run.
+rocksdict's SstFileWriter on the same pre-encoded records, in the same run. Then ``idnode export``
+of the node in the input's format, next to a bare read of every record (the export's ceiling).
 
     .venv/bin/python bench/bench_import.py 1000000            # CSV, one worker per core
     .venv/bin/python bench/bench_import.py 10000000 --format jsonl --enterprises 50
@@ -33,7 +34,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 import gen_data  # noqa: E402
 from rocksdict import SstFileWriter  # noqa: E402
 
-from registry.bulk import TextProgress, run_import  # noqa: E402
+from registry.bulk import TextProgress, run_export, run_import  # noqa: E402
+from registry.bulk.export import iter_pages  # noqa: E402
+from registry.bulk.session import stopped_node_store  # noqa: E402
 from registry.bulk.space import tree_bytes  # noqa: E402
 from registry.model import Principal  # noqa: E402
 from registry.rocks import RocksStore, sst_options  # noqa: E402
@@ -79,6 +82,20 @@ class _DiskPeak:
         self._done.set()
         self._thread.join()
         self.peak = max(self.peak, tree_bytes(self._path))
+
+
+def export_rates(db: Path, dest: Path) -> tuple[float, float]:
+    """rows/s of ``run_export`` of the node at ``db`` to ``dest`` (its defaults), and of reading
+    every record as the export does (its pages, nothing formatted or written): the export's
+    ceiling."""
+    store = stopped_node_store(db, block_cache_bytes=8 << 20)
+    try:
+        started = time.perf_counter()
+        records = sum(len(page) for page in iter_pages(store))
+        read_rate = records / (time.perf_counter() - started)
+    finally:
+        store.close()
+    return run_export(db, dest).records_per_second, read_rate
 
 
 def raw_sst_rate(db: Path, scratch: Path) -> tuple[float, int]:
@@ -146,6 +163,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, help="default: one per core")
     parser.add_argument("--scratch", type=Path, help="where the node is built [a temporary directory]")
+    parser.add_argument("--no-export", action="store_true", help="skip the export of the imported node")
     parser.add_argument(
         "--via-node-rows",
         type=int,
@@ -195,6 +213,8 @@ def main() -> None:
             compact_s = time.perf_counter() - started
             disk = store.disk_bytes()
         raw_rate, raw_rows = raw_sst_rate(db, scratch)
+        exported = scratch / f"export.{args.format}"
+        export_rate, read_rate = (0.0, 0.0) if args.no_export else export_rates(db, exported)
         via_rate = via_node_rate(args.via_node_rows, args.enterprises, scratch) if args.via_node_rows else 0.0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -222,6 +242,9 @@ def main() -> None:
         "raw_sst_rows_per_second": round(raw_rate, 1),
         "raw_sst_sample_rows": raw_rows,
         "ratio_to_raw_sst": round(rate / raw_rate, 3),
+        "export_rows_per_second": export_rate,
+        "read_all_rows_per_second": round(read_rate, 1),
+        "export_ratio_to_read_all": round(export_rate / read_rate, 3) if read_rate else 0.0,
         "via_node_rows": args.via_node_rows,
         "via_node_rows_per_second": via_rate,
     }
