@@ -105,22 +105,23 @@ def status_reason(status: status_pb2.Status) -> tuple[str, str]:
     return reason or str(status.code), "; ".join(f"{f}: {d}" for f, d in violations) or status.message
 
 
-Row = tuple[int, str, list[record_pb2.Value]]
+Row = tuple[int, str, list[record_pb2.Value], str]
+"""(chunk-relative row, identifier, values, the template the row names or "")."""
 
 
 def _decode_rows(
     chunk: Chunk, fmt: Format, columns: Sequence, rejects: list[Reject]
 ) -> tuple[list[Row], int]:
-    """The chunk's decodable rows as (chunk-relative row, identifier, values); undecodable rows go
-    to ``rejects``. Returns the rows and the chunk's row count."""
+    """The chunk's decodable rows (:data:`Row`); undecodable rows go to ``rejects``. Returns the
+    rows and the chunk's row count."""
     text, dirty = decode_text(chunk.read())
     out: list[Row] = []
     n = 0
     for n, row in enumerate(split_rows(text, fmt), start=1):
         identifier = row_identifier(row, fmt)
         try:
-            identifier, values, _ = decode_row(row, fmt, columns, dirty)
-            out.append((n, identifier, [codec.value_to_pb(v) for v in values]))
+            identifier, values, meta = decode_row(row, fmt, columns, dirty)
+            out.append((n, identifier, [codec.value_to_pb(v) for v in values], meta.template))
         except IdnodeError as exc:
             rejects.append(Reject(n, identifier, exc.reason or MALFORMED, reject_message(exc)))
         except (UnicodeEncodeError, ValueError) as exc:  # lone surrogates that protobuf refuses
@@ -184,7 +185,7 @@ def run_remote_import(
                 chunk, count, rejects, batches = window.popleft()
                 imported = skipped = 0
                 for rows, future in batches:
-                    for (n, identifier, _), result in zip(rows, future.result(), strict=True):
+                    for (n, identifier, *_), result in zip(rows, future.result(), strict=True):
                         if result.WhichOneof("result") == "etag":
                             imported += 1
                             continue
@@ -211,8 +212,11 @@ def run_remote_import(
                 for b in range(0, len(rows), batch_rows):
                     part = rows[b : b + batch_rows]
                     request_id = hashlib.sha256(f"{identity}\0{chunk.start}\0{b}".encode()).hexdigest()[:32]
-                    items = [(ident, values) for _, ident, values in part]
-                    future = pool.submit(client.batch_create, items, request_id, template=template)
+                    items = [(ident, values) for _, ident, values, _ in part]
+                    own = [row_template for *_, row_template in part]
+                    future = pool.submit(
+                        client.batch_create, items, request_id, template=template, templates=own
+                    )
                     batches.append((part, future))
                     sent += 1
                     failpoint("after-batch", sent, delay=0.2)  # some in-flight batches reach the node

@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     "template_ref",
     metavar="NAME@VERSION",
     default="",
-    help="Check every row against this published template and store it with the records.",
+    help="Check every row that names no template (JSON Lines 'template') against this published "
+    "template and store it with the records.",
 )
 @click.option(
     "--encoding",

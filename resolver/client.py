@@ -299,15 +299,17 @@ class IdnodeClient:
         request_id: str = "",
         timeout: float | None = None,
         template: str = "",
+        templates: Sequence[str] | None = None,
     ) -> list[registration_pb2.CreateResult]:
         """Create ``records`` (identifier, values) in one call; ``template`` (``name@version``)
-        applies to every record."""
+        applies to every record, but where ``templates[i]`` names one for record ``i``."""
+        own = templates or [""] * len(records)
         req = registration_pb2.BatchCreateIdentifiersRequest(
             requests=[
                 registration_pb2.CreateIdentifierRequest(
-                    record=record_pb2.Record(identifier=i, values=v, template=template)
+                    record=record_pb2.Record(identifier=i, values=v, template=t or template)
                 )
-                for i, v in records
+                for (i, v), t in zip(records, own, strict=True)
             ],
             request_id=request_id,
         )

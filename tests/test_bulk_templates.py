@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from registry.bulk import run_import
-from registry.model import Principal
+from registry.model import Principal, Value
 from registry.rocks import RocksStore
 from registry.service import Registry
 from registry.templates import DataType, Template, TemplateField
@@ -83,3 +83,47 @@ def test_each_committed_chunk_writes_one_audit_entry(tmp_path: Path) -> None:
     assert sum(int(e.detail["rejected"]) for e in batches) == 1
     assert sum(int(e.detail["rows"]) for e in batches) == 3001
     assert all(e.detail["source"] == str(src) and e.actor_role == "admin" for e in batches)
+
+
+def test_a_record_registered_against_a_template_exports_and_imports_with_it(tmp_path: Path) -> None:
+    """JSON Lines carries a record's template: into an empty node that requires templates (the
+    template published there), the export imports as the same records, byte for byte, offline
+    and through a running node's API alike; a row naming a template the node lacks is rejected,
+    and a row's own template wins over ``template=``."""
+    from registry.bulk import run_export
+    from tests.bulk_support import raw_records
+
+    src = node_with_template(tmp_path / "src", require=True)
+    with RocksStore(src) as store:
+        registry = Registry(store)
+        admin = Principal.admin()
+        for n in range(3):
+            registry.create(
+                admin,
+                f"88.118.8/T{n}",
+                [Value(2, "product.gtin", "4006381333931"), Value(3, "product.batch", f"B{n}")],
+                template="gs1.product@1",
+            )
+        registry.create(admin, "88.118.9/plain", [Value(1, "URL", "https://plain")])
+    exported = tmp_path / "all.jsonl"
+    assert run_export(src, exported).records == 4
+    assert exported.read_text().count('"template":"gs1.product@1"') == 3
+
+    copy = node_with_template(tmp_path / "copy", require=True)
+    summary = run_import(copy, exported, workers=0, restore=True)
+    assert (summary.imported, summary.rejected) == (4, 0)
+    assert raw_records(copy) == raw_records(src)
+
+    # Rows naming a template: the node must have it; the row's own wins over the import's.
+    other = exported.read_text().replace("gs1.product@1", "gs1.product@9", 1)
+    (tmp_path / "other.jsonl").write_text(other)
+    bare = node_with_template(tmp_path / "bare", require=False)
+    summary = run_import(bare, tmp_path / "other.jsonl", workers=0, template="gs1.product@1")
+    assert (summary.imported, summary.rejected) == (2, 2)
+    bad = {r["identifier"]: r["message"] for r in rejects(Path(summary.reject_path))}
+    assert "gs1.product@9" in bad["88.118.8/T0"]
+    assert "product.gtin" in bad["88.118.9/plain"]  # a row naming none is checked against the import's
+    assert {r.identifier: r.template for r in records(bare).values()} == {
+        "88.118.8/T1": "gs1.product@1",
+        "88.118.8/T2": "gs1.product@1",
+    }

@@ -109,3 +109,28 @@ def test_cli_via_uses_the_groups_credentials(
     assert result.exit_code == 0, result.output
     assert '"imported": 46' in result.output
     assert len(listing(admin_client)) == 46
+
+
+def test_json_lines_rows_naming_their_template_through_a_running_node(
+    node: NodeServer, admin_client: IdnodeClient, tmp_path: Path
+) -> None:
+    """A row's own template goes with it to the node, which checks it (a row naming none takes
+    the import's ``template``), as the offline import does."""
+    from registry.pb import admin_pb2
+
+    template = admin_pb2.Template(name="gs1.product", version="1", display_name="Product")
+    template.fields.add(type="product.gtin", index=2, data_type=admin_pb2.TemplateField.GTIN, required=True)
+    admin_client.create_template(template)
+    admin_client.create_enterprise("8")
+    gtin = '{"index":2,"type":"product.gtin","data":"4006381333931"}'
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        '{"identifier":"88.118.8/OWN","values":[' + gtin + '],"template":"gs1.product@1"}\n'
+        '{"identifier":"88.118.8/UNKNOWN","values":[' + gtin + '],"template":"gs1.product@9"}\n'
+        '{"identifier":"88.118.8/NONE","values":[{"index":1,"type":"URL","data":"https://x"}]}\n'
+    )
+    summary = run_remote_import(admin_client, src)
+    assert (summary.imported, summary.rejected) == (2, 1)
+    assert "gs1.product@9" in Path(summary.reject_path).read_text()
+    assert admin_client.resolve("88.118.8/OWN").template == "gs1.product@1"
+    assert admin_client.resolve("88.118.8/NONE").template == ""

@@ -15,8 +15,9 @@
  *       a quote, a CR or an LF is quoted, its quotes doubled. ValueError for a value CSV cannot
  *       hold (empty text) or whose key column_of lacks, with the twin's message.
  *   json_lines(page: list[bytes], metadata: bool) -> bytes | None
- *       The UTF-8 JSON Lines of the records, byte for byte what json.dumps(ensure_ascii=False,
- *       separators=(",", ":")) makes of registry.bulk.formats.json_line's objects.
+ *       The UTF-8 JSON Lines of the records (their templates included), byte for byte what
+ *       json.dumps(ensure_ascii=False, separators=(",", ":")) makes of
+ *       registry.bulk.formats.json_line's objects.
  *
  * All answer None when a record is not one this parser takes whole (malformed wire data, invalid
  * UTF-8 in a string, a known field with an unexpected wire type, a group, a time outside years
@@ -161,8 +162,8 @@ static int parse_value(const unsigned char *p, const unsigned char *end, Val *v)
 
 /* A record's identifier and the spans of its Value messages (in `vals`, grown as needed). */
 typedef struct {
-    const unsigned char *id, *owner, *etag;
-    Py_ssize_t id_len, owner_len, etag_len;
+    const unsigned char *id, *owner, *etag, *template;
+    Py_ssize_t id_len, owner_len, etag_len, template_len;
     Time created, updated;
     Val *vals;
     Py_ssize_t count, cap;
@@ -177,8 +178,8 @@ static int parse_record(PyObject *raw, Rec *r) {
         return 0;
     }
     Cursor c = {(const unsigned char *)buf, (const unsigned char *)buf + len};
-    r->id = r->owner = r->etag = (const unsigned char *)"";
-    r->id_len = r->owner_len = r->etag_len = 0;
+    r->id = r->owner = r->etag = r->template = (const unsigned char *)"";
+    r->id_len = r->owner_len = r->etag_len = r->template_len = 0;
     r->created = r->updated = (Time){0, 0, 0};
     r->count = 0;
     while (c.p < c.end) {
@@ -210,8 +211,10 @@ static int parse_record(PyObject *raw, Rec *r) {
         } else if (field == 6) { /* string etag */
             if (wire != 2 || !get_bytes(&c, &r->etag, &r->etag_len) || !valid_utf8(r->etag, r->etag_len))
                 return 0;
-        } else if (field == 7) { /* string template: not exported */
-            if (wire != 2 || !get_bytes(&c, &data, &n) || !valid_utf8(data, n)) return 0;
+        } else if (field == 7) { /* string template */
+            if (wire != 2 || !get_bytes(&c, &r->template, &r->template_len) ||
+                !valid_utf8(r->template, r->template_len))
+                return 0;
         } else if (field == 4 || field == 5) { /* Timestamp create_time, update_time */
             if (wire != 2 || !get_time(&c, field == 4 ? &r->created : &r->updated)) return 0;
         } else if (!skip_field(&c, wire)) {
@@ -567,6 +570,8 @@ static int put_json_record(Out *o, const Rec *r, int metadata) {
         if (!put_raw(o, "}")) return 0;
     }
     if (!put_raw(o, "]")) return 0;
+    if (r->template_len && (!put_raw(o, ",\"template\":") || !put_json_text(o, r->template, r->template_len)))
+        return 0;
     if (metadata) {
         if (!put_raw(o, ",\"owner\":") || !put_json_text(o, r->owner, r->owner_len) ||
             !put_time(o, "create_time", &r->created) || !put_time(o, "update_time", &r->updated) ||

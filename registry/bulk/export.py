@@ -1,7 +1,8 @@
 """``idnode export``: every record (or those under one prefix) as CSV or JSON Lines.
 
-JSON Lines is lossless (values, TTLs, binary data, owner, times, etag): exporting and importing the
-file into an empty node as the administrator gives byte-identical records. CSV carries identifiers
+JSON Lines is lossless (values, TTLs, binary data, template, owner, times, etag): exporting and
+importing the file into an empty node (its templates published) as the administrator gives
+byte-identical records. CSV carries identifiers
 and values (index, type, data, TTL, binary); records read back get new times and etags. CSV cannot
 hold an empty text value (an empty cell means "no value"), so such a record makes a CSV export fail.
 The CSV header is the union of the records' columns, which takes a first pass over the records.

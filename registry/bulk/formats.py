@@ -647,15 +647,19 @@ def csv_cells(record: record_pb2.Record, column_of: dict[ColumnKey, int], width:
 # ------------------------------------------------------------------------------------------ JSONL
 @dataclass(frozen=True, slots=True)
 class Meta:
-    """Node-maintained fields found in an input row (a restore); zero / empty when absent."""
+    """Fields of an input row beside its identifier and values; zero / empty when absent: the
+    node-maintained ones (kept by a restore) and the template the record names."""
 
     create_time_ns: int = 0
     update_time_ns: int = 0
     etag: str = ""
     timestamps: tuple[int, ...] = ()
+    template: str = ""
+    """``name@version`` the record was registered against (JSON Lines ``template``)."""
 
     @property
     def present(self) -> bool:
+        """Whether the row carries node-maintained fields (a restore keeps them)."""
         return bool(self.create_time_ns or self.update_time_ns or self.etag or any(self.timestamps))
 
 
@@ -794,15 +798,17 @@ def json_row(line: str) -> tuple[str, tuple[Value, ...], Meta]:
         stamp = item.get("timestamp")
         stamps.append(time_ns(stamp, f"{at}.timestamp") if stamp is not None else 0)
     meta = NO_META
-    if any(k in doc for k in ("create_time", "update_time", "etag")) or any(stamps):
-        etag = doc.get("etag", "")
-        if not isinstance(etag, str):
-            raise InvalidArgument.single("etag", "must be a string")
+    if any(k in doc for k in ("create_time", "update_time", "etag", "template")) or any(stamps):
+        etag, template = doc.get("etag", ""), doc.get("template", "")
+        for name, text in (("etag", etag), ("template", template)):
+            if not isinstance(text, str):
+                raise InvalidArgument.single(name, "must be a string")
         meta = Meta(
             time_ns(doc["create_time"], "create_time") if "create_time" in doc else 0,
             time_ns(doc["update_time"], "update_time") if "update_time" in doc else 0,
             etag,
             tuple(stamps),
+            template,
         )
     return identifier, tuple(values), meta
 
@@ -846,6 +852,8 @@ def json_line(record: record_pb2.Record, metadata: bool = True) -> str:
             item["timestamp"] = rfc3339(stamp)
         values.append(item)
     doc: dict[str, Any] = {"identifier": record.identifier, "values": values}
+    if record.template:
+        doc["template"] = record.template
     if metadata:
         doc["owner"] = record.owner
         if created := codec.time_ns(record, "create_time"):

@@ -302,9 +302,7 @@ class _Importer:
                 create_enterprises,
                 restore,
                 template,
-                {k: v for k, v in self.store.scan(Table.TEMPLATES, b"", b"\xff" * 8, 1 << 62)}
-                if template
-                else None,
+                {k: v for k, v in self.store.scan(Table.TEMPLATES, b"", b"\xff" * 8, 1 << 62)},
             )
             self.settings = Settings(
                 rules,

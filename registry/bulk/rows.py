@@ -80,10 +80,11 @@ class RowRules:
     create_enterprises: bool = False
     restore: bool = False
     template: str = ""
-    """``name@version`` every row is checked against and stored with (empty: none, and a row of an
-    enterprise that requires a template is rejected, as by the API)."""
+    """``name@version`` every row that names none (a JSON Lines row's ``template``) is checked
+    against and stored with (empty: none, and such a row of an enterprise that requires a template
+    is rejected, as by the API)."""
     templates: dict[bytes, bytes] | None = None
-    """A snapshot of Table.TEMPLATES (needed when ``template`` is set)."""
+    """A snapshot of Table.TEMPLATES (the import's template and those rows name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,15 +142,16 @@ class RowChecker:
         ident = parse(text)
         owner = self._owner(ident.prefix, text)
         enterprise = self._owners.get(ident.prefix.upper())
-        if isinstance(enterprise, Enterprise) and (enterprise.require_template or self.template):
+        template = meta.template or self.template  # a row's own template wins
+        if isinstance(enterprise, Enterprise) and (enterprise.require_template or template):
             violations = value_violations(values) + self.registry._template_violations(
-                enterprise, self.template, values, new=True
+                enterprise, template, values, new=True
             )
             if violations:
                 raise InvalidArgument(violations)
-        elif self.template:  # an enterprise this import creates: no policy of its own yet
+        elif template:  # an enterprise this import creates: no policy of its own yet
             violations = value_violations(values) + self.registry.templates.violations_for(
-                self.template, values, new=True
+                template, values, new=True
             )
             if violations:
                 raise InvalidArgument(violations)
@@ -175,7 +177,7 @@ class RowChecker:
                 (meta.create_time_ns or now) if restore else now,
                 (meta.update_time_ns or now) if restore else now,
                 meta.etag if restore and meta.etag else etag_for(self.rules.nonce, row),
-                self.template,
+                template,
             )
         except UnicodeEncodeError:  # lone surrogates (JSON "\udc80"): not text the node can store
             raise InvalidArgument.single("values", "contains text that is not valid Unicode") from None
