@@ -61,7 +61,7 @@ DATA_BLOCK_BYTES = 4096
 """Uncompressed bytes per data block (RocksDB's default, set explicitly). Larger blocks make the
 import faster and the store smaller, and every read slower: a point read decompresses a whole
 block on a block-cache miss and searches a longer one on a hit. Measured on 10^6-record benchmark
-nodes built alike (bench/README.md, "Session 12"): 16 KiB made the bulk import 12-20% faster and
+nodes built alike (bench/README.md, "Session 12"): 16 KiB made the bulk import 13-21% faster and
 the store 34% smaller (65.8 against 99.1 bytes per identifier), and cut BatchResolve(1000) with
 the node's cache off by 41-46% (uniform keys) and 16-25% (Zipf); 8 KiB: disk -21%, BatchResolve
 -16-22% (uniform), -6-22% (Zipf). Resolution is the node's critical path, so 4 KiB stays."""

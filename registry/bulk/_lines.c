@@ -296,8 +296,8 @@ static PyObject *column_keys(PyObject *self, PyObject *page) {
     out = PySet_New(NULL);
     for (Py_ssize_t i = 0; out != NULL && i < t.count; i++) {
         Col *col = &t.cols[i];
-        Val v = {col->index, col->ttl, col->binary, (const unsigned char *)col->type, NULL,
-                 col->type_len, 0, {0, 0, 0}};
+        Val v = {.index = col->index, .ttl = col->ttl, .binary = col->binary,
+                 .type = (const unsigned char *)col->type, .type_len = col->type_len};
         PyObject *key = key_of(&v);
         if (key == NULL || PySet_Add(out, key) < 0) Py_CLEAR(out);
         Py_XDECREF(key);

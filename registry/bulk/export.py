@@ -160,22 +160,19 @@ def run_export(
         # C writes the lines faster than this process would pickle a page to a worker and the lines
         # back (bench/README.md, "Session 12").
         workers = 0 if lines_in_c() else len(os.sched_getaffinity(0))
-    processes = workers
     with contextlib.ExitStack() as stack:
         # Spawned, not forked: the caller may run other threads (a running node's RocksDB, grpc).
         pool = (
-            stack.enter_context(multiprocessing.get_context("spawn").Pool(processes))
-            if processes > 1
-            else None
+            stack.enter_context(multiprocessing.get_context("spawn").Pool(workers)) if workers > 1 else None
         )
         if isinstance(target, Registry):
             return _export(
-                target.store, dest, fmt, parent, metadata, progress, pool, processes, check_space, codec
+                target.store, dest, fmt, parent, metadata, progress, pool, workers, check_space, codec
             )
         store = stack.enter_context(
             contextlib.closing(stopped_node_store(target, block_cache_bytes=EXPORT_BLOCK_CACHE_BYTES))
         )
-        return _export(store, dest, fmt, parent, metadata, progress, pool, processes, check_space, codec)
+        return _export(store, dest, fmt, parent, metadata, progress, pool, workers, check_space, codec)
 
 
 def _export(
@@ -186,12 +183,12 @@ def _export(
     metadata: bool,
     progress: Progress | None,
     pool: Any,
-    processes: int,
+    workers: int,
     check_space: bool,
     codec: str,
 ) -> ExportSummary:
     started = time.monotonic()
-    window = processes + 1
+    window = workers + 1
     progress = progress or SilentProgress()
     column_of: dict[ColumnKey, int] = {}
     # The byte-order mark goes once at the start of the file; the pages are plain UTF-8.
