@@ -29,12 +29,16 @@ from pathlib import Path
 
 from bench.gen_data import COLUMNS, generate
 from registry.bulk import run_import
-from registry.rocks import BOTTOMMOST_ZSTD_LEVEL, DATA_BLOCK_BYTES
+from registry.rocks import BOTTOMMOST_ZSTD_LEVEL, DATA_BLOCK_BYTES, PARTITIONED_INDEX
 from resolver.datadir import DataDir
 from resolver.services.wire import TAG1, field
 
 NODE_PREFIX = "88.118"
-LAYOUT = {"data_block_bytes": DATA_BLOCK_BYTES, "bottommost_zstd_level": BOTTOMMOST_ZSTD_LEVEL}
+LAYOUT = {
+    "data_block_bytes": DATA_BLOCK_BYTES,
+    "bottommost_zstd_level": BOTTOMMOST_ZSTD_LEVEL,
+    "partitioned_index": PARTITIONED_INDEX,
+}
 """The store settings that shape a dataset's files. A dataset built with others is rebuilt: the
 suite once compared a node against a 4 KiB-block dataset built by a day-older code, laid out
 differently (147 MB against 95 MB), and read its cache-off figures off that (bench/README.md,

@@ -74,7 +74,32 @@ with blocks read once. Smaller scans (listings, audit and change-feed pages) kee
 BULK_SCAN_READAHEAD = 2 << 20
 
 
-def _options(block_cache: Cache, data_block_bytes: int = DATA_BLOCK_BYTES) -> Options:
+PARTITIONED_INDEX = False
+"""How each file's index and Bloom filter are kept. ``False`` (the default): one index block and
+one filter block per file, loaded when the file is opened and held by RocksDB's table readers,
+outside the block cache. ``True``: both cut into 4 KiB partitions that live in the block cache
+under a pinned top level, so memory stays bounded by the block cache.
+
+In memory, a point read looks up one block in the block cache (its data block) and at most one
+read from the device; partitioned, up to three of each (index partition, filter partition, data
+block). Raw ``get`` on the 10^6 benchmark dataset, the two layouts alternating
+(``bench/bench_index_layout.py``; bench/README.md, "Session 13"): 25-30% less CPU per read in
+memory. The price is memory that grows with the data: ~4.5 bytes per identifier in every process
+that opens the store (4.5 MB at 10^6, ~450 MB at 10^8; each serving worker holds its own), plus
+the time to read those blocks when the store opens. A node whose processes cannot spare that
+(10^9 identifiers and up) should write its files partitioned: the layout is written into each
+file (by the bulk import and by compactions), and RocksDB reads files of either layout.
+
+Whole index blocks must never live in the block cache: at 10^7 identifiers their ~1 MB blocks
+thrashed the cache's 4 MiB shards and every get re-read one (~300 us against ~5 us;
+bench/README.md, "1e7 identifiers")."""
+
+
+def _options(
+    block_cache: Cache,
+    data_block_bytes: int = DATA_BLOCK_BYTES,
+    partitioned_index: bool = PARTITIONED_INDEX,
+) -> Options:
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.create_missing_column_families(True)
@@ -86,16 +111,16 @@ def _options(block_cache: Cache, data_block_bytes: int = DATA_BLOCK_BYTES) -> Op
     table.set_block_cache(block_cache)
     table.set_block_size(data_block_bytes)
     table.set_bloom_filter(10, False)
-    # Index and filter blocks live in the block cache (memory stays bounded by it), partitioned
-    # into 4 KiB pieces under a pinned top level. Whole per-file index blocks (~1 MB for a 64 MB
-    # file) thrashed the cache's 4 MiB shards at 1e7 identifiers: every get re-read and
-    # decompressed one (~300 us per get against ~5 us; bench/README.md "1e7 identifiers").
-    table.set_index_type(BlockBasedIndexType.two_level_index_search())
-    table.set_partition_filters(True)
-    table.set_metadata_block_size(4096)
-    table.set_cache_index_and_filter_blocks(True)
-    table.set_pin_top_level_index_and_filter(True)
-    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    if partitioned_index:
+        table.set_index_type(BlockBasedIndexType.two_level_index_search())
+        table.set_partition_filters(True)
+        table.set_metadata_block_size(4096)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_top_level_index_and_filter(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    else:
+        table.set_index_type(BlockBasedIndexType.binary_search())
+        table.set_cache_index_and_filter_blocks(False)
     opts.set_block_based_table_factory(table)
     return opts
 
@@ -115,6 +140,7 @@ class RocksStore:
         fsync: bool = True,
         secondary_dir: str | Path | None = None,
         bulk_load: bool = False,
+        partitioned_index: bool = PARTITIONED_INDEX,
     ) -> None:
         """With ``secondary_dir``, open a read-only *secondary* instance that follows the primary
         process owning ``path`` through :meth:`catch_up` (several may run beside the primary);
@@ -126,10 +152,13 @@ class RocksStore:
         one thread per core. Level 0 stays bounded (open files, lookups, pinned index blocks). Up
         to a few dozen level-0 files may remain when the session ends without a final compaction
         (or is killed): the next normal open compacts them in the background, and slows writes
-        (RocksDB's level-0 triggers, 20 and 36 files) until it has."""
+        (RocksDB's level-0 triggers, 20 and 36 files) until it has.
+
+        ``partitioned_index``: the layout of the files this instance writes (compactions); see
+        :data:`PARTITIONED_INDEX`. Files of either layout are read."""
         self.path = Path(path)
         self.secondary = secondary_dir is not None
-        opts = _options(Cache(block_cache_bytes))
+        opts = _options(Cache(block_cache_bytes), partitioned_index=partitioned_index)
         if bulk_load:
             if secondary_dir is not None:
                 raise ValueError("bulk_load is for the primary instance")
@@ -329,11 +358,14 @@ class RocksStore:
         self.close()
 
 
-def sst_options(data_block_bytes: int = DATA_BLOCK_BYTES) -> Options:
+def sst_options(
+    data_block_bytes: int = DATA_BLOCK_BYTES, partitioned_index: bool = PARTITIONED_INDEX
+) -> Options:
     """Options for :class:`rocksdict.SstFileWriter` building files that :meth:`RocksStore.ingest`
     takes: the store's own table format and compression, raw (bytes) mode. ``data_block_bytes``
-    other than the store's serves benchmarks only (``bench/bench_sst_compression.py``)."""
-    return _options(Cache(8 << 20), data_block_bytes)
+    other than the store's serves benchmarks only (``bench/bench_sst_compression.py``);
+    ``partitioned_index``: see :data:`PARTITIONED_INDEX`."""
+    return _options(Cache(8 << 20), data_block_bytes, partitioned_index)
 
 
 def _store_full(exc: Exception) -> StoreFull:

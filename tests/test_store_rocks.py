@@ -109,3 +109,46 @@ def test_bottom_level_compression_holds_on_new_and_existing_db(tmp_path: Path) -
         for section in sections:
             assert "bottommost_compression=kZSTD" in section
             assert f";level={BOTTOMMOST_ZSTD_LEVEL};" in section
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_index_layout_holds_on_new_and_existing_db(tmp_path: Path, partitioned: bool) -> None:
+    """Every column family's files are written with the index layout the store is opened with
+    (:data:`registry.rocks.PARTITIONED_INDEX`), as RocksDB records it in its OPTIONS file, on
+    creation and again on reopening."""
+    expected = {
+        "index_type": "kTwoLevelIndexSearch" if partitioned else "kBinarySearch",
+        "partition_filters": str(partitioned).lower(),
+        "cache_index_and_filter_blocks": str(partitioned).lower(),
+    }
+    for _ in range(2):
+        RocksStore(tmp_path / "db", partitioned_index=partitioned).close()
+        latest = max((tmp_path / "db").glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
+        sections = latest.read_text().split("[TableOptions/BlockBasedTable ")[1:]
+        assert len(sections) == len(Table) + 2  # the tables, "default" and the counters
+        for section in sections:
+            for name, value in expected.items():
+                assert f"\n  {name}={value}\n" in section
+
+
+def test_files_of_either_index_layout_are_read(tmp_path: Path) -> None:
+    """A store reads files written in the other layout (a node upgraded from one to the other
+    rewrites its files only as compactions reach them), and its own compactions write its own."""
+    path = tmp_path / "db"
+    keys = [f"88.118.1/K{i:06d}".encode() for i in range(50_000)]
+    expected: list[bytes | None] = [None] * len(keys)
+    for round_, partitioned in enumerate((True, False, True)):
+        with RocksStore(path, fsync=False, partitioned_index=partitioned) as store:
+            assert store.get_many(Table.RECORDS, keys) == expected  # the other layout's files
+            expected = [key + b"#%d" % round_ for key in keys]
+            store.commit(
+                Txn(writes=tuple(Put(Table.RECORDS, k, v) for k, v in zip(keys, expected, strict=True)))
+            )
+            store.compact(Table.RECORDS)  # merges the old files and the new writes into new files
+            records = store._cf[Table.RECORDS]
+            # In memory, the files' index and filter blocks (~70 KB here) are held by the table
+            # readers; partitioned, only their top levels.
+            readers_bytes = records.property_int_value("rocksdb.estimate-table-readers-mem")
+            del records  # (a column family left referenced keeps the database open past close)
+            assert (readers_bytes > 32 << 10) is not partitioned, readers_bytes
+            assert store.get_many(Table.RECORDS, keys) == expected
