@@ -82,13 +82,16 @@ under a pinned top level, so memory stays bounded by the block cache.
 
 In memory, a point read looks up one block in the block cache (its data block) and at most one
 read from the device; partitioned, up to three of each (index partition, filter partition, data
-block). Raw ``get`` on the 10^6 benchmark dataset, the two layouts alternating
-(``bench/bench_index_layout.py``; bench/README.md, "Session 13"): 25-30% less CPU per read in
-memory. The price is memory that grows with the data: ~4.5 bytes per identifier in every process
-that opens the store (4.5 MB at 10^6, ~450 MB at 10^8; each serving worker holds its own), plus
-the time to read those blocks when the store opens. A node whose processes cannot spare that
-(10^9 identifiers and up) should write its files partitioned: the layout is written into each
-file (by the bulk import and by compactions), and RocksDB reads files of either layout.
+block). Raw gets on the benchmark datasets, the two layouts alternating
+(``bench/bench_index_layout.py``; bench/README.md, "Session 13"): 11-26% less CPU per read in
+memory at 10^6 identifiers, 25-34% at 10^7. The price is memory that grows with the data, outside
+the block cache's bound: ~4.6 bytes per identifier in every process that opens the store (measured
+4.3 MiB at 10^6 and 44 MiB at 10^7; ~440 MiB at 10^8 by extrapolation; each serving worker holds
+its own), and reading those blocks when the store opens (106 ms against 29 at 10^7). A node whose
+processes cannot spare that (10^9 identifiers and up) should write its files partitioned: set this
+constant to ``True`` (it is not a configuration field; the server, the bulk import and the CLI all
+take it from here). The layout is written into each file (by the bulk import and by compactions)
+and RocksDB reads files of either layout, so a node changes over file by file.
 
 Whole index blocks must never live in the block cache: at 10^7 identifiers their ~1 MB blocks
 thrashed the cache's 4 MiB shards and every get re-read one (~300 us against ~5 us;
