@@ -54,9 +54,8 @@ def rewrite(source: Path, dest: Path, partitioned: bool) -> int:
 
 def cpu_us_per_key(read, keys: list[bytes], per_call: int) -> float:
     """CPU microseconds per key of ``read`` over ``keys`` for :data:`SECONDS` (wall clock)."""
-    calls = [keys[i : i + per_call] for i in range(0, len(keys) - per_call + 1, per_call)]
-    if per_call == 1:
-        calls = keys
+    whole = range(0, len(keys) - per_call + 1, per_call)  # whole calls only: each counts per_call keys
+    calls = keys if per_call == 1 else [keys[i : i + per_call] for i in whole]
     done = 0
     started, cpu = time.perf_counter(), time.process_time()
     while time.perf_counter() - started < SECONDS:
