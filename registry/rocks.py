@@ -333,6 +333,21 @@ class RocksStore:
                 raise StoreUnavailable("store is closed")
             self._cf[table].compact_range(None, None)
 
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes RocksDB holds in this process, by part: ``block_cache`` (at most the
+        ``block_cache_bytes`` it was opened with), ``table_readers`` (the files' index and filter
+        blocks, outside the block cache's bound: see :data:`PARTITIONED_INDEX`) and ``memtables``
+        (writes not yet in files), over every column family."""
+        self._check_open()
+        families = [*self._cf.values(), self._counters_cf]
+        return {
+            "block_cache": families[0].property_int_value("rocksdb.block-cache-usage"),  # one shared cache
+            "table_readers": sum(
+                f.property_int_value("rocksdb.estimate-table-readers-mem") for f in families
+            ),
+            "memtables": sum(f.property_int_value("rocksdb.cur-size-all-mem-tables") for f in families),
+        }
+
     def disk_bytes(self) -> int:
         """Bytes of the live SST files of the whole database."""
         return sum(int(f["size"]) for f in self._db.live_files())

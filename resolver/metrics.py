@@ -12,6 +12,8 @@ Exposed metrics (all prefixed ``idnode_``):
 - ``cache_hits_total``, ``cache_negative_hits_total``, ``cache_misses_total`` (a miss is one
   store read), ``cache_entries``, ``cache_bytes``;
 - ``identifiers`` — identifiers registered (the writer process only);
+- ``store_memory_bytes{part}`` — what the embedded RocksDB holds in the process: ``block_cache``,
+  ``table_readers`` (index and filter blocks, which grow with the data) and ``memtables``;
 - ``uptime_seconds``.
 
 With several worker processes each worker serves its own endpoint (port + worker index) and
@@ -54,11 +56,15 @@ class Metrics:
     """Per-process metrics. :meth:`interceptor` instruments every call; :meth:`serve` exposes them."""
 
     def __init__(
-        self, cache: RecordCache | None = None, identifiers: Callable[[], int] | None = None
+        self,
+        cache: RecordCache | None = None,
+        identifiers: Callable[[], int] | None = None,
+        store_memory: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.methods: dict[str, MethodStats] = {}
         self.cache = cache
         self.identifiers = identifiers
+        self.store_memory = store_memory
         self.started = time.monotonic()
         self._lock = threading.Lock()
 
@@ -198,6 +204,15 @@ class _Collector(Collector):
             yield GaugeMetricFamily("idnode_cache_bytes", "Bytes held by positive entries.", value=s.bytes)
         if m.identifiers is not None:
             yield GaugeMetricFamily("idnode_identifiers", "Identifiers registered.", value=m.identifiers())
+        if m.store_memory is not None:
+            memory = GaugeMetricFamily(
+                "idnode_store_memory_bytes",
+                "Bytes the embedded store holds in this process.",
+                labels=["part"],
+            )
+            for part, n in sorted(m.store_memory().items()):
+                memory.add_metric([part], n)
+            yield memory
         yield GaugeMetricFamily(
             "idnode_uptime_seconds", "Seconds since start.", value=time.monotonic() - m.started
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from cache import RecordCache
 from registry import limits
 from registry.audit import FeedRetention
+from registry.replica import ReplicaStore
 from registry.rocks import RocksStore
 from registry.service import COUNT_TOTAL, Registry
 from registry.store import Store
@@ -179,7 +181,9 @@ class NodeServer:
         self.reuse_port = reuse_port
         self.rest: HandleRestServer | None = None
         self.metrics = Metrics(
-            self.cache, identifiers=(lambda: self.store.counter(COUNT_TOTAL)) if management else None
+            self.cache,
+            identifiers=(lambda: self.store.counter(COUNT_TOTAL)) if management else None,
+            store_memory=_rocksdb_memory(self.store),
         )
         options = [
             ("grpc.so_reuseport", 1 if reuse_port else 0),
@@ -315,3 +319,11 @@ def with_port(address: str, port: int) -> str:
     """``address`` (host:port) with its port replaced, e.g. after binding port 0."""
     host = address.rsplit(":", 1)[0]
     return f"{host}:{port}"
+
+
+def _rocksdb_memory(store: Store) -> Callable[[], dict[str, int]] | None:
+    """What RocksDB holds in memory, for the metrics, when ``store`` is RocksDB or a reader's
+    replica of it (:meth:`RocksStore.memory_bytes`); None for other stores."""
+    if isinstance(store, ReplicaStore):
+        store = store.secondary
+    return store.memory_bytes if isinstance(store, RocksStore) else None
