@@ -85,9 +85,9 @@ read from the device; partitioned, up to three of each (index partition, filter 
 block). Raw gets on the benchmark datasets, the two layouts alternating
 (``bench/bench_index_layout.py``; bench/README.md, "Session 13"): 11-26% less CPU per read in
 memory at 10^6 identifiers, 25-34% at 10^7. The price is memory that grows with the data, outside
-the block cache's bound: ~4.6 bytes per identifier in every process that reads the store (measured
-4.3 MiB at 10^6 and 44 MiB at 10^7; ~440 MiB at 10^8 by extrapolation; each serving worker holds
-its own), and reading those blocks when the store opens (106 ms against 29 at 10^7). A node whose
+the block cache's bound: ~4.7 bytes per identifier in every process that reads the store (measured
+4.3 MiB at 10^6, 44 MiB at 10^7, 448 MiB at 10^8; each serving worker holds its own), and
+reading those blocks when the store opens (106 ms against 29 at 10^7; 1.6 s at 10^8). A node whose
 processes cannot spare that (10^9 identifiers and up) should write its files partitioned: set this
 constant to ``True`` (it is not a configuration field; the server, the bulk import and the CLI all
 take it from here). The layout is written into each file (by the bulk import and by compactions)
