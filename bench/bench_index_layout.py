@@ -35,7 +35,8 @@ from bench._proc import log, rss_mb
 from registry.rocks import RocksStore
 from registry.store import Table
 
-LAYOUTS = {"in memory": False, "partitioned": True}
+LAYOUTS = {"in-memory": False, "partitioned": True}
+"""Layout name (also its copy's directory) -> ``partitioned_index``."""
 SAMPLE = 200_000
 SECONDS = 2.0
 
@@ -98,25 +99,25 @@ def main() -> None:
     samples = {d: [k.upper() for k in dataset.sample(ds, SAMPLE, d)[0]] for d in ("zipf", "uniform")}
     scratch = Path(args.data_root) / f"index-layout-{n}"
     if args.one:
-        print(json.dumps(measure(scratch / args.one, LAYOUTS[args.one.replace("-", " ")], samples)))
+        print(json.dumps(measure(scratch / args.one, LAYOUTS[args.one], samples)))
         return
     disk = {}
     for name, partitioned in LAYOUTS.items():
         log(f"rewriting the store's records files: {name}")
-        disk[name] = rewrite(ds.data_dir / "db", scratch / name.replace(" ", "-"), partitioned) / n
+        disk[name] = rewrite(ds.data_dir / "db", scratch / name, partitioned) / n
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in LAYOUTS}
     for r in range(args.rounds):
         for name in LAYOUTS:
             cmd = [sys.executable, "-m", "bench.bench_index_layout", "--ids", args.ids]
-            cmd += ["--data-root", args.data_root, "--one", name.replace(" ", "-")]
+            cmd += ["--data-root", args.data_root, "--one", name]
             done = subprocess.run(cmd, check=True, capture_output=True, text=True)
             runs[name].append(json.loads(done.stdout))
             log(f"round {r + 1}/{args.rounds} {name}: {runs[name][-1]}")
     shutil.rmtree(scratch)
-    figures = list(runs["in memory"][0])
+    figures = list(runs["in-memory"][0])
     print(f"{n:,} identifiers, {args.rounds} rounds alternating; medians (CPU us per key unless named)")
-    print("{:<22} {:>12} {:>12} {:>10}".format("", "in memory", "partitioned", "ratio"))
-    print(f"{'disk bytes/id':<22} {disk['in memory']:>12.1f} {disk['partitioned']:>12.1f}")
+    print("{:<22} {:>12} {:>12} {:>10}".format("", *LAYOUTS, "ratio"))
+    print(f"{'disk bytes/id':<22} {disk['in-memory']:>12.1f} {disk['partitioned']:>12.1f}")
     for fig in figures:
         mem, part = (statistics.median(run[fig] for run in runs[name]) for name in LAYOUTS)
         ratio = f"{mem / part:.2f}" if fig != "readers_mb" else "-"
